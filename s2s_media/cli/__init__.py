@@ -1,0 +1,1 @@
+"""The ``s2s-media`` command: one module per subcommand, each a thin shell over the library."""

@@ -1,0 +1,107 @@
+"""``s2s-media evaluate --model CKPT --manifest M``: WER/CER per decoding method, with hypotheses."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger("s2s_media.evaluate")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="decode a manifest and score WER/CER",
+        description="Decode every utterance of a JSONL manifest and print WER and CER (jiwer, on normalised "
+                    "text) for each decoding method. Per-utterance hypotheses go to OUT/<method>.jsonl and the "
+                    "scores to OUT/scores.json. One encoder pass serves all methods.")
+    p.add_argument("--model", required=True, help="checkpoint (.pt) written by train or average")
+    p.add_argument("--manifest", required=True, help="JSONL manifest with id, audio, text, duration")
+    p.add_argument("--decoding", default="rescoring",
+                   help="ctc_greedy, ctc_prefix_beam, attention, rescoring, a comma list, or all (default rescoring)")
+    p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's decode.beam)")
+    p.add_argument("--ctc-weight", type=float, default=None, help="CTC share of the rescoring score")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="decode the encoder in chunks of this many frames (streaming); 0 = full context")
+    p.add_argument("--batch-seconds", type=float, default=None, help="seconds of audio per batch")
+    p.add_argument("--out", help="output folder (default: next to the checkpoint, decode_<manifest name>)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, default=1, help="feature-extraction worker processes")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N utterances (0 = all)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import dataclasses
+
+    import torch
+    from tqdm import tqdm
+
+    from s2s_media.data.dataset import AudioDataset, collate, worker_init
+    from s2s_media.data.manifest import read_manifest
+    from s2s_media.data.sampler import BucketingBatchSampler
+    from s2s_media.decoding.recognizer import decode_batch, iterate_batches, parse_methods
+    from s2s_media.metrics import cer, wer
+    from s2s_media.models.build import load_model_file
+    from s2s_media.training.distributed import pick_device
+
+    methods = parse_methods(args.decoding)
+    loaded = load_model_file(args.model)
+    overrides = {k: v for k, v in {"beam": args.beam, "ctc_weight": args.ctc_weight, "chunk_size": args.chunk_size,
+                                   "batch_seconds": args.batch_seconds}.items() if v is not None}
+    dcfg = dataclasses.replace(loaded.config.decode, **overrides)
+    device = pick_device(args.device)
+    model = loaded.model.to(device)
+    records = read_manifest(args.manifest)
+    if args.limit:
+        records = records[: args.limit]
+    ds = AudioDataset(records, loaded.tokenizer, loaded.config.model.n_mels, augment=None)
+    sampler = BucketingBatchSampler([r.duration for r in records], dcfg.batch_seconds, shuffle=False)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=args.workers,
+                                         worker_init_fn=worker_init if args.workers else None)
+    prefix = loaded.tokenizer.prefix("asr" if "asr" in loaded.tokenizer.tasks else None)
+    out_dir = Path(args.out) if args.out else Path(args.model).parent / f"decode_{Path(args.manifest).stem}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {m: open(out_dir / f"{m}.jsonl", "w") for m in methods}
+    refs: list[str] = []
+    hyps: dict[str, list[str]] = {m: [] for m in methods}
+    audio_s, skipped, start = 0.0, 0, time.time()
+    try:
+        bar = tqdm(total=len(records), unit="utt", desc="decoding", mininterval=1.0)
+        for batch, feats, lengths in iterate_batches(loader, device):
+            for bad in batch["bad"]:
+                skipped += 1
+                log.warning("skipping %s: %s", bad.id, bad.reason)
+            bar.update(len(batch["ids"]) + len(batch["bad"]))
+            if feats is None:
+                continue
+            audio_s += batch["seconds"]
+            results = decode_batch(model, feats, lengths, prefix, methods, dcfg)
+            refs.extend(batch["texts"])
+            for m in methods:
+                for uid, ref, r in zip(batch["ids"], batch["texts"], results[m]):
+                    text = loaded.tokenizer.decode(r.tokens)
+                    hyps[m].append(text)
+                    files[m].write(json.dumps({"id": uid, "ref": ref, "hyp": text, "score": r.score}) + "\n")
+                files[m].flush()
+        bar.close()
+    finally:
+        for f in files.values():
+            f.close()
+    elapsed = time.time() - start
+    if not refs:
+        print(f"no utterance of {args.manifest} could be decoded ({skipped} skipped)")
+        return 1
+    scores = {}
+    for m in methods:
+        w, c = wer(refs, hyps[m]), cer(refs, hyps[m])
+        scores[m] = {"wer": w.rate, "cer": c.rate, "words": w.ref_len, "substitutions": w.substitutions,
+                     "deletions": w.deletions, "insertions": w.insertions}
+        print(f"{m:16s} WER {100 * w.rate:6.2f}%  CER {100 * c.rate:6.2f}%  ({w})")
+    summary = {"model": str(args.model), "manifest": str(args.manifest), "utterances": len(refs),
+               "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
+               "rtf": elapsed / max(audio_s, 1e-9), "beam": dcfg.beam, "scores": scores}
+    (out_dir / "scores.json").write_text(json.dumps(summary, indent=1))
+    print(f"{len(refs)} utterances, {audio_s / 3600:.2f} h, RTF {summary['rtf']:.3f}; "
+          f"{skipped} skipped; hypotheses in {out_dir}")
+    return 1 if skipped else 0

@@ -1,0 +1,153 @@
+"""``s2s-media prepare NAME SRC OUT``: write train/dev/test manifests for a corpus.
+
+The work is done by :data:`s2s_media.data.preparers.PREPARERS`; this module only parses the
+command line, passes each preparer the options it takes, and prints a per-split summary.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+from pathlib import Path
+from typing import Callable
+
+from s2s_media.data.manifest import read_manifest
+from s2s_media.data.preparers import PREPARERS
+from s2s_media.errors import UserError
+
+EPILOG = """\
+datasets and the SRC layout each one expects:
+
+  librispeech  SRC = the LibriSpeech/ folder, or the folder that contains it:
+                 SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac
+                 SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt   ("UTT-ID TRANSCRIPT" lines)
+               every train-* subset present -> train.jsonl; dev-clean -> dev.jsonl;
+               test-clean -> test.jsonl; dev-other / test-other -> dev_other.jsonl / test_other.jsonl
+
+  commonvoice  SRC = a Common Voice language folder (cv-corpus-*/en), or a release folder holding one:
+                 clips/*.mp3, train.tsv, dev.tsv, test.tsv   (tab separated, header row;
+                 columns 'path' and 'sentence' required, 'client_id' used as speaker)
+               manifests point at the mp3 clips; --convert decodes them once to 16 kHz FLAC
+               in OUT/audio/ (recommended: mp3 decoding is slow at training time)
+
+  kaldi        SRC = a folder with Kaldi data dirs train/, dev/ (or valid/) and test/ (or eval/), each with
+                 wav.scp ("RECID PATH"), text ("UTTID TRANSCRIPT"),
+                 optional segments ("UTTID RECID START END") and utt2spk ("UTTID SPEAKER")
+               or SRC = one data dir, written as OUT/<name of SRC>.jsonl.
+               Pipe entries in wav.scp ("RECID cmd ... |") are rejected: convert them to files.
+               Relative paths in wav.scp are resolved against the current directory (Kaldi's
+               convention: the recipe dir), then the data dir's grandparent, parent and itself.
+
+  synthetic    SRC = "fortunes" (the system fortune files) or a text file, one sentence per line;
+               the sentences are synthesised to speech (options --hours ... --max-words)
+
+Transcripts are normalised (lower case, numbers spelled out, punctuation removed); entries with
+an empty transcript, missing audio or a missing transcript are skipped with a counted warning.
+
+examples:
+  s2s-media prepare librispeech /data/LibriSpeech data/librispeech
+  s2s-media prepare commonvoice /data/cv-corpus-17.0/en data/cv_en --convert --workers 2
+  s2s-media prepare kaldi ~/kaldi/egs/mini_librispeech/s5/data data/mini
+  s2s-media prepare synthetic fortunes data/synth --hours 2
+"""
+
+# option attribute -> flag, for the "does not apply" message
+OPTION_FLAGS = {
+    "hours": "--hours", "dev_utts": "--dev-utts", "test_utts": "--test-utts", "seed": "--seed",
+    "workers": "--workers", "min_words": "--min-words", "max_words": "--max-words", "convert": "--convert",
+}
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse ``type`` accepting numbers of ``kind`` greater than zero."""
+    def parse(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}") from None
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        return number
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return number
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``prepare`` subcommand; its ``run`` default is :func:`run`."""
+    parser = subparsers.add_parser(
+        "prepare", help="write train/dev/test manifests for a corpus",
+        description="Scan a corpus and write OUT/train.jsonl, OUT/dev.jsonl and OUT/test.jsonl "
+                    "(JSONL manifests: id, audio, text, duration, speaker, offset), then print "
+                    "utterances and hours per split.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", metavar="NAME", choices=sorted(PREPARERS),
+                        help=f"dataset: {', '.join(sorted(PREPARERS))}")
+    parser.add_argument("src", metavar="SRC", help="the corpus folder (see below); for synthetic: 'fortunes' or a text file")
+    parser.add_argument("out", metavar="OUT", type=Path, help="output folder for the manifests (created if missing)")
+
+    synth = parser.add_argument_group("synthetic")
+    synth.add_argument("--hours", type=_positive(float), help="hours of training speech to synthesise (generator default: 10)")
+    synth.add_argument("--dev-utts", type=_non_negative_int, help="utterances in dev (generator default: 300)")
+    synth.add_argument("--test-utts", type=_non_negative_int, help="utterances in test (generator default: 300)")
+    synth.add_argument("--seed", type=int, help="random seed (generator default: 0)")
+    synth.add_argument("--min-words", type=_positive(int), help="shortest sentence in words (generator default: 3)")
+    synth.add_argument("--max-words", type=_positive(int), help="longest sentence in words (generator default: 16)")
+
+    cv = parser.add_argument_group("commonvoice")
+    cv.add_argument("--convert", action="store_true",
+                    help="decode the mp3 clips once to 16 kHz mono FLAC in OUT/audio/ and point the manifests there")
+
+    both = parser.add_argument_group("synthetic and commonvoice --convert")
+    both.add_argument("--workers", type=_positive(int), help="worker processes (default: all CPU cores)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def preparer_options(name: str, args: argparse.Namespace) -> dict:
+    """The options the user gave, checked against what preparer ``name`` accepts.
+
+    Raises :class:`UserError` for an option the preparer does not take (rather than ignoring it).
+    """
+    given = {key: getattr(args, key, None) for key in OPTION_FLAGS}
+    given = {key: value for key, value in given.items() if value not in (None, False)}
+    accepted = set(inspect.signature(PREPARERS[name]).parameters) - {"src", "out"}
+    unknown = [OPTION_FLAGS[key] for key in given if key not in accepted]
+    if unknown:
+        takes = ", ".join(OPTION_FLAGS[k] for k in OPTION_FLAGS if k in accepted) or "no options"
+        raise UserError(f"{', '.join(unknown)} does not apply to '{name}' (it takes: {takes})")
+    if given.get("min_words") and given.get("max_words") and given["min_words"] > given["max_words"]:
+        raise UserError(f"--min-words {given['min_words']} is larger than --max-words {given['max_words']}")
+    return given
+
+
+def summarize(manifests: dict[str, Path]) -> str:
+    """A table of utterances and hours per split, read back from the written manifests."""
+    lines = [f"  {'split':<12} {'utterances':>10} {'hours':>8}  manifest"]
+    total_utts, total_hours = 0, 0.0
+    for split, path in manifests.items():
+        if Path(path).suffix != ".jsonl":
+            continue
+        records = read_manifest(path)
+        hours = sum(r.duration for r in records) / 3600
+        total_utts, total_hours = total_utts + len(records), total_hours + hours
+        lines.append(f"  {split:<12} {len(records):>10} {hours:>8.2f}  {path}")
+    lines.append(f"  {'total':<12} {total_utts:>10} {total_hours:>8.2f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the preparer named by ``args.name``; print the summary. Returns the exit code."""
+    options = preparer_options(args.name, args)
+    manifests = PREPARERS[args.name](Path(args.src), Path(args.out), **options)
+    print(f"prepared {args.name}: {args.src} -> {args.out}")
+    print(summarize(manifests))
+    return 0

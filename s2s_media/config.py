@@ -1,0 +1,257 @@
+"""Typed configs, filled from YAML.
+
+A recipe's YAML has one block per dataclass below; ``encoder``/``decoder`` name a component
+from the model registries and ``encoder_conf``/``decoder_conf`` are checked against that
+component's own config dataclass. Unknown keys and wrong types raise :class:`ConfigError`
+with the dotted path of the field, e.g. ``model.encoder_conf.n_layers: expected int, got 'x'``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from s2s_media.augment import AugmentConfig
+from s2s_media.errors import ConfigError
+
+
+# --------------------------------------------------------------------------- generic conversion
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def convert(tp: Any, value: Any, where: str) -> Any:
+    """Check/convert ``value`` to type ``tp`` (dataclasses, Optional, list, tuple, dict, Literal, scalars)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return convert(arg, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {_type_name(tp)}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        return [convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping for {cls.__name__}, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where + '.' if where else ''}{unknown[0]}: unknown key; valid keys are {sorted(names)}")
+    kwargs = {k: convert(hints[k], v, f"{where + '.' if where else ''}{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where or cls.__name__}: {e}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain dict of builtins (for YAML, checkpoints and TensorBoard)."""
+    return dataclasses.asdict(obj)
+
+
+# --------------------------------------------------------------------------- the blocks
+@dataclass
+class ModelConfig:
+    encoder: str = "conformer"          # name in models.ENCODERS
+    encoder_conf: dict = field(default_factory=dict)
+    decoder: str = "transformer"        # name in models.DECODERS
+    decoder_conf: dict = field(default_factory=dict)
+    ctc_weight: float = 0.3             # λ in λ·CTC + (1-λ)·attention CE
+    lsm_weight: float = 0.1             # label smoothing of the attention CE
+    n_mels: int = 80
+
+
+@dataclass
+class TokenizerConfig:
+    kind: Literal["char", "sentencepiece", "word"] = "sentencepiece"
+    vocab_size: int = 256               # sentencepiece only
+    model_type: Literal["bpe", "unigram"] = "bpe"
+    path: str | None = None             # a saved tokenizer (.pt dict); trained from data when absent
+
+
+@dataclass
+class DataConfig:
+    train: str = ""                     # JSONL manifest
+    dev: str = ""
+    max_batch_seconds: float = 200.0    # padded seconds of audio per batch
+    max_batch_size: int = 128
+    min_duration: float = 0.3
+    max_duration: float = 20.0
+    num_buckets: int = 20
+    num_workers: int = 2
+    cmvn_utterances: int = 2000         # utterances sampled to estimate global mean/variance
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    scheduler: Literal["noam", "cosine", "constant"] = "noam"
+    warmup_steps: int = 1000
+    min_lr: float = 1e-5                # floor for cosine
+    grad_clip: float = 5.0
+    accum_grad: int = 1
+
+
+@dataclass
+class TrainConfig:
+    exp_dir: str = "exp"
+    epochs: int = 50
+    max_minutes: float = 0.0            # stop (and save) after this wall time; 0 = no limit
+    seed: int = 0
+    log_interval: int = 20              # steps
+    valid_interval: int = 0             # steps between validations; 0 = once per epoch
+    save_interval: int = 500            # steps between resume checkpoints (last.pt)
+    keep_best: int = 5                  # best checkpoints kept by dev WER
+    keep_last: int = 10                 # epoch checkpoints kept (for averaging)
+    valid_utterances: int = 300         # dev utterances used for periodic WER
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0                    # torch intra-op threads on CPU; 0 = all cores
+
+
+@dataclass
+class DecodeConfig:
+    method: Literal["ctc_greedy", "ctc_prefix_beam", "attention", "rescoring"] = "rescoring"
+    beam: int = 10
+    ctc_weight: float = 0.5             # CTC share of the score when rescoring
+    length_penalty: float = 1.0
+    batch_seconds: float = 300.0
+    chunk_size: int = 0                 # encoder chunk (frames after subsampling); 0 = full context
+    left_chunks: int = -1
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+# --------------------------------------------------------------------------- loading
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` strings (value parsed as YAML) to a nested dict in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=10")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{p}' is not a section")
+        node[parts[-1]] = _parse_scalar(value)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base_dir: Path | None = None) -> Config:
+    """Read a YAML config (and ``--set`` overrides) into a validated :class:`Config`.
+
+    Relative manifest paths in ``data`` are resolved against ``base_dir`` (default: the
+    current directory, as recipes run from their own folder).
+    """
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections (model, data, ...)")
+    apply_overrides(data, list(overrides))
+    try:
+        cfg = from_dict(Config, data)
+        validate(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+    return cfg
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a Config stored in a checkpoint."""
+    cfg = from_dict(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks, and the component blocks against their registries."""
+    from s2s_media.models.registry import DECODERS, ENCODERS, component_config
+    m = cfg.model
+    component_config(ENCODERS, m.encoder, m.encoder_conf, "model.encoder")
+    component_config(DECODERS, m.decoder, m.decoder_conf, "model.decoder")
+    if not 0.0 <= m.ctc_weight <= 1.0:
+        raise ConfigError(f"model.ctc_weight: must be within [0, 1], got {m.ctc_weight}")
+    if not 0.0 <= m.lsm_weight < 1.0:
+        raise ConfigError(f"model.lsm_weight: must be within [0, 1), got {m.lsm_weight}")
+    if cfg.optim.accum_grad < 1:
+        raise ConfigError(f"optim.accum_grad: must be >= 1, got {cfg.optim.accum_grad}")
+    if cfg.data.max_batch_seconds <= 0:
+        raise ConfigError("data.max_batch_seconds: must be > 0")

@@ -1,0 +1,1 @@
+"""Manifests, dataset preparers, datasets, batching."""

@@ -1,0 +1,86 @@
+"""ASR dataset: manifest records -> (log-mel features, token ids), with augmentation in training.
+
+Every random choice of an item comes from a NumPy generator seeded by (seed, epoch, index),
+so results do not depend on the number of DataLoader workers and resume exactly.
+A bad utterance (unreadable audio, empty transcript) is not fatal: the item carries the
+reason, ``collate`` drops it, and the trainer warns and counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from s2s_media.audio import LogMel, SAMPLE_RATE, load_audio
+from s2s_media.augment import AugmentConfig, SpecAugment, WaveAugment
+from s2s_media.data.manifest import AudioRecord
+from s2s_media.errors import UserError
+from s2s_media.text.normalize import normalize_text
+from s2s_media.text.tokenizer import Tokenizer
+
+
+@dataclass
+class Bad:
+    """An item that could not be used, with its reason."""
+    id: str
+    reason: str
+
+
+class AudioDataset(torch.utils.data.Dataset):
+    """``__getitem__(i)`` -> dict(id, feats (T, n_mels) float32, tokens list[int], text) or :class:`Bad`."""
+
+    def __init__(self, records: list[AudioRecord], tokenizer: Tokenizer, n_mels: int = 80,
+                 augment: AugmentConfig | None = None, seed: int = 0):
+        self.records = records
+        self.tokenizer = tokenizer
+        self.logmel = LogMel(n_mels)
+        self.wave_aug = WaveAugment(augment) if augment is not None else None
+        self.spec_aug = SpecAugment(augment.spec_augment) if augment is not None else None
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        r = self.records[i]
+        text = normalize_text(r.text)
+        if not text:
+            return Bad(r.id, f"empty transcript after normalisation ({r.text!r})")
+        try:
+            wav = load_audio(r.audio, offset=r.offset, duration=r.duration if r.offset else None)
+        except UserError as e:
+            return Bad(r.id, str(e))
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        if self.wave_aug is not None:
+            wav = self.wave_aug(wav, rng)
+        feats = self.logmel(torch.from_numpy(np.ascontiguousarray(wav)).unsqueeze(0))[0]
+        if self.spec_aug is not None:
+            feats = self.spec_aug(feats, rng)
+        return {"id": r.id, "feats": feats, "tokens": self.tokenizer.encode(text), "text": text,
+                "duration": len(wav) / SAMPLE_RATE}
+
+
+def collate(items: list) -> dict:
+    """Pad a list of items: ``feats (B, T, F)``, ``lengths (B,)``, ``tokens`` (B lists), ``ids``, ``texts``;
+    ``bad`` lists the dropped :class:`Bad` items."""
+    good = [x for x in items if not isinstance(x, Bad)]
+    bad = [x for x in items if isinstance(x, Bad)]
+    batch = {"bad": bad, "ids": [x["id"] for x in good], "texts": [x["text"] for x in good],
+             "tokens": [x["tokens"] for x in good], "seconds": sum(x["duration"] for x in good)}
+    if good:
+        lengths = torch.tensor([x["feats"].size(0) for x in good])
+        feats = torch.zeros(len(good), int(lengths.max()), good[0]["feats"].size(1))
+        for j, x in enumerate(good):
+            feats[j, : x["feats"].size(0)] = x["feats"]
+        batch["feats"], batch["lengths"] = feats, lengths
+    return batch
+
+
+def worker_init(_: int) -> None:
+    """DataLoader workers: one intra-op thread each, so they don't fight the trainer for cores."""
+    torch.set_num_threads(1)

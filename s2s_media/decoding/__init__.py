@@ -1,0 +1,12 @@
+"""Search: CTC greedy and prefix beam search, attention beam search, attention rescoring."""
+from s2s_media.decoding.beam_search import (GNMTLengthNorm, Hypothesis, LengthPenalty, PowerLengthNorm,
+                                            beam_search, greedy_search)
+from s2s_media.decoding.ctc import (CTCHyp, CTCPrefixBeamSearch, ctc_greedy, ctc_prefix_beam_search,
+                                    ctc_prefix_beam_search_batch)
+from s2s_media.decoding.rescoring import RescoredHyp, attention_rescoring, attention_scores
+
+__all__ = [
+    "CTCHyp", "CTCPrefixBeamSearch", "ctc_greedy", "ctc_prefix_beam_search", "ctc_prefix_beam_search_batch",
+    "Hypothesis", "LengthPenalty", "PowerLengthNorm", "GNMTLengthNorm", "beam_search", "greedy_search",
+    "RescoredHyp", "attention_rescoring", "attention_scores",
+]

@@ -1,0 +1,320 @@
+"""CTC decoding: greedy and prefix beam search, with per-token frames and posteriors.
+
+Both searches take log-posteriors ``log_probs: (..., time, vocab)`` (log-softmax of the CTC
+head) and return :class:`CTCHyp` objects that carry, next to the tokens, the frame and the
+posterior of every emitted token on its best alignment. Word timestamps and confidences
+are built from those later.
+
+The prefix beam search is the standard log-space algorithm (as in WeNet/ESPnet): each prefix
+keeps the probability of all alignments ending in blank (``pb``) and in its last token
+(``pnb``). :class:`CTCPrefixBeamSearch` holds that state between calls to ``advance`` so a
+streaming session can feed it chunk by chunk; the one-shot functions are built on it.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from s2s_media.text.tokenizer import BLANK
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class CTCHyp:
+    """One CTC hypothesis.
+
+    tokens: the collapsed label sequence (no blanks).
+    score: log-probability. For :func:`ctc_greedy` the score of the single best path; for the
+        prefix beam search the total over all alignments of ``tokens`` (the CTC score).
+    frames: for each token, the frame of its peak (highest posterior) on the best alignment.
+    probs: for each token, its posterior at that frame (a probability, not a log).
+    """
+
+    tokens: list[int]
+    score: float
+    frames: list[int] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b == NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """float32, unless already float64 (kept for exact tests)."""
+    x = x.detach()
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor | None = None,
+               blank: int = BLANK) -> list[CTCHyp]:
+    """Best-path decoding: argmax per frame, collapse repeats, drop blanks.
+
+    log_probs: (batch, time, vocab) log-posteriors; lengths: (batch,) valid frames (all when None).
+    Returns one :class:`CTCHyp` per utterance; ``score`` is the log-probability of the best path,
+    ``frames``/``probs`` give each token's peak frame within its run of repeated frames.
+    """
+    batch, time, _ = log_probs.shape
+    best, ids = _as_float(log_probs).max(dim=-1)
+    lens = [time] * batch if lengths is None else [int(n) for n in lengths.tolist()]
+    best_l, ids_l = best.cpu().tolist(), ids.cpu().tolist()
+    hyps = []
+    for b in range(batch):
+        n = min(lens[b], time)
+        tokens: list[int] = []
+        frames: list[int] = []
+        logps: list[float] = []
+        prev = blank
+        for t in range(n):
+            u, lp = ids_l[b][t], best_l[b][t]
+            if u != blank:
+                if u != prev:
+                    tokens.append(u)
+                    frames.append(t)
+                    logps.append(lp)
+                elif lp > logps[-1]:  # same run: move to the peak
+                    frames[-1], logps[-1] = t, lp
+            prev = u
+        hyps.append(CTCHyp(tokens, float(sum(best_l[b][:n])), frames, [math.exp(p) for p in logps]))
+    return hyps
+
+
+# A token path on the best alignment, newest token first: (peak frame, log-posterior, rest) or None.
+_Path = tuple | None
+
+
+def _unroll(path: _Path) -> tuple[list[int], list[float]]:
+    frames, logps = [], []
+    while path is not None:
+        frames.append(path[0])
+        logps.append(path[1])
+        path = path[2]
+    return frames[::-1], logps[::-1]
+
+
+class _Node:
+    """A prefix as a persistent linked list.
+
+    Extending a prefix shares its parent, hashing is O(1) (the hash is built incrementally) and
+    equality compares content, stopping at the first shared ancestor; tuples would cost O(length)
+    for every extension, which made long utterances quadratic.
+    """
+
+    __slots__ = ("parent", "token", "length", "hash")
+
+    def __init__(self, parent: _Node | None = None, token: int = -1):
+        self.parent, self.token = parent, token
+        self.length = 0 if parent is None else parent.length + 1
+        self.hash = 0 if parent is None else hash((parent.hash, token))
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        a, b = self, other
+        while a is not b:
+            if not isinstance(b, _Node) or a.hash != b.hash or a.token != b.token or a.length != b.length:
+                return False
+            a, b = a.parent, b.parent
+        return True
+
+    def tokens(self) -> list[int]:
+        out, node = [], self
+        while node.parent is not None:
+            out.append(node.token)
+            node = node.parent
+        return out[::-1]
+
+
+class _Prefix:
+    """Scores of one prefix: totals and best (Viterbi) alignments ending in blank / in its last token.
+
+    ``path_*`` is the token path of the best alignment of each kind; for the non-blank kind its
+    newest entry follows the current run of the last token and moves to that run's peak.
+    """
+
+    __slots__ = ("pb", "pnb", "vb", "vnb", "path_b", "path_nb")
+
+    def __init__(self) -> None:
+        self.pb = self.pnb = self.vb = self.vnb = NEG_INF
+        self.path_b: _Path = None
+        self.path_nb: _Path = None
+
+    @property
+    def total(self) -> float:
+        return _logaddexp(self.pb, self.pnb)
+
+    def best_path(self) -> tuple[float, _Path]:
+        if self.vb >= self.vnb:
+            return self.vb, self.path_b
+        return self.vnb, self.path_nb
+
+
+class CTCPrefixBeamSearch:
+    """Incremental CTC prefix beam search over one utterance.
+
+    beam: prefixes kept after every frame; also the number of tokens tried per frame (top-k).
+    blank_skip: frames whose blank posterior exceeds this probability only extend prefixes with
+        blank (no token is tried), which makes silence nearly free. ``None`` disables it and, with a
+        beam at least as large as the number of prefixes, makes the search exact.
+    blank: the blank id.
+
+    >>> search = CTCPrefixBeamSearch(beam=10)
+    >>> for chunk in chunks:            # each (t, vocab) log-posteriors
+    ...     search.advance(chunk)
+    >>> best = search.nbest()[0]         # frames are counted from the first chunk
+    """
+
+    def __init__(self, beam: int = 10, blank_skip: float | None = 0.999, blank: int = BLANK):
+        if beam < 1:
+            raise ValueError(f"beam must be >= 1, got {beam}")
+        if blank_skip is not None and not 0.0 < blank_skip <= 1.0:
+            raise ValueError(f"blank_skip must be a probability in (0, 1] or None, got {blank_skip}")
+        self.beam = beam
+        self.blank = blank
+        self.blank_skip_logp = NEG_INF if blank_skip is None else math.log(blank_skip)
+        self.skip_enabled = blank_skip is not None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next ``advance`` starts a new utterance at frame 0."""
+        empty = _Prefix()
+        empty.pb = empty.vb = 0.0
+        self.hyps: dict[_Node, _Prefix] = {_Node(): empty}
+        self.frames = 0
+
+    def advance(self, log_probs: torch.Tensor) -> None:
+        """Consume the next frames. log_probs: (t, vocab) log-posteriors."""
+        if log_probs.dim() != 2:
+            raise ValueError(f"expected log_probs of shape (time, vocab), got {tuple(log_probs.shape)}")
+        if log_probs.size(0) == 0:
+            return
+        lp = _as_float(log_probs)
+        top_lp, top_ids = lp.topk(min(self.beam, lp.size(-1)), dim=-1)
+        self.advance_pruned(top_lp.cpu().tolist(), top_ids.cpu().tolist(), lp[:, self.blank].cpu().tolist())
+
+    def advance_pruned(self, top_logps: list[list[float]], top_ids: list[list[int]],
+                       blank_logps: list[float]) -> None:
+        """Consume frames already reduced to their top-k tokens (lists of length t, k and t).
+
+        This is what :meth:`advance` calls; the batched search computes the top-k of a whole
+        batch in one call and feeds each utterance here.
+        """
+        for lps, ids, lb in zip(top_logps, top_ids, blank_logps):
+            if self.skip_enabled and lb > self.blank_skip_logp:
+                self._blank_frame(lb)
+            else:
+                self._frame(self.frames, lps, ids, lb)
+            self.frames += 1
+
+    def _blank_frame(self, lb: float) -> None:
+        """A frame that is (almost surely) blank: every prefix just absorbs it; order is unchanged."""
+        for h in self.hyps.values():
+            total = h.total
+            h.vb, h.path_b = h.best_path()
+            h.vb += lb
+            h.pb, h.pnb, h.vnb, h.path_nb = total + lb, NEG_INF, NEG_INF, None
+
+    def _frame(self, t: int, lps: list[float], ids: list[int], lb: float) -> None:
+        blank = self.blank
+        nxt: dict[_Node, _Prefix] = {}
+
+        def get(node: _Node) -> _Prefix:
+            h = nxt.get(node)
+            if h is None:
+                h = nxt[node] = _Prefix()
+            return h
+
+        for node, h in self.hyps.items():
+            total = h.total
+            best_v, best = h.best_path()
+            # blank: the prefix stays, now ending in blank (always tried, even outside the top-k)
+            if total > NEG_INF:
+                n = get(node)
+                n.pb = _logaddexp(n.pb, total + lb)
+                if best_v + lb > n.vb:
+                    n.vb, n.path_b = best_v + lb, best
+            last = node.token if node.parent is not None else None
+            for u, p in zip(ids, lps):
+                if u == blank:
+                    continue
+                if u == last:
+                    # "a" + a -> "a" (the same token continues its run)
+                    if h.pnb > NEG_INF:
+                        n = get(node)
+                        n.pnb = _logaddexp(n.pnb, h.pnb + p)
+                        if h.vnb + p > n.vnb:
+                            n.vnb = h.vnb + p
+                            path = h.path_nb
+                            n.path_nb = (t, p, path[2]) if p > path[1] else path  # a new peak?
+                    # "a" + blank + a -> "aa"
+                    if h.pb > NEG_INF:
+                        n = get(_Node(node, u))
+                        n.pnb = _logaddexp(n.pnb, h.pb + p)
+                        if h.vb + p > n.vnb:
+                            n.vnb, n.path_nb = h.vb + p, (t, p, h.path_b)
+                elif total > NEG_INF:
+                    n = get(_Node(node, u))
+                    n.pnb = _logaddexp(n.pnb, total + p)
+                    if best_v + p > n.vnb:
+                        n.vnb, n.path_nb = best_v + p, (t, p, best)
+        if len(nxt) > self.beam:
+            nxt = dict(heapq.nlargest(self.beam, nxt.items(), key=lambda kv: kv[1].total))
+        self.hyps = nxt
+
+    def nbest(self, n: int | None = None) -> list[CTCHyp]:
+        """The current hypotheses, best first (at most ``n``, default all ``beam``).
+
+        ``score`` is the prefix's total log-probability; frames count from the first frame
+        fed since the last :meth:`reset`.
+        """
+        ranked = sorted(self.hyps.items(), key=lambda kv: kv[1].total, reverse=True)
+        out = []
+        for node, h in ranked[:n]:
+            frames, logps = _unroll(h.best_path()[1])
+            out.append(CTCHyp(node.tokens(), h.total, frames, [math.exp(p) for p in logps]))
+        return out
+
+
+def ctc_prefix_beam_search(log_probs: torch.Tensor, beam: int = 10, blank_skip: float | None = 0.999,
+                           blank: int = BLANK) -> list[CTCHyp]:
+    """Prefix beam search over one utterance.
+
+    log_probs: (time, vocab) log-posteriors. Returns up to ``beam`` hypotheses, best first,
+    scored by their total CTC log-probability. See :class:`CTCPrefixBeamSearch` for the options.
+    """
+    search = CTCPrefixBeamSearch(beam, blank_skip, blank)
+    search.advance(log_probs)
+    return search.nbest()
+
+
+def ctc_prefix_beam_search_batch(log_probs: torch.Tensor, lengths: torch.Tensor | None = None,
+                                 beam: int = 10, blank_skip: float | None = 0.999,
+                                 blank: int = BLANK) -> list[list[CTCHyp]]:
+    """:func:`ctc_prefix_beam_search` over a batch.
+
+    log_probs: (batch, time, vocab); lengths: (batch,) valid frames (all when None).
+    The top-k of the whole batch is taken in one call; the search itself runs per utterance.
+    Returns one n-best list per utterance.
+    """
+    batch, time, vocab = log_probs.shape
+    lp = _as_float(log_probs)
+    top_lp, top_ids = lp.topk(min(beam, vocab), dim=-1)
+    top_lp_l, top_ids_l, blank_l = top_lp.cpu().tolist(), top_ids.cpu().tolist(), lp[..., blank].cpu().tolist()
+    lens = [time] * batch if lengths is None else [min(int(n), time) for n in lengths.tolist()]
+    out = []
+    search = CTCPrefixBeamSearch(beam, blank_skip, blank)
+    for b in range(batch):
+        search.reset()
+        n = lens[b]
+        search.advance_pruned(top_lp_l[b][:n], top_ids_l[b][:n], blank_l[b][:n])
+        out.append(search.nbest())
+    return out

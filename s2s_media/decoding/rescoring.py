@@ -1,0 +1,81 @@
+"""Attention rescoring: re-rank a CTC n-best list with the attention decoder (as in WeNet).
+
+Every hypothesis of every utterance is teacher-forced through the decoder in one padded
+batch; its attention score is the summed log-probability of ``hyp + [eos]`` after the prefix.
+The final score is ``ctc_weight * ctc_score + (1 - ctc_weight) * att_score``. Both are raw
+(not length-normalised) log-probabilities of the whole sequence, so they are on the same scale
+and a length normalisation of one would only bias the mix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from s2s_media.decoding.ctc import CTCHyp
+from s2s_media.models.decoder import Decoder
+from s2s_media.text.tokenizer import EOS, IGNORE_ID
+
+
+@dataclass
+class RescoredHyp(CTCHyp):
+    """A :class:`CTCHyp` chosen by rescoring; ``score`` is the combined score, frames/probs are the CTC ones."""
+
+    ctc_score: float = 0.0
+    att_score: float = 0.0
+
+
+@torch.no_grad()
+def attention_scores(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor,
+                     hyps: list[list[int]], utt: list[int], prefix: list[int], eos: int = EOS) -> torch.Tensor:
+    """Summed decoder log-probabilities of ``hyps[i] + [eos]`` given ``prefix``, attending to ``memory[utt[i]]``.
+
+    memory: (B, T, D); memory_mask: (B, T) bool. Returns (len(hyps),) float on memory's device.
+    """
+    device = memory.device
+    n, p = len(hyps), len(prefix)
+    longest = max((len(h) for h in hyps), default=0)
+    tokens = torch.full((n, p + longest), eos, dtype=torch.long)  # padding: any valid id
+    targets = torch.full((n, longest + 1), IGNORE_ID, dtype=torch.long)
+    tokens[:, :p] = torch.tensor(prefix, dtype=torch.long)
+    for i, h in enumerate(hyps):
+        tokens[i, p:p + len(h)] = torch.tensor(h, dtype=torch.long)
+        targets[i, :len(h) + 1] = torch.tensor(h + [eos], dtype=torch.long)
+    tokens, targets = tokens.to(device), targets.to(device)
+    index = torch.tensor(utt, dtype=torch.long, device=device)
+    logits = decoder(tokens, memory.index_select(0, index), memory_mask.index_select(0, index))
+    # position p-1 (the last prefix token) predicts the first output token
+    log_probs = logits[:, p - 1:].float().log_softmax(dim=-1)
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked.masked_fill(targets == IGNORE_ID, 0.0).sum(dim=1)
+
+
+@torch.no_grad()
+def attention_rescoring(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor,
+                        nbest: list[list[CTCHyp]], prefix: list[int], ctc_weight: float = 0.5,
+                        eos: int = EOS) -> list[RescoredHyp]:
+    """Pick the best hypothesis of each utterance's CTC n-best by CTC + attention score.
+
+    memory: (B, T, D) encoder output; memory_mask: (B, T) bool; nbest: B lists of
+    :class:`CTCHyp` (e.g. from :func:`~s2s_media.decoding.ctc.ctc_prefix_beam_search_batch`);
+    prefix: the decoder start sequence. ``ctc_weight`` 1 keeps the CTC ranking, 0 uses the decoder only.
+    Returns one :class:`RescoredHyp` per utterance (an empty hypothesis scored ``-inf`` for an empty
+    n-best list). The decoder should be in eval mode.
+    """
+    if len(nbest) != memory.size(0):
+        raise ValueError(f"got {len(nbest)} n-best lists for a batch of {memory.size(0)}")
+    if not 0.0 <= ctc_weight <= 1.0:
+        raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
+    flat = [(b, h) for b, hyps in enumerate(nbest) for h in hyps]
+    if not flat:
+        return [RescoredHyp([], float("-inf")) for _ in nbest]
+    att = attention_scores(decoder, memory, memory_mask, [h.tokens for _, h in flat],
+                           [b for b, _ in flat], prefix, eos).tolist()
+    best: list[RescoredHyp | None] = [None] * len(nbest)
+    for (b, h), a in zip(flat, att):
+        # a weight of exactly 0 or 1 ignores the other score, even when it is -inf
+        score = (h.score if ctc_weight == 1.0 else a if ctc_weight == 0.0
+                 else ctc_weight * h.score + (1.0 - ctc_weight) * a)
+        if best[b] is None or score > best[b].score:
+            best[b] = RescoredHyp(list(h.tokens), score, list(h.frames), list(h.probs), h.score, a)
+    return [r if r is not None else RescoredHyp([], float("-inf")) for r in best]

@@ -1,0 +1,97 @@
+"""The default shared decoder: a pre-LN Transformer with causal self-attention and cross-attention."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from s2s_media.models.decoder import Decoder, State
+from s2s_media.models.layers import FeedForward, MultiHeadAttention, PositionalEncoding
+
+
+@dataclass
+class TransformerDecoderConfig:
+    n_layers: int = 6
+    n_heads: int = 4
+    ffn_dim: int = 1024
+    dropout: float = 0.1
+    attn_dropout: float = 0.0
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention, cross-attention, feed-forward; each pre-normed with a residual."""
+
+    def __init__(self, d: int, cfg: TransformerDecoderConfig):
+        super().__init__()
+        self.self_norm, self.self_attn = nn.LayerNorm(d), MultiHeadAttention(d, cfg.n_heads, cfg.attn_dropout)
+        self.cross_norm, self.cross_attn = nn.LayerNorm(d), MultiHeadAttention(d, cfg.n_heads, cfg.attn_dropout)
+        self.ff_norm, self.ff = nn.LayerNorm(d), FeedForward(d, cfg.ffn_dim, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, past: torch.Tensor | None, self_mask: torch.Tensor | None,
+                memory_kv: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor, need_weights: bool):
+        """x: (B, U, d) queries; past: (B, P, d) normed inputs of earlier positions (or None)."""
+        h = self.self_norm(x)
+        kv = h if past is None else torch.cat([past, h], dim=1)
+        x = x + self.dropout(self.self_attn(h, kv, kv, mask=self_mask))
+        out = self.cross_attn(self.cross_norm(x), mask=memory_mask.unsqueeze(1), need_weights=need_weights,
+                              kv=memory_kv)
+        attn = None
+        if need_weights:
+            out, attn = out
+        x = x + self.dropout(out)
+        x = x + self.dropout(self.ff(self.ff_norm(x)))
+        return x, h, attn
+
+
+class TransformerDecoder(Decoder):
+    """``forward(tokens: (B, U), memory: (B, T, d), memory_mask: (B, T))`` -> logits ``(B, U, V)``.
+
+    Incremental state: per layer the normed self-attention inputs of past positions
+    ``(B, P, d)``, plus the cross-attention key/value projections of the memory, computed
+    once in ``init_state``.
+    """
+
+    Config = TransformerDecoderConfig
+
+    def __init__(self, vocab_size: int, d_model: int, cfg: TransformerDecoderConfig):
+        super().__init__()
+        self.vocab_size, self.d_model, self.cfg = vocab_size, d_model, cfg
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos = PositionalEncoding(d_model, cfg.dropout)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.output = nn.Linear(d_model, vocab_size)
+
+    def _memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [layer.cross_attn.project_kv(memory) for layer in self.layers]
+
+    def forward(self, tokens, memory, memory_mask, return_attention: bool = False):
+        u = tokens.size(1)
+        x = self.pos(self.embed(tokens))
+        causal = torch.ones(u, u, dtype=torch.bool, device=tokens.device).tril().unsqueeze(0)
+        attn = None
+        for i, (layer, kv) in enumerate(zip(self.layers, self._memory_kv(memory))):
+            last = return_attention and i == len(self.layers) - 1
+            x, _, a = layer(x, None, causal, kv, memory_mask, need_weights=last)
+            attn = a if last else attn
+        logits = self.output(self.norm(x))
+        return (logits, attn) if return_attention else logits
+
+    def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> State:
+        b, d = memory.size(0), self.d_model
+        empty = memory.new_zeros(b, 0, d)
+        return {"past": [empty for _ in self.layers], "memory_kv": self._memory_kv(memory)}
+
+    def step(self, tokens, state, memory, memory_mask):
+        offset = state["past"][0].size(1)
+        x = self.pos(self.embed(tokens.unsqueeze(1)), offset=offset)       # (B, 1, d)
+        new_past, attn = [], None
+        for i, layer in enumerate(self.layers):
+            last = i == len(self.layers) - 1
+            x, h, a = layer(x, state["past"][i], None, state["memory_kv"][i], memory_mask, need_weights=last)
+            new_past.append(torch.cat([state["past"][i], h], dim=1))
+            attn = a if last else attn
+        logp = torch.log_softmax(self.output(self.norm(x[:, 0])).float(), dim=-1)
+        return logp, {"past": new_past, "memory_kv": state["memory_kv"]}, attn[:, 0]

@@ -1,0 +1,77 @@
+"""Device choice, mixed precision, and DDP set-up for ``torchrun`` (single process otherwise)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU. Under torchrun each rank takes its LOCAL_RANK GPU."""
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        from s2s_media.errors import UserError
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for full precision. AMP is used on CUDA only."""
+    if device.type != "cuda" or choice == "off":
+        return None
+    if choice == "fp16":
+        return torch.float16
+    if choice == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_choice: str = "auto") -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_choice != "cpu"
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def params_checksum(model: torch.nn.Module) -> torch.Tensor:
+    """A float64 fingerprint of all parameters, to check that DDP ranks agree."""
+    return torch.stack([p.detach().double().sum() + (p.detach().double() ** 2).sum() for p in model.parameters()]).sum()
+
+
+def ranks_in_sync(model: torch.nn.Module, info: DistInfo) -> bool:
+    """True when every rank holds the same weights (always True without DDP)."""
+    if not info.enabled:
+        return True
+    mine = params_checksum(model).reshape(1).to(next(model.parameters()).device)
+    gathered = [torch.zeros_like(mine) for _ in range(info.world_size)]
+    dist.all_gather(gathered, mine)
+    return all(torch.equal(g, gathered[0]) for g in gathered)

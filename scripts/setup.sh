@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything s2s-media needs on a fresh Debian machine (run as root, or with sudo available).
+#   bash scripts/setup.sh          system packages + the package with its dev extras
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(espeak-ng flite fortunes fortunes-min)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "[setup] apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# torch/torchvision first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+python3 -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+python3 -m pip install -q --disable-pip-version-check torchaudio==2.11.0
+python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+echo "[setup] done: $(python3 -c 'import torch, torchaudio, torchvision; print("torch", torch.__version__, "torchaudio", torchaudio.__version__, "torchvision", torchvision.__version__)')"

@@ -104,7 +104,10 @@ class LogMel(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        spec = self.mel(wav.float())
+        n = wav.size(-1)
+        if n <= N_FFT // 2:  # the centred STFT's reflect padding needs more samples: zero-pad, keep the frame count
+            wav = torch.nn.functional.pad(wav, (0, N_FFT // 2 + 1 - n))
+        spec = self.mel(wav.float())[..., : num_frames(n)]
         return torch.log(spec.clamp_min(1e-10)).transpose(-1, -2)
 
 

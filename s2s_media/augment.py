@@ -39,6 +39,7 @@ import torch
 import torchaudio
 
 from s2s_media.audio import SAMPLE_RATE, audio_duration, load_audio
+from s2s_media.data.manifest import iter_jsonl
 from s2s_media.errors import ConfigError
 
 __all__ = [
@@ -71,19 +72,6 @@ def _prob(value: float, name: str) -> float:
     if not 0.0 <= float(value) <= 1.0:
         raise ConfigError(f"{name}: must be a probability in [0, 1], got {value}")
     return float(value)
-
-
-def _from_dict(cls: type, d: Any, where: str) -> Any:
-    """Build the dataclass ``cls`` from a YAML mapping, naming any unknown key."""
-    if isinstance(d, cls):
-        return d
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
-    known = [f.name for f in dataclasses.fields(cls)]
-    for key in d:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
-    return cls(**d)
 
 
 @dataclass
@@ -160,7 +148,8 @@ class SpecAugmentConfig:
         if not 0.0 <= self.time_width_ratio <= 1.0:
             raise ConfigError(f"augment.spec_augment.time_width_ratio: must be in [0, 1], got {self.time_width_ratio}")
         if not 0.0 <= self.time_masks_per_frame <= 1.0:
-            raise ConfigError(f"augment.spec_augment.time_masks_per_frame: must be in [0, 1], got {self.time_masks_per_frame}")
+            raise ConfigError("augment.spec_augment.time_masks_per_frame: must be in [0, 1], "
+                              f"got {self.time_masks_per_frame}")
 
 
 @dataclass
@@ -171,15 +160,6 @@ class AugmentConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     reverb: ReverbConfig = field(default_factory=ReverbConfig)
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _from_dict(f.default_factory, getattr(self, f.name), f"augment.{f.name}"))
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "AugmentConfig":
-        """Build from the YAML mapping; unknown keys raise :class:`ConfigError`."""
-        return _from_dict(cls, d or {}, "augment")
 
     @classmethod
     def disabled(cls) -> "AugmentConfig":
@@ -221,7 +201,8 @@ def _babble(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
     steps = -(-n // hop)
     ctrl_sr = sr / hop
     # Controls at sr / hop: pitch (Hz), ~4 Hz syllables with pauses, voiced (1) vs unvoiced (0).
-    f0 = rng.uniform(85.0, 255.0, (k, 1)).astype(np.float32) * np.exp(0.12 * _smooth_random(rng, k, steps, 3.0, ctrl_sr))
+    f0 = rng.uniform(85.0, 255.0, (k, 1)).astype(np.float32)
+    f0 = f0 * np.exp(0.12 * _smooth_random(rng, k, steps, 3.0, ctrl_sr))
     syllable = np.clip(_smooth_random(rng, k, steps, 4.0, ctrl_sr) + 0.3, 0.0, None)
     voicing = 1.0 / (1.0 + np.exp(-3.0 * _smooth_random(rng, k, steps, 6.0, ctrl_sr)))
     level = rng.uniform(0.5, 1.0, (k, 1)).astype(np.float32) * syllable
@@ -230,12 +211,15 @@ def _babble(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
     start = np.cumsum(inc * hop, axis=1) - inc * hop + rng.random((k, 1))
     phase = (start % 1.0).astype(np.float32)[:, :, None] + (inc.astype(np.float32)[:, :, None]
                                                              * np.arange(hop, dtype=np.float32))
-    buzz = 2.0 * (phase - np.floor(phase)) - 1.0                          # (k, steps, hop)
-    voiced = np.einsum("ks,ksh->sh", level * voicing, buzz)
+    phase -= np.floor(phase)                                              # (k, steps, hop)
+    voiced = 2.0 * np.einsum("ks,ksh->sh", level * voicing, phase)
+    voiced -= (level * voicing).sum(axis=0)[:, None]                       # sawtooth 2 * phase - 1
     # The talkers' unvoiced parts share one noise carrier scaled to their summed variance.
     unvoiced_std = 0.5 * np.sqrt(((level * (1.0 - voicing)) ** 2).sum(axis=0))
     x = (voiced + unvoiced_std[:, None] * rng.standard_normal((steps, hop), dtype=np.float32)).reshape(-1)[:n]
-    return _shape_spectrum(x, lambda f: (f / 100.0) ** 2 / (1.0 + (f / 100.0) ** 2) / np.sqrt(1.0 + (f / 3500.0) ** 4), sr)
+    # Speech band: 2nd-order high-pass at 100 Hz, 2nd-order low-pass at 3.5 kHz.
+    return _shape_spectrum(x, lambda f: (f / 100.0) ** 2 / (1.0 + (f / 100.0) ** 2)
+                           / np.sqrt(1.0 + (f / 3500.0) ** 4), sr)
 
 
 def _hum(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
@@ -244,10 +228,15 @@ def _hum(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
     harmonics = np.arange(1, int(1000 // f_mains) + 1)
     amps = rng.uniform(0.3, 1.0, harmonics.size) * harmonics ** -rng.uniform(0.5, 1.5)
     phases = rng.uniform(0.0, 2 * np.pi, harmonics.size)
-    table_x = np.linspace(0.0, 1.0, 1025)                          # one period as a wavetable
-    table = (amps[:, None] * np.sin(2 * np.pi * harmonics[:, None] * table_x + phases[:, None])).sum(axis=0)
-    cycle = (np.arange(n) * (f_mains / sr) + rng.random()) % 1.0
-    x = np.interp(cycle, table_x, table)
+    size = 1024                                                      # one period as a wavetable
+    grid = np.arange(size + 1) / size
+    table = (amps[:, None] * np.sin(2 * np.pi * harmonics[:, None] * grid + phases[:, None])).sum(axis=0)
+    pos = np.arange(n) * (f_mains / sr) + rng.random()
+    pos -= np.floor(pos)
+    pos *= size
+    i0 = pos.astype(np.int64)
+    frac = pos - i0
+    x = table[i0] * (1.0 - frac) + table[i0 + 1] * frac
     x /= np.sqrt(np.mean(x ** 2)) + 1e-12
     return x + 10 ** (-rng.uniform(20.0, 40.0) / 20) * rng.standard_normal(n)
 
@@ -339,7 +328,10 @@ def _simulate_rir(rng: np.random.Generator, sr: int, rt60: float, room_dim: Sequ
                   room_length: Sequence[float], room_height: Sequence[float], distance: Sequence[float],
                   t_mix: float) -> tuple[np.ndarray, int]:
     """:func:`simulate_rir` that also returns the direct-path sample index."""
-    room = np.asarray(room_dim, dtype=np.float64) if room_dim is not None else _sample_room(rng, room_length, room_height)
+    if room_dim is None:
+        room = _sample_room(rng, room_length, room_height)
+    else:
+        room = np.asarray(room_dim, dtype=np.float64)
     if source is None or mic is None:
         src_s, mic_s = _sample_positions(rng, room, distance)
         source = src_s if source is None else source
@@ -444,7 +436,7 @@ class WaveAugment:
         self._resamplers: dict[float, torchaudio.transforms.Resample] = {}
         if cfg.speed.enabled:
             for f in cfg.speed.factors:
-                ratio = Fraction(f).limit_denominator(100)
+                ratio = Fraction(f).limit_denominator(100)  # 1.1 -> 11/10; odd factors are rounded
                 if ratio != 1:
                     # Read the signal as if sampled at f * sr, then resample it back to sr.
                     self._resamplers[f] = torchaudio.transforms.Resample(ratio.numerator, ratio.denominator)
@@ -458,6 +450,8 @@ class WaveAugment:
         if wav.ndim != 1:
             raise ValueError(f"WaveAugment expects a mono waveform (samples,), got shape {wav.shape}")
         out = wav.copy()
+        if out.size == 0:
+            return out
         if self.cfg.speed.enabled:
             out = self.speed(out, float(rng.choice(self.cfg.speed.factors)))
         if self.cfg.reverb.enabled and rng.random() < self.cfg.reverb.prob:
@@ -509,8 +503,6 @@ class WaveAugment:
 
 def _list_noise_files(noise_dir: str) -> list[tuple[str, float | None]]:
     """``(path, duration or None)`` for every audio file under a folder or line of a JSONL manifest."""
-    from s2s_media.data.manifest import iter_jsonl
-
     root = Path(noise_dir)
     if root.is_dir():
         files = [(str(p), None) for p in sorted(root.rglob("*")) if p.suffix.lower() in NOISE_EXTENSIONS]

@@ -8,6 +8,7 @@ with the dotted path of the field, e.g. ``model.encoder_conf.n_layers: expected 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ class TrainConfig:
     exp_dir: str = "exp"
     epochs: int = 50
     max_minutes: float = 0.0            # stop (and save) after this wall time; 0 = no limit
+    max_steps: int = 0                  # stop (and save) after this many optimizer steps; 0 = no limit
     seed: int = 0
     log_interval: int = 20              # steps
     valid_interval: int = 0             # steps between validations; 0 = once per epoch
@@ -185,9 +187,17 @@ class Config:
 
 
 # --------------------------------------------------------------------------- loading
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 only knows ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 def _parse_scalar(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return text
 
@@ -201,7 +211,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = data
         parts = key.strip().split(".")
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
+            if node.get(p) is None:          # a section left empty in the YAML reads as null
+                node[p] = {}
+            node = node[p]
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: '{p}' is not a section")
         node[parts[-1]] = _parse_scalar(value)
@@ -220,7 +232,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base_
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.load(path.read_text(), Loader=_Loader) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):

@@ -1,10 +1,13 @@
 """Tests for s2s_media.augment: each op's physics, identity when off, determinism."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+
+from s2s_media.config import from_dict
 import soundfile as sf
 import torch
 
@@ -231,14 +234,39 @@ def test_output_float32_finite_and_within_unit_range():
     assert aug(np.zeros(SR, dtype=np.float32), np.random.default_rng(0)).max() == 0.0  # silence stays silent
 
 
+class _AugmentedSet(torch.utils.data.Dataset):
+    """Per-utterance generators seeded by (seed, epoch, index): results independent of the workers."""
+
+    def __init__(self):
+        self.wave = WaveAugment(AugmentConfig(noise=NoiseConfig(prob=1.0), reverb=ReverbConfig(prob=1.0)))
+        self.spec = SpecAugment(SpecAugmentConfig())
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([1234, 0, i])
+        wav = self.wave(speech_like(0.5, seed=i), rng)
+        return torch.from_numpy(wav), self.spec(torch.randn(50, 80, generator=torch.Generator().manual_seed(i)), rng)
+
+
+def test_same_results_with_any_number_of_workers():
+    def run(workers):
+        loader = torch.utils.data.DataLoader(_AugmentedSet(), batch_size=None, num_workers=workers)
+        return list(loader)
+    for (w0, f0), (w2, f2) in zip(run(0), run(2)):
+        assert torch.equal(w0, w2) and torch.equal(f0, f2)
+
+
 # ---- config --------------------------------------------------------------------------------------
 
 def test_config_from_yaml_mapping():
-    cfg = AugmentConfig.from_dict({"speed": {"factors": [0.95, 1.05]}, "noise": {"snr_db": [0, 10]},
+    cfg = from_dict(AugmentConfig, {"speed": {"factors": [0.95, 1.05]}, "noise": {"snr_db": [0, 10]},
                                    "spec_augment": {"enabled": False}})
     assert cfg.speed.factors == [0.95, 1.05] and cfg.noise.snr_db == [0.0, 10.0]
     assert not cfg.spec_augment.enabled and cfg.reverb.enabled
+    assert from_dict(AugmentConfig, dataclasses.asdict(cfg)) == cfg           # YAML round trip
     for bad in ({"nosie": {}}, {"noise": {"snr": [0, 1]}}, {"noise": {"snr_db": [30, 5]}},
                 {"reverb": {"prob": 1.5}}, {"speed": {"factors": []}}, {"noise": {"kinds": ["pinkish"]}}):
         with pytest.raises(ConfigError):
-            AugmentConfig.from_dict(bad)
+            from_dict(AugmentConfig, bad)

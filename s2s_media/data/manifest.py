@@ -47,10 +47,12 @@ def parse_record(obj: object, where: str, base_dir: Path | None = None) -> Audio
         if not isinstance(obj[key], typ) or isinstance(obj[key], bool):
             raise ManifestError(f"{where}: field '{key}' has type {type(obj[key]).__name__}")
     for key, typ in _OPTIONAL.items():
-        if key in obj and not isinstance(obj[key], typ):
+        if key in obj and (not isinstance(obj[key], typ) or isinstance(obj[key], bool)):
             raise ManifestError(f"{where}: field '{key}' has type {type(obj[key]).__name__}")
-    if obj["duration"] <= 0:
-        raise ManifestError(f"{where}: field 'duration' must be > 0, got {obj['duration']}")
+    if not 0 < obj["duration"] < float("inf"):  # also catches NaN and Infinity, which json accepts
+        raise ManifestError(f"{where}: field 'duration' must be > 0 seconds, got {obj['duration']}")
+    if not 0 <= obj.get("offset", 0.0) < float("inf"):
+        raise ManifestError(f"{where}: field 'offset' must be >= 0 seconds, got {obj['offset']}")
     audio = obj["audio"]
     if base_dir is not None and not os.path.isabs(audio):
         audio = str(base_dir / audio)

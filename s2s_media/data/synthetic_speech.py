@@ -8,12 +8,16 @@ into a train/dev/test speech corpus for smoke-testing and pre-training ASR model
   writes them are kept (see :func:`clean_sentence`). Sentences are deduplicated by normalised text
   and are disjoint across the splits.
 * **Voices.** An espeak-ng voice is an English language plus a variant (``espeak:en-us+f3``); a
-  flite voice is one of its built-in voices (``flite:slt``). Each utterance gets a random speaking
-  rate (x0.78..1.2), pitch shift (-4..+4 semitones), peak level and edge silences.
-* **Held-out voices.** Test and dev each get their own espeak variants (with all languages) that
-  never occur in train, so every dev/test voice is unseen in train; one of flite's three distinct
-  CG voices (awb, rms, slt) is held out of train and read in both dev and test (flite has too few
-  voices to hold out two). ``out_dir/voices.json`` lists the voices of every split.
+  flite voice is one of its built-in voices (``flite:slt``). About 30% of the utterances are read
+  by flite, and 40% of the espeak ones by female variants. Each utterance gets a random speaking
+  rate (x0.78..1.2), pitch shift (-4..+4 semitones), peak level (-12..-1 dBFS) and edge silences
+  (0.1..0.2 s).
+* **Held-out voices.** espeak variants come in families that share formant settings (m7, m8 and
+  Nguyen are one speaker at different pitches). Test holds out 2 male families and 1 female
+  family, dev 1 and 1 (its own, not test's), each read in all 8 languages; no held-out family
+  ever reads training data. One of flite's distinct CG voices (awb, rms, slt) is held out of
+  train and reads in both dev and test (flite has too few voices to hold out two). So every dev
+  and test voice is unseen in train; ``out_dir/voices.json`` lists the voices of every split.
 * **Determinism.** The whole plan (sentence, voice, prosody of each utterance id) is drawn up
   front from ``random.Random(seed)``, so the corpus does not depend on the number of workers.
   Growing ``hours`` with the same seed keeps the earlier utterances (the plan only gets longer).
@@ -33,8 +37,9 @@ import os
 import random
 import re
 import subprocess
+import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -67,15 +72,16 @@ _ABBREVIATIONS = frozenset(
     "mr mrs ms messrs dr st jr sr vs etc prof gen col lt capt sgt cpl rev gov sen rep pres "
     "inc ltd co corp bros dept univ assn mt ft ave blvd rd approx est fig vol ch pp op cf al "
     "jan feb aug sept oct nov dec mon tues thurs fri".split())
+_EXPANDED_WORDS = frozenset({"etc", "ok"})              # read as "etcetera", "okay"
 
 
 def is_abbreviation(token: str) -> bool:
     """True for a whitespace token that is an abbreviation ending in a period.
 
-    ``Mr.``, ``etc.``, ``e.g.``, ``U.S.`` and initials like ``J.`` are; ``I.`` and ordinary
-    sentence-final words are not. Surrounding quotes and brackets are ignored.
+    ``Mr.``, ``etc.,``, ``e.g.``, ``U.S.`` and initials like ``J.`` are; ``I.`` and ordinary
+    sentence-final words are not. Surrounding quotes and brackets and trailing ``,;:!?`` are ignored.
     """
-    core = token.strip("\"'()[]")
+    core = token.strip("\"'()[]").rstrip(",;:!?")
     if not core.endswith("."):
         return False
     word = core.rstrip(".")
@@ -108,10 +114,12 @@ def _word_is_readable(word: str) -> bool:
     letters = word.replace("'", "")
     if len(letters) > MAX_WORD_LETTERS:
         return False
-    if len(letters) >= 2 and letters.isupper():             # acronyms are spelled out
+    if re.search(r"[A-Z]{2,}", letters):                    # acronyms (IBM's, NMU'ed) are spelled out
         return False
     lower = letters.lower()
-    if not re.search(r"[aeiouy]", lower):                    # hmm, shh, nth are spelled out
+    if lower in _EXPANDED_WORDS:
+        return False
+    if not re.search(r"[aeiouy]", lower):                    # hmm, shh, nth, Q are spelled out
         return False
     return not _TRIPLE_LETTER.search(lower)
 
@@ -119,18 +127,20 @@ def _word_is_readable(word: str) -> bool:
 def clean_sentence(sentence: str, min_words: int = 3, max_words: int = 16) -> str | None:
     """Return the sentence tidied up, or ``None`` if TTS and :func:`normalize_text` may disagree.
 
-    Kept: ASCII letters, spaces and ``, . ! ? ' ; : - "`` only; no digits; no all-caps words of
-    2+ letters; no abbreviations; no vowel-less or stretched words (``hmm``, ``sooo``); no word
-    longer than :data:`MAX_WORD_LETTERS` letters; ``min_words..max_words`` words after
-    normalisation. ````quotes''`` become ``"``, and unbalanced double quotes are dropped.
+    Kept: ASCII letters, spaces and ``, . ! ? ' ; : - "`` only; no digits; no words with two
+    capitals in a row (acronyms); no abbreviations or dotted words (``a.out``); no vowel-less
+    or stretched words (``hmm``, ``Q``, ``sooo``: spelled out or drawn out); no ``etc``/``ok``
+    (read expanded); no word longer than :data:`MAX_WORD_LETTERS` letters;
+    ``min_words..max_words`` words after normalisation. ````quotes''`` become ``"``, and
+    unbalanced double quotes are dropped.
     """
     text = " ".join(sentence.replace("``", '"').replace("''", '"').split())
     if text.count('"') % 2:
         text = " ".join(text.replace('"', " ").split())
     if not text or not _ALLOWED_CHARS.fullmatch(text):
         return None
-    if any(is_abbreviation(token) for token in text.split()):
-        return None
+    if _INNER_PERIOD.search(text) or any(is_abbreviation(token) for token in text.split()):
+        return None                                          # e.g., U.S., a.out, Mr.
     words = _WORD.findall(text)
     if not words or not all(_word_is_readable(w) for w in words):
         return None
@@ -207,19 +217,33 @@ def load_sentences(text_source: str, min_words: int = 3, max_words: int = 16) ->
 
 ESPEAK_LANGUAGES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
                     "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
-# espeak-ng variants (voices/!v/) that stay intelligible; "" is the language's own default voice.
-ESPEAK_VARIANTS_MALE = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "croak", "klatt", "klatt2",
-                        "klatt3", "klatt4", "klatt6", "Alex", "Andy", "Diogo", "Gene", "Henrique",
-                        "Mike", "Storm", "antonio", "benjamin", "david", "edward", "gustave",
-                        "grandpa", "michel", "norbert", "quincy", "robert", "travis", "victor")
-ESPEAK_VARIANTS_FEMALE = ("f1", "f2", "f3", "f4", "f5", "Andrea", "Annie", "aunty", "belinda",
-                          "linda", "steph", "steph2", "anika", "grandma", "shelby")
+# espeak-ng variants (voices/!v/) in families that share formant settings, i.e. one "speaker"
+# up to pitch and effects. Dev/test hold out whole families, so no relative of a held-out voice
+# reads training data. Left out entirely as hard to understand: heavy echo (RicishayMax*,
+# robosoft*, anikaRobot, UniRobot, Demonic, Alicia, announcer), missing upper formants (Jacky,
+# Lee), the female whisper, ``fast`` (not a voice) and ``Mr serious`` (a space in its name).
+ESPEAK_MALE_FAMILIES = (
+    ("m1",), ("m2",), ("m3",), ("m4",), ("m5",), ("m6",), ("m7", "m8", "Nguyen"), ("Alex",),
+    ("Andy", "AnxiousAndy"), ("Denis", "victor", "Storm"), ("Diogo", "Henrique", "Hugo", "michel", "miguel", "anika"),
+    ("Gene", "Gene2"), ("Michael", "Mario", "gustave", "marcelo"), ("iven", "iven2", "iven3", "iven4"),
+    ("max", "paul"), ("rob", "robert", "quincy"), ("antonio",), ("boris",), ("ed",), ("sandro",),
+    ("travis",), ("kaukovalta",))
+ESPEAK_FEMALE_FAMILIES = (
+    ("f1",), ("f2", "f5"), ("f3",), ("f4", "aunty"), ("belinda", "linda"), ("Andrea",), ("Annie",),
+    ("steph", "steph2", "steph3"), ("shelby",), ("grandma",))
+# Always in train, never held out: the Klatt glottal sources, voice effects (whisper, croak, a
+# child), and near-copies of the default voice, none of which would make a fair unseen voice.
+# "" is each language's own default voice.
+ESPEAK_TRAIN_ONLY_VARIANTS = (
+    "", "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "adam", "benjamin", "david", "edward",
+    "edward2", "caleb", "croak", "grandpa", "whisper", "zac", "john", "Tweaky", "norbert", "pablo", "pedro", "Mike")
 # flite's built-in voices with their mean F0 in Hz; rms ignores int_f0_target_mean (None).
 # awb_time only tells the time and is left out; kal and kal16 are the same speaker.
 FLITE_VOICES: dict[str, float | None] = {"kal": 88.0, "kal16": 92.0, "awb": 130.0, "rms": None, "slt": 167.0}
 FLITE_HELD_OUT_CHOICES = ("awb", "rms", "slt")
 FLITE_SHARE = 0.3            # share of utterances read by flite (when the split has flite voices)
-HELD_OUT_VARIANTS = {"test": (2, 1), "dev": (1, 1)}  # (male, female) variants held out per split
+FEMALE_SHARE = 0.4           # share of the espeak utterances read by female families
+HELD_OUT_FAMILIES = {"test": (2, 1), "dev": (1, 1)}  # (male, female) espeak families held out per split
 
 RATE_RANGE = (0.78, 1.2)     # speaking-rate factor: espeak 137..210 wpm, flite duration_stretch 0.83..1.28
 SEMITONE_RANGE = (-4.0, 4.0)  # pitch shift: espeak -p 25..75, flite F0 x0.79..1.26
@@ -253,6 +277,7 @@ class Voice(ABC):
         """The command line that writes a WAV to stdout, and the bytes to feed its stdin."""
 
     def synthesize(self, text: str, prosody: Prosody) -> tuple[np.ndarray, int]:
+        """Run the engine; raises RuntimeError (or TimeoutExpired) if it fails."""
         cmd, stdin = self.command(text, prosody)
         proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=SYNTH_TIMEOUT)
         if proc.returncode != 0:
@@ -265,7 +290,7 @@ class Voice(ABC):
 class EspeakVoice(Voice):
     """espeak-ng ``language+variant`` (``en-gb-scotland+f3``); 22.05 kHz output."""
     engine = "espeak"
-    words_per_second = 3.0
+    words_per_second = 3.45
 
     def command(self, text: str, prosody: Prosody) -> tuple[list[str], bytes | None]:
         wpm = round(175 * prosody.rate)
@@ -277,7 +302,7 @@ class EspeakVoice(Voice):
 class FliteVoice(Voice):
     """A flite built-in voice; kal is 8 kHz, the others 16 kHz."""
     engine = "flite"
-    words_per_second = 3.1
+    words_per_second = 3.4
 
     def command(self, text: str, prosody: Prosody) -> tuple[list[str], bytes | None]:
         cmd = ["flite", "-voice", self.name, "--setf", f"duration_stretch={1.0 / prosody.rate:.3f}"]
@@ -297,29 +322,49 @@ def make_voice(voice_id: str) -> Voice:
     raise ValueError(f"unknown voice {voice_id!r}")
 
 
-def espeak_voice_ids(variants: Iterable[str]) -> list[str]:
-    """Every language combined with every variant (``""`` = the language's default voice)."""
-    return [f"espeak:{lang}{'+' + v if v else ''}" for lang in ESPEAK_LANGUAGES for v in variants]
+def espeak_voice_ids(families: Iterable[Iterable[str]]) -> tuple[str, ...]:
+    """Every language combined with every variant of ``families`` (``""`` = the default voice)."""
+    variants = sorted({v for family in families for v in family})
+    return tuple(f"espeak:{lang}{'+' + v if v else ''}" for lang in ESPEAK_LANGUAGES for v in variants)
 
 
-def assign_voices(rng: random.Random) -> dict[str, dict[str, list[str]]]:
-    """Seeded voice pools: ``{split: {"espeak": [voice ids], "flite": [voice ids]}}``.
+@dataclass(frozen=True)
+class VoicePool:
+    """The voices one split reads with, as voice ids."""
+    male: tuple[str, ...]      # espeak: male families (and, in train, the train-only variants)
+    female: tuple[str, ...]    # espeak: female families
+    flite: tuple[str, ...]
 
-    Test and dev each get their own espeak variants (numbers in :data:`HELD_OUT_VARIANTS`), read in
-    every language; these variants never occur in train. One flite voice from
-    :data:`FLITE_HELD_OUT_CHOICES` is held out of train and used by dev and test.
+    @property
+    def voices(self) -> list[str]:
+        return [*self.male, *self.female, *self.flite]
+
+    def draw(self, rng: random.Random) -> str:
+        """One voice: flite with probability FLITE_SHARE, else espeak female with FEMALE_SHARE."""
+        if self.flite and rng.random() < FLITE_SHARE:
+            return rng.choice(self.flite)
+        if self.female and (not self.male or rng.random() < FEMALE_SHARE):
+            return rng.choice(self.female)
+        return rng.choice(self.male)
+
+
+def assign_voices(rng: random.Random) -> dict[str, VoicePool]:
+    """Seeded voice pools ``{split: VoicePool}``.
+
+    Test and dev each get their own espeak variant families (numbers in :data:`HELD_OUT_FAMILIES`),
+    read in every language; these families never occur in train. One flite voice from
+    :data:`FLITE_HELD_OUT_CHOICES` is held out of train and read in dev and test.
     """
-    male, female = list(ESPEAK_VARIANTS_MALE), list(ESPEAK_VARIANTS_FEMALE)
+    male, female = list(ESPEAK_MALE_FAMILIES), list(ESPEAK_FEMALE_FAMILIES)
     rng.shuffle(male)
     rng.shuffle(female)
-    held: dict[str, list[str]] = {}
-    for split, (n_male, n_female) in HELD_OUT_VARIANTS.items():
-        held[split] = [male.pop() for _ in range(n_male)] + [female.pop() for _ in range(n_female)]
-    flite_held = rng.choice(FLITE_HELD_OUT_CHOICES)
-    pools = {"train": {"espeak": espeak_voice_ids([""] + sorted(male + female)),
-                       "flite": [f"flite:{v}" for v in FLITE_VOICES if v != flite_held]}}
-    for split in ("dev", "test"):
-        pools[split] = {"espeak": espeak_voice_ids(sorted(held[split])), "flite": [f"flite:{flite_held}"]}
+    flite_held = (f"flite:{rng.choice(FLITE_HELD_OUT_CHOICES)}",)
+    pools: dict[str, VoicePool] = {}
+    for split, (n_male, n_female) in HELD_OUT_FAMILIES.items():
+        pools[split] = VoicePool(espeak_voice_ids(male[:n_male]), espeak_voice_ids(female[:n_female]), flite_held)
+        del male[:n_male], female[:n_female]
+    pools["train"] = VoicePool(espeak_voice_ids([*male, ESPEAK_TRAIN_ONLY_VARIANTS]), espeak_voice_ids(female),
+                               tuple(f"flite:{v}" for v in FLITE_VOICES if f"flite:{v}" not in flite_held))
     return pools
 
 
@@ -344,11 +389,6 @@ class Utterance:
         return len(normalize_text(self.text).split()) / (wps * self.rate) + self.lead + self.trail
 
 
-def _draw_voice(rng: random.Random, pool: dict[str, list[str]]) -> str:
-    engine = "flite" if pool["flite"] and rng.random() < FLITE_SHARE else "espeak"
-    return rng.choice(pool[engine])
-
-
 def _draw_utterance(rng: random.Random, utt_id: str, split: str, text: str, voice: str) -> Utterance:
     return Utterance(id=utt_id, split=split, text=text, voice=voice,
                      rate=round(rng.uniform(*RATE_RANGE), 3),
@@ -358,12 +398,12 @@ def _draw_utterance(rng: random.Random, utt_id: str, split: str, text: str, voic
                      trail=round(rng.uniform(*EDGE_SILENCE_RANGE), 3))
 
 
-def _plan_split(rng: random.Random, split: str, sentences: list[str], pool: dict[str, list[str]]) -> list[Utterance]:
-    return [_draw_utterance(rng, f"syn-{split}-{i:07d}", split, text, _draw_voice(rng, pool))
+def _plan_split(rng: random.Random, split: str, sentences: list[str], pool: VoicePool) -> list[Utterance]:
+    return [_draw_utterance(rng, f"syn-{split}-{i:07d}", split, text, pool.draw(rng))
             for i, text in enumerate(sentences)]
 
 
-def _plan_train(rng: random.Random, sentences: list[str], pool: dict[str, list[str]], hours: float) -> list[Utterance]:
+def _plan_train(rng: random.Random, sentences: list[str], pool: VoicePool, hours: float) -> list[Utterance]:
     """Train utterances until their estimated duration reaches ``hours``.
 
     When the sentences run out, they are read again (reshuffled) by voices that have not read
@@ -382,11 +422,11 @@ def _plan_train(rng: random.Random, sentences: list[str], pool: dict[str, list[s
         for text in order:
             if total >= target:
                 break
-            voice = _draw_voice(rng, pool)
+            voice = pool.draw(rng)
             for _ in range(10):
                 if voice not in used.get(text, ()):
                     break
-                voice = _draw_voice(rng, pool)
+                voice = pool.draw(rng)
             used.setdefault(text, set()).add(voice)
             utt = _draw_utterance(rng, f"syn-train-{len(plan):07d}", "train", text, voice)
             plan.append(utt)
@@ -396,7 +436,7 @@ def _plan_train(rng: random.Random, sentences: list[str], pool: dict[str, list[s
 
 
 def make_plan(sentences: list[str], *, hours: float, dev_utts: int, test_utts: int,
-              seed: int) -> tuple[dict[str, list[Utterance]], dict[str, dict[str, list[str]]]]:
+              seed: int) -> tuple[dict[str, list[Utterance]], dict[str, VoicePool]]:
     """The whole corpus plan ``{split: [Utterance]}`` and the voice pools, from ``seed`` alone.
 
     Sentences are shuffled and dealt to test, dev, then train, so the splits share none. Test and
@@ -410,10 +450,10 @@ def make_plan(sentences: list[str], *, hours: float, dev_utts: int, test_utts: i
     order = list(sentences)
     rng.shuffle(order)
     pools = assign_voices(rng)
-    test_sents, dev_sents, train_sents = order[:test_utts], order[test_utts:test_utts + dev_utts], order[test_utts + dev_utts:]
-    plan = {"test": _plan_split(rng, "test", test_sents, pools["test"]),
-            "dev": _plan_split(rng, "dev", dev_sents, pools["dev"])}
-    plan["train"] = _plan_train(rng, train_sents, pools["train"], hours)
+    n_held = test_utts + dev_utts
+    plan = {"test": _plan_split(rng, "test", order[:test_utts], pools["test"]),
+            "dev": _plan_split(rng, "dev", order[test_utts:n_held], pools["dev"])}
+    plan["train"] = _plan_train(rng, order[n_held:], pools["train"], hours)
     return {split: plan[split] for split in SPLITS}, pools
 
 
@@ -430,6 +470,8 @@ def trim_silence(wav: np.ndarray, sr: int, lead: float, trail: float, threshold_
         return wav
     rms = np.sqrt(np.mean(wav[: n * frame].reshape(n, frame) ** 2, axis=1))
     loud = np.flatnonzero(rms > rms.max() * 10 ** (threshold_db / 20))
+    if loud.size == 0:
+        return wav
     start, end = loud[0] * frame, min(len(wav), (loud[-1] + 1) * frame)
     n_lead, n_trail = int(round(lead * sr)), int(round(trail * sr))
     kept = wav[max(0, start - n_lead): end + n_trail]
@@ -462,9 +504,12 @@ def _synthesize_job(job: tuple[Utterance, str]) -> tuple[str, float | None, str 
     """Worker: make one FLAC unless it exists. Returns ``(id, duration or None, error or None)``."""
     utt, out = job
     path = Path(out)
-    try:
-        if path.is_file() and path.stat().st_size > 0:
+    if path.is_file() and path.stat().st_size > 0:
+        try:
             return utt.id, sf.info(str(path)).duration, None
+        except sf.LibsndfileError:
+            pass                                             # unreadable: synthesise it again
+    try:
         wav = render(utt)
         write_flac(path, wav)
         return utt.id, len(wav) / SAMPLE_RATE, None
@@ -473,6 +518,9 @@ def _synthesize_job(job: tuple[Utterance, str]) -> tuple[str, float | None, str 
 
 
 def _run_jobs(jobs: list[tuple[Utterance, str]], workers: int) -> Iterator[tuple[str, float | None, str | None]]:
+    """Run :func:`_synthesize_job` over ``jobs`` in ``workers`` processes, yielding results as they finish."""
+    # resample() lazily imports librosa's audio module (3-8 s); do it once here so forked workers inherit it
+    resample(np.zeros(441, dtype=np.float32), 22050, SAMPLE_RATE)
     if workers <= 1:
         yield from map(_synthesize_job, jobs)
         return
@@ -489,6 +537,7 @@ def synthesize(plan: list[Utterance], out_dir: Path, workers: int) -> dict[str, 
     failed = 0
     seconds = 0.0
     by_id = {utt.id: utt for utt in plan}
+    start = time.monotonic()
     with tqdm(total=len(jobs), desc="synthesising", unit="utt", disable=None, dynamic_ncols=True) as bar:
         for utt_id, duration, error in _run_jobs(jobs, workers):
             if error is None and duration is not None:
@@ -503,6 +552,9 @@ def synthesize(plan: list[Utterance], out_dir: Path, workers: int) -> dict[str, 
             bar.update(1)
     if failed:
         log.warning("synthetic: %d of %d utterances failed and are left out of the manifests", failed, len(plan))
+    elapsed = time.monotonic() - start
+    log.info("synthetic: %d utterances (%.2f h of audio) ready in %.0f s with %d workers",
+             len(durations), seconds / 3600, elapsed, workers)
     return durations
 
 
@@ -573,15 +625,18 @@ def generate_corpus(text_source: str, out_dir: str | Path, *, hours: float = 10.
     return manifests
 
 
-def _voices_summary(pools: dict[str, dict[str, list[str]]], settings: dict) -> dict:
-    """The content of ``voices.json``: the held-out design and every split's voices."""
-    def variants(split: str) -> list[str]:
-        return sorted({v.partition("+")[2] for v in pools[split]["espeak"]})
+def _voices_summary(pools: dict[str, VoicePool], settings: dict) -> dict:
+    """The content of ``voices.json``: the held-out voices and every split's voice list."""
+    def variants(voice_ids: Iterable[str]) -> list[str]:
+        return sorted({v.partition("+")[2] for v in voice_ids})
     return {
-        "held_out": {split: {"espeak_variants": variants(split), "flite": pools[split]["flite"]}
+        "held_out": {split: {"espeak_male_variants": variants(pools[split].male),
+                             "espeak_female_variants": variants(pools[split].female),
+                             "espeak_languages": list(ESPEAK_LANGUAGES),
+                             "flite": list(pools[split].flite)}
                      for split in ("dev", "test")},
-        "note": ("dev and test espeak variants never occur in train (each in every language); "
-                 "the held-out flite voice is shared by dev and test"),
-        "voices": {split: pools[split]["espeak"] + pools[split]["flite"] for split in SPLITS},
+        "note": ("dev and test each read with their own espeak variant families (in every language), which never "
+                 "occur in train; the held-out flite voice is read in both dev and test and never in train"),
+        "voices": {split: pools[split].voices for split in SPLITS},
         "settings": settings,
     }

@@ -33,7 +33,7 @@ class Hypothesis:
     score: the length-normalised score the n-best list is ranked by.
     log_prob: the raw log-probability of ``tokens + [eos]`` given the prefix.
     attention: (len(tokens), T_valid) cross-attention of the step that predicted each token,
-        over the utterance's valid memory frames; ``None`` unless requested.
+        over the utterance's valid (unmasked) memory frames, on the CPU; ``None`` unless requested.
     """
 
     tokens: list[int]
@@ -137,7 +137,7 @@ def beam_search(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tenso
                 row = i * beam + int(src[i, j])
                 u, lp = active[i], float(top_scores[i, j])
                 seq = seqs[row].tolist()
-                att = attn_hist[row, :, :valid[u]].cpu() if attn_hist is not None else None
+                att = attn_hist[row][:, memory_mask[u]].cpu() if attn_hist is not None else None
                 finished[u].append(Hypothesis(seq, penalty(lp, len(seq) + 1), lp, att))
 
         # the best ``beam`` non-eos candidates continue (there are always enough of them)

@@ -58,6 +58,8 @@ class ConvModule(nn.Module):
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         x = x.masked_fill(~pad_mask.unsqueeze(-1), 0.0).transpose(1, 2)   # (B, d, T)
         x = F.glu(self.pointwise_in(x), dim=1)
+        # zero padding again after the biased pointwise conv: the depthwise conv must see zeros there
+        x = x.masked_fill(~pad_mask.unsqueeze(1), 0.0)
         if self.causal:
             x = F.pad(x, (self.kernel_size - 1, 0))
         x = self.depthwise(x)

@@ -27,7 +27,11 @@ def model_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> LoadedModel:
     except (KeyError, ValueError, UserError) as e:
         raise UserError(f"{where}: config or tokenizer entry is unusable ({e})") from None
     model = Seq2SeqModel(cfg.model, tokenizer.vocab_size)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    except RuntimeError as e:  # strict=False still raises on shape mismatches
+        reason = str(e).splitlines()[1:2] or [str(e)]  # the first "size mismatch for ..." line
+        raise UserError(f"{where}: weights do not match the model in its config ({reason[0].strip()})") from None
     if missing or unexpected:
         raise UserError(f"{where}: weights do not match the model in its config "
                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -37,7 +37,7 @@ class PyramidalLSTMEncoder(nn.Module):
             width = 2 * cfg.hidden * (2 if i < cfg.pyramid_layers else 1)
         self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.proj = nn.Linear(2 * cfg.hidden, cfg.d_model)
+        self.proj = nn.Linear(width, cfg.d_model)   # 4*hidden when the last layer is pyramidal too
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int = 0,
                 left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,12 +29,16 @@ class DecoderLayer(nn.Module):
         self.ff_norm, self.ff = nn.LayerNorm(d), FeedForward(d, cfg.ffn_dim, cfg.dropout)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, past: torch.Tensor | None, self_mask: torch.Tensor | None,
-                memory_kv: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor, need_weights: bool):
-        """x: (B, U, d) queries; past: (B, P, d) normed inputs of earlier positions (or None)."""
+    def forward(self, x: torch.Tensor, past_kv: tuple[torch.Tensor, torch.Tensor] | None,
+                self_mask: torch.Tensor | None, memory_kv: tuple[torch.Tensor, torch.Tensor],
+                memory_mask: torch.Tensor, need_weights: bool):
+        """x: (B, U, d) queries; past_kv: self-attention keys/values of earlier positions, each
+        (B, h, P, dk), or None. Returns (x, keys/values including these positions, cross-attention)."""
         h = self.self_norm(x)
-        kv = h if past is None else torch.cat([past, h], dim=1)
-        x = x + self.dropout(self.self_attn(h, kv, kv, mask=self_mask))
+        k, v = self.self_attn.project_kv(h)
+        if past_kv is not None:
+            k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
+        x = x + self.dropout(self.self_attn(h, mask=self_mask, kv=(k, v)))
         out = self.cross_attn(self.cross_norm(x), mask=memory_mask.unsqueeze(1), need_weights=need_weights,
                               kv=memory_kv)
         attn = None
@@ -42,15 +46,16 @@ class DecoderLayer(nn.Module):
             out, attn = out
         x = x + self.dropout(out)
         x = x + self.dropout(self.ff(self.ff_norm(x)))
-        return x, h, attn
+        return x, (k, v), attn
 
 
 class TransformerDecoder(Decoder):
     """``forward(tokens: (B, U), memory: (B, T, d), memory_mask: (B, T))`` -> logits ``(B, U, V)``.
 
-    Incremental state: per layer the normed self-attention inputs of past positions
-    ``(B, P, d)``, plus the cross-attention key/value projections of the memory, computed
-    once in ``init_state``.
+    Incremental state: per layer the self-attention keys and values of past positions
+    ``(B, h, P, dk)``, plus the cross-attention key/value projections of the memory, computed
+    once in ``init_state``. A step costs the same whatever the prefix length, but for attention
+    over the prefix itself.
     """
 
     Config = TransformerDecoderConfig
@@ -80,18 +85,18 @@ class TransformerDecoder(Decoder):
         return (logits, attn) if return_attention else logits
 
     def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> State:
-        b, d = memory.size(0), self.d_model
-        empty = memory.new_zeros(b, 0, d)
-        return {"past": [empty for _ in self.layers], "memory_kv": self._memory_kv(memory)}
+        b, h = memory.size(0), self.cfg.n_heads
+        empty = memory.new_zeros(b, h, 0, self.d_model // h)
+        return {"past": [(empty, empty) for _ in self.layers], "memory_kv": self._memory_kv(memory)}
 
     def step(self, tokens, state, memory, memory_mask):
-        offset = state["past"][0].size(1)
+        offset = state["past"][0][0].size(2)
         x = self.pos(self.embed(tokens.unsqueeze(1)), offset=offset)       # (B, 1, d)
         new_past, attn = [], None
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
-            x, h, a = layer(x, state["past"][i], None, state["memory_kv"][i], memory_mask, need_weights=last)
-            new_past.append(torch.cat([state["past"][i], h], dim=1))
+            x, kv, a = layer(x, state["past"][i], None, state["memory_kv"][i], memory_mask, need_weights=last)
+            new_past.append(kv)
             attn = a if last else attn
         logp = torch.log_softmax(self.output(self.norm(x[:, 0])).float(), dim=-1)
         return logp, {"past": new_past, "memory_kv": state["memory_kv"]}, attn[:, 0]

@@ -81,7 +81,8 @@ def _spell_number(match: re.Match) -> str:
     return " " + number_to_words(n) + " "
 
 
-_NUMBER = re.compile(r"(\d[\d,]*\d|\d)(?:\.(\d+))?(st|nd|rd|th)?\b", re.IGNORECASE)
+# no \b after the number: "1990s", "5pm" must still be spoken; the ordinal suffix needs a word end
+_NUMBER = re.compile(r"(\d[\d,]*\d|\d)(?:\.(\d+))?(?:(st|nd|rd|th)\b)?", re.IGNORECASE)
 
 
 def normalize_text(text: str) -> str:

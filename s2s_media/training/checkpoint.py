@@ -21,9 +21,14 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
     """Write ``obj`` to ``path`` via a temp file and rename: a crash never leaves a broken file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save({"version": CHECKPOINT_VERSION, **obj}, tmp)
+        with open(tmp, "wb") as f:
+            torch.save({"version": CHECKPOINT_VERSION, **obj}, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

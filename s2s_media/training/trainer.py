@@ -73,7 +73,7 @@ class Trainer:
                                              rank=dist_info.rank, world_size=dist_info.world_size)
         self.dev_records = dev_records[: t.valid_utterances]
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                                           weight_decay=cfg.optim.weight_decay)
+                                           weight_decay=cfg.optim.weight_decay, fused=True)
         self.steps_per_epoch = max(1, len(self.sampler) // cfg.optim.accum_grad)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, make_schedule(cfg.optim, self.steps_per_epoch * t.epochs))
@@ -129,7 +129,7 @@ class Trainer:
             self.writer = SummaryWriter(str(self.exp / "tensorboard"))
         budget = t.max_minutes * 60 if t.max_minutes > 0 else math.inf
         started = time.time() - self.state.elapsed
-        stop = False
+        stop = self._out_of_budget(budget)
         while self.state.epoch < t.epochs and not stop:
             stop = self._train_epoch(started, budget)
             if not stop:
@@ -144,9 +144,13 @@ class Trainer:
 
     def _loader(self):
         nw = self.cfg.data.num_workers
+        # its own generator: creating the iterator must not draw from the global RNG, or a resumed
+        # run (which creates it after restoring the RNG) would diverge from an unbroken one
+        gen = torch.Generator().manual_seed(self.cfg.train.seed * 1000 + self.state.epoch)
         return torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate,
                                            num_workers=nw, worker_init_fn=worker_init if nw else None,
-                                           prefetch_factor=4 if nw else None, persistent_workers=False)
+                                           prefetch_factor=4 if nw else None, persistent_workers=False,
+                                           generator=gen)
 
     def _train_epoch(self, started: float, budget: float) -> bool:
         """Train the rest of the current epoch; True when the time budget ran out."""
@@ -184,12 +188,17 @@ class Trainer:
             st.elapsed = time.time() - started
             if st.step % self.cfg.train.save_interval == 0:
                 self.save_resume()
-            if st.elapsed >= budget:
-                log.info("time budget of %.1f min reached at step %d", budget / 60, st.step)
+            if self._out_of_budget(budget):
+                log.info("stopping at step %d after %.1f min (train.max_minutes=%g, train.max_steps=%d)",
+                         st.step, st.elapsed / 60, self.cfg.train.max_minutes, self.cfg.train.max_steps)
                 bar.close()
                 return True
         bar.close()
         return False
+
+    def _out_of_budget(self, budget_s: float) -> bool:
+        max_steps = self.cfg.train.max_steps
+        return self.state.elapsed >= budget_s or (max_steps > 0 and self.state.step >= max_steps)
 
     def _optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)

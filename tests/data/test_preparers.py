@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for fixtures_make
 from fixtures_make import Corpus, make_commonvoice, make_kaldi, make_librispeech, write_tone  # noqa: E402
 
 from s2s_media.cli import prepare as prepare_cli  # noqa: E402

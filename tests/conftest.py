@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny real speech corpus (espeak-ng) and tiny model configs."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from s2s_media.audio import SAMPLE_RATE, load_audio
+
+SENTENCES = [
+    "the cat sat on the mat", "a dog ran in the park", "hello world how are you",
+    "open the door please", "the quick brown fox", "jumps over the lazy dog",
+    "good morning to you", "time flies like an arrow", "we like green apples",
+    "she sells sea shells", "the sun is bright today", "read me a short story",
+]
+
+
+def _speak(text: str, voice: str, path: Path) -> float:
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
+    wav = load_audio(raw)
+    raw.unlink()
+    sf.write(path, wav, SAMPLE_RATE)
+    return len(wav) / SAMPLE_RATE
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """12 train + 3 dev utterances spoken by espeak-ng; manifests ``train.jsonl`` and ``dev.jsonl``."""
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    (root / "wav").mkdir()
+    rows = []
+    for i, text in enumerate(SENTENCES):
+        voice = ["en-us", "en-gb+f3"][i % 2]
+        dur = _speak(text, voice, root / "wav" / f"u{i:02d}.wav")
+        rows.append({"id": f"u{i:02d}", "audio": f"wav/u{i:02d}.wav", "text": text, "duration": dur,
+                     "speaker": voice})
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    return root
+
+
+TINY_MODEL = [
+    "model.encoder_conf.d_model=32", "model.encoder_conf.n_heads=2", "model.encoder_conf.n_layers=2",
+    "model.encoder_conf.ffn_dim=64", "model.encoder_conf.kernel_size=5",
+    "model.decoder_conf.n_layers=1", "model.decoder_conf.n_heads=2", "model.decoder_conf.ffn_dim=64",
+    "tokenizer.kind=char", "data.num_workers=0", "data.max_batch_seconds=8", "data.cmvn_utterances=20",
+    "train.log_interval=1", "train.save_interval=2", "optim.warmup_steps=5",
+]
+
+
+@pytest.fixture
+def tiny_overrides(tiny_corpus, tmp_path) -> list[str]:
+    """``--set`` overrides for a seconds-long training run on :func:`tiny_corpus`."""
+    return TINY_MODEL + [f"data.train={tiny_corpus / 'train.jsonl'}", f"data.dev={tiny_corpus / 'dev.jsonl'}",
+                         f"train.exp_dir={tmp_path / 'exp'}", "train.epochs=2"]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -80,8 +80,7 @@ def test_crash_during_save_keeps_the_old_file(tmp_path, monkeypatch):
     real_save = torch.save
 
     def crashing_save(obj, f, *args, **kwargs):
-        with open(f, "wb") as fh:                              # half a file, then the process "dies"
-            fh.write(b"PK\x03\x04 partial checkpoint")
+        f.write(b"PK\x03\x04 partial checkpoint")             # half a file, then the process "dies"
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crashing_save)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Common Voice (English) recipe: a ~33 M-parameter streaming Conformer with the shared Transformer
+# decoder, trained on one or more GPUs. README.md has the corpus layout, hardware and multi-node use.
+#   ./run.sh --src /data/cv-corpus-17.0-2024-03-15/en          all stages
+#   ./run.sh --stage 0 --stop-stage 0 --workers 16              only the manifests (and mp3 -> FLAC)
+#   ./run.sh --stage 2 --stop-stage 2 --nproc-per-node 4        only training, on 4 GPUs
+cd "$(dirname "$0")"
+src=/data/cv-corpus/en  # a language folder (clips/, train.tsv, dev.tsv, test.tsv) or a release holding one
+data=data               # manifests (and, with convert, the FLAC files) go here
+convert=true            # decode the mp3 clips once to 16 kHz FLAC in $data/audio (mp3 is slow to train on)
+workers=$(nproc)        # conversion processes
+conf=conf/conformer.yaml
+exp=exp/conformer
+bpe_units=""            # SentencePiece vocabulary size; empty = tokenizer.vocab_size of $conf
+nproc_per_node=1        # GPUs on this machine; > 1 (or nnodes > 1) trains under torchrun (DDP)
+nnodes=1                # machines; run stage 2 on each with its own node_rank
+node_rank=0
+master_addr=127.0.0.1   # address of the node_rank 0 machine
+master_port=29500
+extra=""                # extra arguments for 'train', e.g. "--set optim.warmup_steps=8000"
+average=10              # best checkpoints (by dev WER) averaged
+test_sets="test"        # manifests in $data to evaluate
+decoding=all            # ctc_greedy, ctc_prefix_beam, attention, rescoring, a comma list, or all
+chunk_sizes="0 16"      # 0 = full context; 16 frames = 640 ms streaming chunks
+eval_workers=4          # feature-extraction processes for evaluate
+source ../common.sh "$@"
+
+case "$convert" in
+  true) convert_args=(--convert) ;;
+  false) convert_args=() ;;
+  *) echo "error: --convert takes true or false, got '$convert'" >&2; exit 2 ;;
+esac
+tok_args=()
+if [ -n "$bpe_units" ]; then tok_args=(--set tokenizer.vocab_size="$bpe_units"); fi
+data_args=(--set train.exp_dir="$exp" --set data.train="$data/train.jsonl" --set data.dev="$data/dev.jsonl")
+
+if run_stage 0 "manifests from $src into $data/ (convert: $convert)"; then
+  s2s-media prepare commonvoice "$src" "$data" "${convert_args[@]}" --workers "$workers"
+fi
+
+if run_stage 1 "train the tokenizer on $data/train.jsonl"; then
+  s2s-media tokenizer "$conf" "${data_args[@]}" "${tok_args[@]}"
+fi
+
+if run_stage 2 "train ($conf -> $exp) on $nnodes x $nproc_per_node process(es)"; then
+  if [ "$nproc_per_node" -gt 1 ] || [ "$nnodes" -gt 1 ]; then
+    launch=(torchrun --nnodes "$nnodes" --node_rank "$node_rank" --nproc_per_node "$nproc_per_node"
+            --master_addr "$master_addr" --master_port "$master_port" -m s2s_media.cli.main)
+  else
+    launch=(s2s-media)
+  fi
+  # shellcheck disable=SC2086
+  "${launch[@]}" train "$conf" "${data_args[@]}" "${tok_args[@]}" $extra
+fi
+
+if run_stage 3 "average the best $average checkpoints"; then
+  s2s-media average "$exp" --best -n "$average" -o "$exp/avg_best_$average.pt"
+fi
+
+if run_stage 4 "evaluate on $test_sets (chunk sizes: $chunk_sizes)"; then
+  for test_set in $test_sets; do
+    if [ ! -f "$data/$test_set.jsonl" ]; then
+      log "no $data/$test_set.jsonl; skipped"
+      continue
+    fi
+    for chunk in $chunk_sizes; do
+      s2s-media evaluate --model "$exp/avg_best_$average.pt" --manifest "$data/$test_set.jsonl" \
+        --decoding "$decoding" --chunk-size "$chunk" --workers "$eval_workers" \
+        --out "$exp/decode_${test_set}_chunk$chunk"
+    done
+  done
+fi

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# LibriSpeech recipe: a ~33 M-parameter streaming Conformer with the shared Transformer decoder,
+# trained on one or more GPUs. README.md has the corpus layout, hardware and multi-node use.
+#   ./run.sh --src /data/LibriSpeech                          all stages, every train-* subset (960 h)
+#   ./run.sh --src /data/LibriSpeech --train-subsets train-clean-100 --bpe-units 500 \
+#            --data data/100h --exp exp/conformer_100h        the 100 h set-up
+#   ./run.sh --stage 2 --stop-stage 2 --nproc-per-node 4      only training, on 4 GPUs
+#   ./run.sh --stage 4 --chunk-sizes "0 8 16"                 evaluate again, more chunk sizes
+cd "$(dirname "$0")"
+src=/data/LibriSpeech   # the LibriSpeech/ folder, or the folder that holds it
+train_subsets=""        # e.g. "train-clean-100 train-clean-360"; empty = every train-* subset in $src
+data=data               # manifests (and the subset links) go here
+conf=conf/conformer.yaml
+exp=exp/conformer
+bpe_units=""            # SentencePiece vocabulary size; empty = tokenizer.vocab_size of $conf
+nproc_per_node=1        # GPUs on this machine; > 1 (or nnodes > 1) trains under torchrun (DDP)
+nnodes=1                # machines; run stage 2 on each with its own node_rank
+node_rank=0
+master_addr=127.0.0.1   # address of the node_rank 0 machine
+master_port=29500
+extra=""                # extra arguments for 'train', e.g. "--set optim.warmup_steps=8000"
+average=10              # best checkpoints (by dev WER) averaged
+test_sets="test test_other"   # manifests in $data to evaluate: test-clean, test-other
+decoding=all            # ctc_greedy, ctc_prefix_beam, attention, rescoring, a comma list, or all
+chunk_sizes="0 16"      # 0 = full context; 16 frames = 640 ms streaming chunks
+eval_workers=4          # feature-extraction processes for evaluate
+source ../common.sh "$@"
+
+tok_args=()
+if [ -n "$bpe_units" ]; then tok_args=(--set tokenizer.vocab_size="$bpe_units"); fi
+data_args=(--set train.exp_dir="$exp" --set data.train="$data/train.jsonl" --set data.dev="$data/dev.jsonl")
+
+if run_stage 0 "manifests from $src${train_subsets:+ ($train_subsets)} into $data/"; then
+  corpus=$src
+  if [ -n "$train_subsets" ]; then
+    # the preparer reads every train-* folder it finds, so point it at links to the chosen ones
+    root=$src; [ -d "$src/LibriSpeech" ] && root=$src/LibriSpeech
+    corpus=$data/subsets
+    rm -rf "$corpus" && mkdir -p "$corpus"
+    for subset in $train_subsets; do
+      [ -d "$root/$subset" ] || { echo "error: $root/$subset not found (--train-subsets)" >&2; exit 1; }
+      ln -s "$(realpath "$root/$subset")" "$corpus/$subset"
+    done
+    for dir in "$root"/dev-* "$root"/test-*; do
+      if [ -d "$dir" ]; then ln -s "$(realpath "$dir")" "$corpus/$(basename "$dir")"; fi
+    done
+  fi
+  s2s-media prepare librispeech "$corpus" "$data"
+fi
+
+if run_stage 1 "train the tokenizer on $data/train.jsonl"; then
+  s2s-media tokenizer "$conf" "${data_args[@]}" "${tok_args[@]}"
+fi
+
+if run_stage 2 "train ($conf -> $exp) on $nnodes x $nproc_per_node process(es)"; then
+  if [ "$nproc_per_node" -gt 1 ] || [ "$nnodes" -gt 1 ]; then
+    launch=(torchrun --nnodes "$nnodes" --node_rank "$node_rank" --nproc_per_node "$nproc_per_node"
+            --master_addr "$master_addr" --master_port "$master_port" -m s2s_media.cli.main)
+  else
+    launch=(s2s-media)
+  fi
+  # shellcheck disable=SC2086
+  "${launch[@]}" train "$conf" "${data_args[@]}" "${tok_args[@]}" $extra
+fi
+
+if run_stage 3 "average the best $average checkpoints"; then
+  s2s-media average "$exp" --best -n "$average" -o "$exp/avg_best_$average.pt"
+fi
+
+if run_stage 4 "evaluate on $test_sets (chunk sizes: $chunk_sizes)"; then
+  for test_set in $test_sets; do
+    if [ ! -f "$data/$test_set.jsonl" ]; then
+      log "no $data/$test_set.jsonl (subset not in $src); skipped"
+      continue
+    fi
+    for chunk in $chunk_sizes; do
+      s2s-media evaluate --model "$exp/avg_best_$average.pt" --manifest "$data/$test_set.jsonl" \
+        --decoding "$decoding" --chunk-size "$chunk" --workers "$eval_workers" \
+        --out "$exp/decode_${test_set}_chunk$chunk"
+    done
+  done
+fi

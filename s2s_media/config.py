@@ -220,11 +220,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (), base_dir: Path | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (and ``--set`` overrides) into a validated :class:`Config`.
 
-    Relative manifest paths in ``data`` are resolved against ``base_dir`` (default: the
-    current directory, as recipes run from their own folder).
+    Relative paths inside (manifests, exp_dir) are relative to the current directory: recipes
+    run from their own folder.
     """
     data: dict = {}
     if path is not None:

@@ -25,6 +25,10 @@ chunk_sizes="0 16"      # 0 = full context; 16 frames = 640 ms streaming chunks
 eval_workers=4          # feature-extraction processes for evaluate
 source ../common.sh "$@"
 
+for n in "$nproc_per_node" "$nnodes" "$node_rank"; do
+  case "$n" in ''|*[!0-9]*) echo "error: --nproc-per-node, --nnodes and --node-rank take integers, got '$n'" >&2; exit 2 ;; esac
+done
+
 case "$convert" in
   true) convert_args=(--convert) ;;
   false) convert_args=() ;;

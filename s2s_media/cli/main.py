@@ -8,7 +8,7 @@ import sys
 from s2s_media import __version__
 from s2s_media.errors import UserError
 
-SUBCOMMANDS = ["prepare", "tokenizer", "train", "average", "evaluate"]
+SUBCOMMANDS = ["prepare", "tokenizer", "train", "average", "evaluate", "transcribe", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         code = args.run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except OSError as e:  # a path the user gave: exists, not writable, disk full, ...
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

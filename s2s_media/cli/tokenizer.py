@@ -16,10 +16,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from s2s_media.config import load_config
-    from s2s_media.data.manifest import read_manifest
-    from s2s_media.training.run import save_tokenizer, tokenizer_path, train_tokenizer
+    from s2s_media.training.run import read_train_manifest, save_tokenizer, tokenizer_path, train_tokenizer
     cfg = load_config(args.config, args.overrides)
-    tok = train_tokenizer(cfg, read_manifest(cfg.data.train))
+    tok = train_tokenizer(cfg, read_train_manifest(cfg))
     path = save_tokenizer(tok, tokenizer_path(cfg))
     print(f"{cfg.tokenizer.kind} tokenizer with {tok.vocab_size} ids written to {path}")
     return 0

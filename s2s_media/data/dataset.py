@@ -12,12 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from s2s_media.audio import LogMel, SAMPLE_RATE, load_audio
+from s2s_media.audio import HOP_LENGTH, LogMel, SAMPLE_RATE
 from s2s_media.augment import AugmentConfig, SpecAugment, WaveAugment
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.errors import UserError
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import Tokenizer
+
+
+# the ×4 convolutional subsampling needs 7 feature frames for one output frame
+MIN_SAMPLES = 7 * HOP_LENGTH
 
 
 @dataclass
@@ -52,12 +56,15 @@ class AudioDataset(torch.utils.data.Dataset):
         if not text:
             return Bad(r.id, f"empty transcript after normalisation ({r.text!r})")
         try:
-            wav = load_audio(r.audio, offset=r.offset, duration=r.duration if r.offset else None)
+            wav = r.load()
         except UserError as e:
             return Bad(r.id, str(e))
         rng = np.random.default_rng([self.seed, self.epoch, i])
         if self.wave_aug is not None:
             wav = self.wave_aug(wav, rng)
+        if len(wav) < MIN_SAMPLES:
+            return Bad(r.id, f"too short ({len(wav) / SAMPLE_RATE:.3f} s; the encoders need at least "
+                             f"{MIN_SAMPLES / SAMPLE_RATE:.2f} s)")
         feats = self.logmel(torch.from_numpy(np.ascontiguousarray(wav)).unsqueeze(0))[0]
         if self.spec_aug is not None:
             feats = self.spec_aug(feats, rng)

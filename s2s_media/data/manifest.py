@@ -22,13 +22,20 @@ class AudioRecord:
     text: str
     duration: float
     speaker: str | None = None
-    offset: float = 0.0
+    offset: float | None = None   # set for a segment of a longer file (0.0 is a segment at the start)
+
+    def load(self):
+        """The utterance's samples: the whole file, or the segment ``[offset, offset + duration)``."""
+        from s2s_media.audio import load_audio
+        if self.offset is None:
+            return load_audio(self.audio)
+        return load_audio(self.audio, offset=self.offset, duration=self.duration)
 
     def to_json(self) -> dict:
         d = asdict(self)
         if d["speaker"] is None:
             del d["speaker"]
-        if not d["offset"]:
+        if d["offset"] is None:
             del d["offset"]
         return d
 
@@ -57,7 +64,8 @@ def parse_record(obj: object, where: str, base_dir: Path | None = None) -> Audio
     if base_dir is not None and not os.path.isabs(audio):
         audio = str(base_dir / audio)
     return AudioRecord(id=obj["id"], audio=audio, text=obj["text"], duration=float(obj["duration"]),
-                       speaker=obj.get("speaker"), offset=float(obj.get("offset", 0.0)))
+                       speaker=obj.get("speaker"),
+                       offset=float(obj["offset"]) if "offset" in obj else None)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[str, object]]:

@@ -80,7 +80,7 @@ class Issues:
 
 
 def make_record(issues: Issues, utt_id: str, audio: str | Path, text: str, duration: float,
-                speaker: str | None = None, offset: float = 0.0) -> AudioRecord | None:
+                speaker: str | None = None, offset: float | None = None) -> AudioRecord | None:
     """Build a manifest record with a normalised transcript, or count why there is none.
 
     Returns ``None`` (and records the reason in ``issues``) for transcripts that are empty after
@@ -95,7 +95,7 @@ def make_record(issues: Issues, utt_id: str, audio: str | Path, text: str, durat
         return None
     issues.kept += 1
     return AudioRecord(id=utt_id, audio=str(audio), text=norm, duration=round(float(duration), 4),
-                       speaker=speaker or None, offset=round(float(offset), 4))
+                       speaker=speaker or None, offset=None if offset is None else round(float(offset), 4))
 
 
 def write_splits(out: Path, splits: dict[str, list[AudioRecord]], issues: Issues,

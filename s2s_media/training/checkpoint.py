@@ -44,8 +44,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt/foreign files get one clear line
-        raise UserError(f"{path}: not a readable s2s-media checkpoint ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:120]})") from None
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else "empty or truncated file"
+        raise UserError(f"{path}: not a readable s2s-media checkpoint ({type(e).__name__}: {reason})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "version" not in ckpt:
         raise UserError(f"{path}: not an s2s-media checkpoint (missing 'model' or 'version')")
     if ckpt["version"] > CHECKPOINT_VERSION:

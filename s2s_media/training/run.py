@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from s2s_media.audio import compute_cmvn, load_audio
+from s2s_media.audio import compute_cmvn
 from s2s_media.config import Config
 from s2s_media.data.manifest import AudioRecord, read_manifest
 from s2s_media.errors import ConfigError, UserError
@@ -23,6 +23,16 @@ from s2s_media.training.distributed import DistInfo, barrier, init_distributed
 from s2s_media.training.trainer import Trainer, TrainerState
 
 log = logging.getLogger("s2s_media.train")
+
+
+def read_train_manifest(cfg: Config) -> list[AudioRecord]:
+    """The records of ``data.train``, with clear errors when it is unset or empty."""
+    if not cfg.data.train:
+        raise ConfigError("data.train: no training manifest given; set it in the config or with --set data.train=PATH")
+    records = read_manifest(cfg.data.train)
+    if not records:
+        raise UserError(f"{cfg.data.train}: the training manifest is empty")
+    return records
 
 
 def train_tokenizer(cfg: Config, records: list[AudioRecord], tasks=()) -> Tokenizer:
@@ -76,7 +86,7 @@ def get_cmvn(cfg: Config, records: list[AudioRecord], dist: DistInfo) -> dict:
         def wavs():
             for r in tqdm(sample, desc="cmvn", unit="utt", mininterval=2.0):
                 try:
-                    yield load_audio(r.audio, offset=r.offset, duration=r.duration if r.offset else None)
+                    yield r.load()
                 except UserError as e:
                     log.warning("cmvn: skipping %s: %s", r.id, e)
         mean, std = compute_cmvn(wavs(), cfg.model.n_mels)
@@ -98,11 +108,7 @@ def run_training(cfg: Config) -> TrainerState:
     torch.manual_seed(cfg.train.seed)
     random.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
-    if not cfg.data.train:
-        raise ConfigError("data.train: no training manifest given; set it in the config or with --set data.train=PATH")
-    train_records = read_manifest(cfg.data.train)
-    if not train_records:
-        raise UserError(f"{cfg.data.train}: the training manifest is empty")
+    train_records = read_train_manifest(cfg)
     dev_records = read_manifest(cfg.data.dev) if cfg.data.dev else []
     tokenizer = get_tokenizer(cfg, train_records, dist)
     cmvn = get_cmvn(cfg, train_records, dist)

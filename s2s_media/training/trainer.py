@@ -25,6 +25,7 @@ from s2s_media.data.dataset import AudioDataset, collate, worker_init
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.data.sampler import BucketingBatchSampler
 from s2s_media.decoding.ctc import ctc_greedy
+from s2s_media.errors import UserError
 from s2s_media.metrics import wer as word_error_rate
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.text.tokenizer import Tokenizer
@@ -71,7 +72,9 @@ class Trainer:
         self.sampler = BucketingBatchSampler([r.duration for r in train_records], d.max_batch_seconds,
                                              d.max_batch_size, d.num_buckets, shuffle=True, seed=t.seed,
                                              rank=dist_info.rank, world_size=dist_info.world_size)
-        self.dev_records = dev_records[: t.valid_utterances]
+        # an evenly spaced subset: manifests are often sorted by speaker
+        step = max(1, len(dev_records) // max(1, t.valid_utterances))
+        self.dev_records = dev_records[::step][: t.valid_utterances]
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                            weight_decay=cfg.optim.weight_decay, fused=True)
         self.steps_per_epoch = max(1, len(self.sampler) // cfg.optim.accum_grad)
@@ -104,6 +107,11 @@ class Trainer:
         if not path.is_file():
             return False
         ck = load_checkpoint(path)
+        saved_world = ck.get("meta", {}).get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            raise UserError(f"{path}: was written by {saved_world} process(es) but this run has "
+                            f"{self.dist.world_size}; resume with the same number of GPUs/processes, or "
+                            "start a new train.exp_dir (init from an averaged checkpoint)")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])

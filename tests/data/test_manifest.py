@@ -23,9 +23,24 @@ def test_read_manifest_resolves_paths_and_optional_fields(tmp_path):
                              {"id": "u2", "audio": absolute, "text": "a b", "duration": 2, "speaker": "s7",
                               "offset": 0.25}])
     a, b = read_manifest(sub / "m.jsonl")
-    assert a == AudioRecord("u1", str(sub.resolve() / "wav/u1.wav"), "hello world", 1.5, None, 0.0)
+    assert a == AudioRecord("u1", str(sub.resolve() / "wav/u1.wav"), "hello world", 1.5, None, None)
     assert b.audio == absolute and b.speaker == "s7" and b.offset == 0.25
     assert isinstance(b.duration, float) and b.duration == 2.0
+
+
+def test_segment_at_offset_zero_reads_only_its_duration(tmp_path):
+    """A Kaldi segment starting at 0.0 is a segment, not the whole recording."""
+    import numpy as np
+    import soundfile as sf
+    sf.write(tmp_path / "rec.wav", np.zeros(16000 * 3, dtype=np.float32) + 0.1, 16000)
+    whole = {"id": "w", "audio": "rec.wav", "text": "a", "duration": 3.0}
+    seg = {"id": "s", "audio": "rec.wav", "text": "a", "duration": 1.0, "offset": 0.0}
+    _write(tmp_path / "m.jsonl", [whole, seg])
+    w, s = read_manifest(tmp_path / "m.jsonl")
+    assert w.offset is None and s.offset == 0.0
+    assert len(w.load()) == 48000 and len(s.load()) == 16000
+    write_manifest(tmp_path / "out.jsonl", [w, s])
+    assert read_manifest(tmp_path / "out.jsonl") == [w, s]      # offset 0.0 survives the round trip
 
 
 def test_relative_manifest_path_resolves_against_its_folder(tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ def check_split(manifest: Path, corpus: Corpus, split: str, tol: float = 1e-3) -
         assert r.text == normalize_text(utt.text)
         assert r.speaker == utt.speaker
         assert r.duration == pytest.approx(utt.duration, abs=tol)
-        assert r.offset == pytest.approx(utt.offset, abs=1e-6)
+        assert (r.offset or 0.0) == pytest.approx(utt.offset, abs=1e-6)
         assert Path(r.audio).is_file()
 
 

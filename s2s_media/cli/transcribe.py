@@ -1,0 +1,194 @@
+"""``s2s-media transcribe PATH...``: audio files, folders and manifests -> transcripts with timestamps."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+EPILOG = """\
+output:
+  One record per input: {"path","text","duration","words":[{"word","start","end","confidence"}],
+  "segments":[{"start","end","text"}]} ("id" added for manifest entries), or {"path","error"}.
+  Times are seconds; a word's confidence is the lowest CTC posterior of its tokens.
+  Records are written as each file finishes. The format comes from --format, else from --out's
+  extension (.jsonl .txt .tsv .srt .vtt), else jsonl on stdout. srt/vtt with several inputs:
+  --out is a folder that gets one subtitle file per input. Formats other than jsonl keep the list
+  of finished inputs (and the error records) in OUT.done.jsonl (OUT/done.jsonl for a folder).
+  --resume skips every input already in the output, failed ones included.
+
+long recordings:
+  Recordings longer than --max-segment seconds are split on silence (energy-based, with
+  hysteresis) into pieces of at most that length, decoded in batches and stitched back with
+  absolute timestamps. Silence longer than a second between pieces is not decoded.
+
+several machines:
+  --shard I/N takes every N-th file of the sorted input list, starting at I (0-based), so
+  shards 0/N .. N-1/N together cover every file exactly once. Under torchrun, --shard auto reads
+  RANK and WORLD_SIZE and writes OUT.rankK; merge the parts afterwards:
+
+    torchrun --nnodes 2 --node_rank R --master_addr host0 --nproc_per_node 8 \\
+      -m s2s_media.cli.main transcribe /data/audio --recursive --shard auto --out out.jsonl
+    s2s-media transcribe --merge out.jsonl.rank* --out out.jsonl
+
+  Each rank uses GPU LOCAL_RANK when CUDA is present; ranks never talk to each other. With
+  several nodes, copy the OUT.rankK parts to one machine before merging.
+
+exit status: 0 all files transcribed, 1 some failed, 2 bad usage, 130 interrupted (Ctrl-C keeps
+everything written so far; run again with --resume).
+"""
+
+
+def add_parser(sub) -> None:
+    import argparse
+    p = sub.add_parser(
+        "transcribe", help="transcribe audio files, folders or a manifest",
+        description="Transcribe audio files, folders (wav, flac, ogg; mp3 and m4a where they can be\n"
+                    "decoded) and JSONL manifests (then WER and CER are printed too), with word timestamps\n"
+                    "and confidences. Without --model the bundled default model is used.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="audio files, folders or .jsonl manifests "
+                   "(with --merge: the OUT.rankK parts)")
+    p.add_argument("--model", help="checkpoint (.pt) from train, average or export (default: the bundled model)")
+    p.add_argument("--out", help="output file (default: stdout, jsonl); a folder for srt/vtt with several inputs")
+    p.add_argument("--format", choices=["jsonl", "txt", "srt", "vtt", "tsv"],
+                   help="output format (default: from --out's extension, else jsonl)")
+    p.add_argument("--decoding", choices=["ctc_greedy", "ctc_prefix_beam", "attention", "rescoring"],
+                   help="search method (default: the model's, usually rescoring)")
+    p.add_argument("--beam", type=int, help="beam size (default: the model's decode.beam)")
+    p.add_argument("--batch-seconds", type=float, help="padded seconds of audio per decoding batch "
+                   "(default: the model's decode.batch_seconds)")
+    p.add_argument("--max-segment", type=float, default=20.0, metavar="S",
+                   help="longest piece a long recording is cut into, in seconds (default 20)")
+    p.add_argument("--workers", type=int, default=1, help="threads loading and cutting audio (0 = main thread)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--recursive", action="store_true", help="descend into subfolders of folder inputs")
+    p.add_argument("--resume", action="store_true", help="skip inputs already in --out and append the rest")
+    p.add_argument("--shard", metavar="I/N", help="transcribe every N-th file starting at I (0-based), or "
+                   "'auto' under torchrun (RANK/WORLD_SIZE; writes OUT.rankK)")
+    p.add_argument("--merge", action="store_true", help="merge the OUT.rankK parts given as PATHs into --out")
+    p.set_defaults(run=run)
+
+
+def parse_shard(spec: str | None) -> tuple[int, int, bool]:
+    """``"I/N"`` -> (I, N, False); ``"auto"`` -> (RANK, WORLD_SIZE, True); None -> (0, 1, False)."""
+    from s2s_media.errors import UserError
+    if not spec:
+        return 0, 1, False
+    if spec == "auto":
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            raise UserError("--shard auto: RANK and WORLD_SIZE are not set; launch with torchrun, or give --shard I/N")
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), True
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {spec}: expected I/N such as 0/4, or auto") from None
+    if n < 1 or not 0 <= i < n:
+        raise UserError(f"--shard {spec}: need 0 <= I < N")
+    return i, n, False
+
+
+def run(args) -> int:
+    from s2s_media.errors import UserError
+    from s2s_media.output import infer_format, merge_outputs, open_writer, rank_path
+    from s2s_media.transcribe import TranscribeOptions, discover, load_speech_model, shard
+    from s2s_media.vad import VadConfig
+
+    fmt = infer_format(args.out, args.format)
+    if args.merge:
+        if not args.out:
+            raise UserError("--merge needs --out: the merged output file")
+        n = merge_outputs(args.paths, args.out, fmt)
+        print(f"merged {n} parts into {args.out}")
+        return 0
+    if not args.paths:
+        raise UserError("no PATH given: name audio files, folders or .jsonl manifests to transcribe")
+    try:
+        vad = VadConfig(max_segment_s=args.max_segment)
+    except ValueError as e:
+        raise UserError(f"--max-segment {args.max_segment}: {e}") from None
+    options = TranscribeOptions(decoding=args.decoding, beam=args.beam, batch_seconds=args.batch_seconds,
+                                workers=args.workers, vad=vad)
+    index, count, auto = parse_shard(args.shard)
+    out = args.out
+    if auto:
+        if not out:
+            raise UserError("--shard auto needs --out: each rank writes OUT.rankK")
+        out = str(rank_path(out, index))
+    items = discover(args.paths, args.recursive)
+    n_all = len(items)
+    items = shard(items, index, count)
+    writer = open_writer(out, fmt, n_all, args.resume)
+    done = writer.done()
+    skipped = sum(it.key in done for it in items)
+    items = [it for it in items if it.key not in done]
+    info = sys.stderr if out is None else sys.stdout
+    try:
+        model = load_speech_model(args.model, args.device)
+        transcriber = model.transcriber(options)
+    except BaseException:
+        writer.close()
+        raise
+    stats = _Stats(time.time())  # the RTF leaves model loading out
+    interrupted = False
+    try:
+        stats.loop(transcriber.run(items), writer, len(items))
+    except KeyboardInterrupt:
+        interrupted = True
+    except BrokenPipeError:  # stdout closed by the reader (e.g. | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        writer.close()
+    if skipped:
+        print(f"resumed: {skipped} inputs already in {out} were skipped", file=info)
+    stats.report(info, interrupted)
+    if interrupted:
+        print(f"interrupted: everything finished so far is in {out or 'stdout'}"
+              + ("; run again with --resume to continue" if out else ""), file=sys.stderr)
+        return 130
+    return 1 if stats.failed else 0
+
+
+class _Stats:
+    """Counts for the progress bar and the summary; collects manifest references for WER/CER."""
+
+    def __init__(self, start: float):
+        self.start = start
+        self.files = self.failed = 0
+        self.audio_s = 0.0
+        self.refs: list[str] = []
+        self.hyps: list[str] = []
+
+    @property
+    def rtf(self) -> float:
+        return (time.time() - self.start) / self.audio_s if self.audio_s else 0.0
+
+    def loop(self, records, writer, total: int) -> None:
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="file", desc="transcribing", mininterval=1.0, dynamic_ncols=True)
+        try:
+            for item, rec in records:
+                writer.write(rec, item.name)
+                self.files += 1
+                if "error" in rec:
+                    self.failed += 1
+                    bar.write(f"error: {rec['error']}", file=sys.stderr)
+                else:
+                    self.audio_s += rec["duration"]
+                    if item.ref is not None:
+                        self.refs.append(item.ref)
+                        self.hyps.append(rec["text"])
+                bar.set_postfix(rtf=f"{self.rtf:.3f}", failed=self.failed, refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+
+    def report(self, out, interrupted: bool) -> None:
+        wall = time.time() - self.start
+        if self.refs:
+            from s2s_media.metrics import cer, wer
+            w, c = wer(self.refs, self.hyps), cer(self.refs, self.hyps)
+            print(f"manifest entries: {len(self.refs)} scored (failed ones excluded)  "
+                  f"WER {100 * w.rate:.2f}%  CER {100 * c.rate:.2f}%  ({w})", file=out)
+        print(f"{'interrupted after ' if interrupted else ''}{self.files} files, {self.audio_s / 3600:.3f} h of audio, "
+              f"{wall:.1f} s wall, RTF {self.rtf:.4f}, {self.failed} failed", file=out)

@@ -30,3 +30,14 @@ run_stage() {
   fi
   return 1
 }
+
+# train_launcher: the command that runs 's2s-media ...' on $nnodes x $nproc_per_node processes
+# (torchrun when more than one, so each process is one DDP rank), in the array "launch".
+train_launcher() {
+  if [ "${nproc_per_node:-1}" -gt 1 ] || [ "${nnodes:-1}" -gt 1 ]; then
+    launch=(torchrun --nnodes "$nnodes" --node_rank "$node_rank" --nproc_per_node "$nproc_per_node"
+            --master_addr "$master_addr" --master_port "$master_port" -m s2s_media.cli.main)
+  else
+    launch=(s2s-media)
+  fi
+}

@@ -47,12 +47,7 @@ if run_stage 1 "train the tokenizer on $data/train.jsonl"; then
 fi
 
 if run_stage 2 "train ($conf -> $exp) on $nnodes x $nproc_per_node process(es)"; then
-  if [ "$nproc_per_node" -gt 1 ] || [ "$nnodes" -gt 1 ]; then
-    launch=(torchrun --nnodes "$nnodes" --node_rank "$node_rank" --nproc_per_node "$nproc_per_node"
-            --master_addr "$master_addr" --master_port "$master_port" -m s2s_media.cli.main)
-  else
-    launch=(s2s-media)
-  fi
+  train_launcher
   # shellcheck disable=SC2086
   "${launch[@]}" train "$conf" "${data_args[@]}" "${tok_args[@]}" $extra
 fi

@@ -10,15 +10,6 @@ V, D = 13, 32
 LENGTHS = [9, 6, 3]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the machine's other cores are busy training."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(kind: str):
     torch.manual_seed(0)
     if kind == "transformer":

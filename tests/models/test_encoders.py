@@ -16,15 +16,6 @@ CONFS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the machine's other cores are busy training."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(kind: str, seed: int = 0, **over):
     name = kind.replace("_noncausal", "")
     torch.manual_seed(seed)

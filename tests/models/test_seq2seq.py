@@ -22,15 +22,6 @@ DECODERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the machine's other cores are busy training."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(encoder="conformer", decoder="transformer", ctc_weight=0.3, lsm_weight=0.1, layers=None):
     """A tiny model; ``layers`` overrides the encoder and decoder depth."""
     torch.manual_seed(0)

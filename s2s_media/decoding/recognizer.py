@@ -48,7 +48,7 @@ def search_ctc_prefix_beam(model, memory, mask, prefix, cfg) -> list[Decoded]:
 
 
 def search_attention(model, memory, mask, prefix, cfg) -> list[Decoded]:
-    hyps = beam_search(model.decoder, memory, mask, prefix, beam=cfg.beam, max_len=lambda t: 2 * t + 10,
+    hyps = beam_search(model.decoder, memory, mask, prefix, beam=cfg.beam, max_len=lambda t: t + 10,
                        length_penalty=cfg.length_penalty, nbest=1)
     return [Decoded(h[0].tokens, h[0].score) if h else Decoded([], float("-inf")) for h in hyps]
 

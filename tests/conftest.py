@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from s2s_media.audio import SAMPLE_RATE, load_audio
+from fixtures_make import TINY_MODEL
 
 SENTENCES = [
     "the cat sat on the mat", "a dog ran in the park", "hello world how are you",
@@ -44,13 +45,6 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return root
 
 
-TINY_MODEL = [
-    "model.encoder_conf.d_model=32", "model.encoder_conf.n_heads=2", "model.encoder_conf.n_layers=2",
-    "model.encoder_conf.ffn_dim=64", "model.encoder_conf.kernel_size=5",
-    "model.decoder_conf.n_layers=1", "model.decoder_conf.n_heads=2", "model.decoder_conf.ffn_dim=64",
-    "tokenizer.kind=char", "data.num_workers=0", "data.max_batch_seconds=8", "data.cmvn_utterances=20",
-    "train.log_interval=1", "train.save_interval=2", "optim.warmup_steps=5",
-]
 
 
 @pytest.fixture

@@ -218,3 +218,13 @@ def _kaldi_test(recipe: Path, data_dir: Path, corpus: Corpus) -> None:
         corpus.utts[utt] = Utt(sentence(5 + i), duration, None, "test")
     _write_lines(data_dir / "wav.scp", wav_scp)
     _write_lines(data_dir / "text", text)
+
+
+# ``--set`` overrides for a tiny model that trains in seconds (tests only)
+TINY_MODEL = [
+    "model.encoder_conf.d_model=32", "model.encoder_conf.n_heads=2", "model.encoder_conf.n_layers=2",
+    "model.encoder_conf.ffn_dim=64", "model.encoder_conf.kernel_size=5",
+    "model.decoder_conf.n_layers=1", "model.decoder_conf.n_heads=2", "model.decoder_conf.ffn_dim=64",
+    "tokenizer.kind=char", "data.num_workers=0", "data.max_batch_seconds=8", "data.cmvn_utterances=20",
+    "train.log_interval=1", "train.save_interval=2", "optim.warmup_steps=5",
+]

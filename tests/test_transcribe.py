@@ -25,7 +25,7 @@ SHIFT = 0.04
 
 def train_tiny_asr(tmp_path_factory, corpus: Path) -> Path:
     """A tiny char Conformer trained for a few steps on the tiny corpus, once per test session."""
-    from conftest import TINY_MODEL
+    from fixtures_make import TINY_MODEL
     from s2s_media.config import load_config
     from s2s_media.training.run import run_training
     exp = tmp_path_factory.getbasetemp() / "tiny_asr"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_MODEL
+from fixtures_make import TINY_MODEL
 from s2s_media.cli.main import SUBCOMMANDS, build_parser, main
 from s2s_media.decoding.recognizer import SEARCHES
 from s2s_media.training.checkpoint import load_checkpoint

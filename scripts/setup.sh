@@ -3,6 +3,7 @@
 #   bash scripts/setup.sh          system packages + the package with its dev extras
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
+export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(espeak-ng flite fortunes fortunes-min)

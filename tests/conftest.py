@@ -57,3 +57,13 @@ def tiny_overrides(tiny_corpus, tmp_path) -> list[str]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one intra-op thread; restores the setting afterwards."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

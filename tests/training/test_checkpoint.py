@@ -15,13 +15,7 @@ from s2s_media.training.checkpoint import CHECKPOINT_VERSION, average_state_dict
 N_MELS = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the machine's other cores are busy training."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(d_model: int = 32) -> Config:

@@ -41,3 +41,20 @@ train_launcher() {
     launch=(s2s-media)
   fi
 }
+
+# evaluate_test_sets: score $exp/avg_best_$average.pt on each of $test_sets found in $data, at each
+# encoder chunk size in $chunk_sizes (0 = full context), into $exp/decode_<set>_chunk<N>/
+evaluate_test_sets() {
+  local test_set chunk
+  for test_set in $test_sets; do
+    if [ ! -f "$data/$test_set.jsonl" ]; then
+      log "no $data/$test_set.jsonl; skipped"
+      continue
+    fi
+    for chunk in $chunk_sizes; do
+      s2s-media evaluate --model "$exp/avg_best_$average.pt" --manifest "$data/$test_set.jsonl" \
+        --decoding "$decoding" --chunk-size "$chunk" --workers "$eval_workers" \
+        --out "$exp/decode_${test_set}_chunk$chunk"
+    done
+  done
+}

@@ -67,15 +67,5 @@ if run_stage 3 "average the best $average checkpoints"; then
 fi
 
 if run_stage 4 "evaluate on $test_sets (chunk sizes: $chunk_sizes)"; then
-  for test_set in $test_sets; do
-    if [ ! -f "$data/$test_set.jsonl" ]; then
-      log "no $data/$test_set.jsonl (subset not in $src); skipped"
-      continue
-    fi
-    for chunk in $chunk_sizes; do
-      s2s-media evaluate --model "$exp/avg_best_$average.pt" --manifest "$data/$test_set.jsonl" \
-        --decoding "$decoding" --chunk-size "$chunk" --workers "$eval_workers" \
-        --out "$exp/decode_${test_set}_chunk$chunk"
-    done
-  done
+  evaluate_test_sets
 fi

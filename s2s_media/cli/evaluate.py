@@ -37,9 +37,8 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from s2s_media.data.dataset import AudioDataset, collate, worker_init
+    from s2s_media.data.dataset import eval_loader
     from s2s_media.data.manifest import read_manifest
-    from s2s_media.data.sampler import BucketingBatchSampler
     from s2s_media.decoding.recognizer import decode_batch, iterate_batches, parse_methods
     from s2s_media.metrics import cer, wer
     from s2s_media.models.build import load_model_file
@@ -55,10 +54,7 @@ def run(args) -> int:
     records = read_manifest(args.manifest)
     if args.limit:
         records = records[: args.limit]
-    ds = AudioDataset(records, loaded.tokenizer, loaded.config.model.n_mels, augment=None)
-    sampler = BucketingBatchSampler([r.duration for r in records], dcfg.batch_seconds, shuffle=False)
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=args.workers,
-                                         worker_init_fn=worker_init if args.workers else None)
+    loader = eval_loader(records, loaded.tokenizer, loaded.config.model.n_mels, dcfg.batch_seconds, args.workers)
     prefix = loaded.tokenizer.prefix("asr" if "asr" in loaded.tokenizer.tasks else None)
     out_dir = Path(args.out) if args.out else Path(args.model).parent / f"decode_{Path(args.manifest).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import torch
 from s2s_media.audio import HOP_LENGTH, LogMel, SAMPLE_RATE
 from s2s_media.augment import AugmentConfig, SpecAugment, WaveAugment
 from s2s_media.data.manifest import AudioRecord
+from s2s_media.data.sampler import BucketingBatchSampler
 from s2s_media.errors import UserError
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import Tokenizer
@@ -91,3 +92,12 @@ def collate(items: list) -> dict:
 def worker_init(_: int) -> None:
     """DataLoader workers: one intra-op thread each, so they don't fight the trainer for cores."""
     torch.set_num_threads(1)
+
+
+def eval_loader(records: list[AudioRecord], tokenizer: Tokenizer, n_mels: int, batch_seconds: float,
+                workers: int = 0) -> torch.utils.data.DataLoader:
+    """Batches for scoring: no augmentation, duration-bucketed, in a fixed order."""
+    ds = AudioDataset(records, tokenizer, n_mels, augment=None)
+    sampler = BucketingBatchSampler([r.duration for r in records], batch_seconds, shuffle=False)
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                                       worker_init_fn=worker_init if workers else None)

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from s2s_media.config import Config, to_dict
-from s2s_media.data.dataset import AudioDataset, collate, worker_init
+from s2s_media.data.dataset import AudioDataset, collate, eval_loader, worker_init
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.data.sampler import BucketingBatchSampler
 from s2s_media.decoding.ctc import ctc_greedy
@@ -249,10 +249,7 @@ class Trainer:
 
     def _validate_main(self) -> float:
         self.model.eval()
-        ds = AudioDataset(self.dev_records, self.tokenizer, self.cfg.model.n_mels, augment=None)
-        sampler = BucketingBatchSampler([r.duration for r in self.dev_records], self.cfg.decode.batch_seconds,
-                                        shuffle=False)
-        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
+        loader = eval_loader(self.dev_records, self.tokenizer, self.cfg.model.n_mels, self.cfg.decode.batch_seconds)
         refs, hyps, loss_sum, n = [], [], 0.0, 0
         for batch in loader:
             if not batch["ids"]:

@@ -1,18 +1,27 @@
 """s2s-media: streaming speech-to-text and image captioning on one shared attention decoder.
 
-``load_model()`` loads the bundled default ASR model, ``load_model(path)`` a checkpoint; the
-returned :class:`~s2s_media.transcribe.SpeechModel` has ``transcribe(path_or_array, **opts)``,
-which returns the same record as ``s2s-media transcribe``.
+``load_model(path)`` loads a checkpoint as a :class:`~s2s_media.model.Model` that can do what
+its ``model.modalities`` say: ``transcribe(path_or_array, **opts)`` for ``audio`` (the record
+``s2s-media transcribe`` writes), ``caption(path_or_image, beam=...)`` for ``image`` (the record
+``s2s-media caption`` writes). Without a path it loads the bundled default model of ``task``:
+``load_model()`` the speech model ``s2s_media/assets/asr_default.pt``,
+``load_model(task="caption")`` the captioning model ``s2s_media/assets/caption_default.pt``
+(a clear error when the install does not include it).
 """
 
 __version__ = "0.1.0"
 
 
-def load_model(path=None, device: str = "auto"):
-    """The model at ``path`` (default: the bundled ``s2s_media/assets/asr_default.pt``) on ``device``
-    (``auto``, ``cpu`` or ``cuda``), as a :class:`~s2s_media.transcribe.SpeechModel`."""
-    from s2s_media.transcribe import load_speech_model
-    return load_speech_model(path, device)
+def load_model(path=None, device: str = "auto", task: str | None = None):
+    """The model at ``path`` on ``device`` (``auto``, ``cpu`` or ``cuda``) as a :class:`~s2s_media.model.Model`.
+
+    task: ``"asr"`` or ``"caption"``. Without ``path`` it picks the bundled default model
+    (``asr`` when ``task`` is None too); with a path it checks the model can do that task.
+    Asking a model for a modality it lacks (``caption`` on a speech-only model) raises
+    :class:`~s2s_media.errors.UserError`.
+    """
+    from s2s_media.model import load
+    return load(path, device, task)
 
 
 __all__ = ["__version__", "load_model"]

@@ -1,4 +1,4 @@
-"""Writers for transcription records: jsonl, txt, tsv, srt and vtt.
+"""Writers for output records: jsonl, txt, tsv, srt and vtt (transcripts), csv (any flat record).
 
 A record is ``{"path", "text", "duration", "words": [{"word", "start", "end", "confidence"}],
 "segments": [{"start", "end", "text"}]}`` (plus ``"id"`` for manifest entries), or an error
@@ -12,6 +12,8 @@ Formats:
   (delete a line to retry that file). A line cut short by a crash is dropped on resume.
 - ``txt``: per file a block: the path, the transcript, a blank line.
 - ``tsv``: one row per segment: ``path  start  end  text`` (seconds), with a header.
+- ``csv``: one row per record with fixed columns and a header (``s2s-media caption`` writes
+  ``path,caption,score,error``); error records are rows too, with only ``path`` and ``error``.
 - ``srt`` / ``vtt``: subtitles of one recording. With one input, ``OUT`` is the subtitle file;
   with several, ``OUT`` is a folder and each input gets ``OUT/<name>.srt``, ``<name>`` being
   its path relative to the folder it was found in (the file name for files given directly).
@@ -30,6 +32,7 @@ resumed.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -37,11 +40,11 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Protocol
+from typing import IO, Iterable, Protocol, Sequence
 
 from s2s_media.errors import UserError
 
-FORMATS = ("jsonl", "txt", "srt", "vtt", "tsv")
+FORMATS = ("jsonl", "txt", "srt", "vtt", "tsv")   # what ``transcribe`` writes; ``csv`` needs columns
 SUBTITLES = ("srt", "vtt")
 _RANK_PART = re.compile(r"\.rank\d+$")
 
@@ -55,23 +58,26 @@ def key_of(record: dict) -> str:
     return record_key(record["path"], record.get("id"))
 
 
-def infer_format(out: str | None, fmt: str | None) -> str:
-    """``--format`` if given, else from ``--out``'s extension (a rank suffix ignored), else jsonl."""
+def infer_format(out: str | None, fmt: str | None, formats: Sequence[str] = FORMATS) -> str:
+    """``--format`` if given, else from ``--out``'s extension (a rank suffix ignored), else jsonl.
+
+    ``formats``: the formats the command writes (the transcription formats by default).
+    """
     if fmt:
-        if fmt not in FORMATS:
-            raise UserError(f"--format {fmt}: unknown; choose from {', '.join(FORMATS)}")
+        if fmt not in formats:
+            raise UserError(f"--format {fmt}: unknown; choose from {', '.join(formats)}")
         return fmt
     if not out:
         return "jsonl"
     ext = Path(_RANK_PART.sub("", str(out))).suffix.lstrip(".").lower()
-    if ext in FORMATS:
+    if ext in formats:
         return ext
     if ext == "json":
         return "jsonl"
-    if not ext and (Path(out).is_dir() or str(out).endswith(os.sep)):
+    if not ext and (Path(out).is_dir() or str(out).endswith(os.sep)) and set(SUBTITLES) & set(formats):
         raise UserError(f"--out {out}: a folder needs --format srt or vtt (one subtitle file per input)")
     raise UserError(f"--out {out}: cannot tell the format from the extension '.{ext}'; "
-                    f"add --format ({', '.join(FORMATS)})")
+                    f"add --format ({', '.join(formats)})")
 
 
 # --------------------------------------------------------------------------- cues
@@ -265,6 +271,46 @@ class TsvWriter(_StreamWriter):
         self._mark(record)
 
 
+class CsvWriter(_StreamWriter):
+    """One row per record in ``columns`` order (a missing field is empty), with a header row.
+
+    Error records are rows as well (their ``error`` column set, when there is one); the done
+    list for ``--resume`` is the sidecar, as for txt and tsv.
+    """
+
+    def __init__(self, path: Path | None, resume: bool = False, columns: Sequence[str] = ("path", "error")):
+        super().__init__(path, resume, sidecar=True)
+        self.columns = list(columns)
+        self.csv = csv.DictWriter(self.f, self.columns, extrasaction="ignore", lineterminator="\n")
+        if self.path is None or self.fresh:
+            self.csv.writeheader()
+
+    def write(self, record: dict, name: str = "") -> None:
+        if "error" not in record or "error" in self.columns:
+            self.csv.writerow(record)
+            self.f.flush()
+        self._mark(record)
+
+
+def read_records(path: str | Path, fmt: str) -> list[dict]:
+    """The records of a jsonl or csv output file (csv: the columns as strings, empty ones left out)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        if fmt == "csv":
+            return [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+        if fmt != "jsonl":
+            raise ValueError(f"read_records: {fmt} output holds no whole records")
+        rows = []
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+        return rows
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -324,9 +370,15 @@ class SubtitleWriter:
             self.side.close()
 
 
-def open_writer(out: str | Path | None, fmt: str, n_inputs: int, resume: bool = False) -> Writer:
-    """The writer for ``fmt`` at ``out`` (None = stdout). ``n_inputs`` decides a subtitle file vs folder."""
+def open_writer(out: str | Path | None, fmt: str, n_inputs: int, resume: bool = False,
+                columns: Sequence[str] | None = None) -> Writer:
+    """The writer for ``fmt`` at ``out`` (None = stdout). ``n_inputs`` decides a subtitle file vs folder;
+    ``columns`` are the csv columns (csv only)."""
     path = Path(out) if out else None
+    if fmt == "csv":
+        if not columns:
+            raise ValueError("open_writer: csv output needs its columns")
+        return CsvWriter(path, resume, columns)
     if fmt in SUBTITLES:
         if path is None:
             if n_inputs > 1:

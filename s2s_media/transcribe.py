@@ -46,11 +46,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from s2s_media.audio import HOP_LENGTH, SAMPLE_RATE, LogMel, load_audio, resample, to_mono
+from s2s_media.audio import HOP_LENGTH, SAMPLE_RATE, LogMel, load_audio
 from s2s_media.data.manifest import read_manifest
 from s2s_media.data.sampler import make_batches
 from s2s_media.decoding.recognizer import SEARCHES, Decoded
-from s2s_media.errors import AudioError, UserError
+from s2s_media.errors import UserError
 from s2s_media.models.build import LoadedModel
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.output import record_key
@@ -480,57 +480,7 @@ class Transcriber:
         return rec
 
 
-# --------------------------------------------------------------------------- the user-facing model
-class SpeechModel:
-    """A loaded ASR model, what :func:`s2s_media.load_model` returns.
-
-    ``transcribe(path_or_array)`` gives the record the CLI writes; ``transcribe_files(paths)``
-    runs the batched pipeline over files, folders and manifests and yields records (error
-    records for bad inputs).
-    """
-
-    def __init__(self, loaded: LoadedModel, device: torch.device):
-        self.loaded, self.device = loaded, device
-        self.model = loaded.model.to(device)
-
-    @property
-    def tokenizer(self):
-        return self.loaded.tokenizer
-
-    @property
-    def config(self):
-        return self.loaded.config
-
-    def transcriber(self, options: TranscribeOptions | None = None, **opts) -> Transcriber:
-        """A :class:`Transcriber`; ``opts`` are :class:`TranscribeOptions` fields (overriding ``options``)."""
-        try:
-            options = dataclasses.replace(options or TranscribeOptions(), **opts)
-        except TypeError as e:
-            raise TypeError(f"{e}; options are {[f.name for f in dataclasses.fields(TranscribeOptions)]}") from None
-        return Transcriber(self.loaded, self.device, options)
-
-    def transcribe(self, audio, sample_rate: int = SAMPLE_RATE, **opts) -> dict:
-        """Transcribe one recording: a path, or samples ``(samples,)`` / ``(samples, channels)`` at
-        ``sample_rate``. Returns the record (see the module docstring); an unreadable file raises
-        :class:`~s2s_media.errors.AudioError`."""
-        tr = self.transcriber(**{"workers": 0, **opts})
-        if isinstance(audio, (str, Path)):
-            prep = tr.prepare(Item(str(audio), Path(audio).stem))
-            if prep.error:
-                raise AudioError(prep.error)
-            return tr.transcribe_prepared(prep)
-        wav = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
-        wav = resample(to_mono(wav.astype(np.float32)), sample_rate)
-        if wav.size == 0:
-            raise AudioError("transcribe: the audio array is empty; pass at least one sample")
-        return tr.transcribe_array(wav)
-
-    def transcribe_files(self, paths: Iterable[str | Path], recursive: bool = False, **opts) -> Iterator[dict]:
-        """Records for every file found in ``paths`` (files, folders, manifests), in sorted order."""
-        for _, rec in self.transcriber(**opts).run(discover(paths, recursive)):
-            yield rec
-
-
+# --------------------------------------------------------------------------- the bundled model
 def default_model_path() -> Path:
     """The bundled checkpoint ``s2s_media/assets/asr_default.pt``; UserError when it is not installed."""
     path = Path(str(resources.files("s2s_media").joinpath(DEFAULT_MODEL)))
@@ -540,21 +490,8 @@ def default_model_path() -> Path:
     return path
 
 
-def load_speech_model(path: str | Path | None = None, device: str = "auto") -> SpeechModel:
-    """Load a checkpoint (the bundled default when ``path`` is None) on ``device`` (auto/cpu/cuda).
-
-    Exported checkpoints (``s2s-media export``: fp16 storage, optional dynamic int8) are restored
-    transparently; int8 applies on the CPU only.
-    """
-    from s2s_media.export import restore_exported
-    from s2s_media.models.build import model_from_checkpoint
-    from s2s_media.training.checkpoint import load_checkpoint
-    from s2s_media.training.distributed import pick_device
-    path = Path(path) if path is not None else default_model_path()
-    dev = pick_device(device)
-    ckpt = load_checkpoint(path)
-    if "export" in ckpt:
-        loaded = restore_exported(ckpt, str(path), quantize=dev.type == "cpu")
-    else:
-        loaded = model_from_checkpoint(ckpt, str(path))
-    return SpeechModel(loaded, dev)
+def load_speech_model(path: str | Path | None = None, device: str = "auto"):
+    """:func:`s2s_media.model.load` for transcription: the checkpoint at ``path`` (the bundled default
+    when None) as a :class:`~s2s_media.model.Model`; UserError when the model has no audio encoder."""
+    from s2s_media.model import load
+    return load(path, device, task="asr")

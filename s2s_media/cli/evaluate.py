@@ -1,4 +1,5 @@
-"""``s2s-media evaluate --model CKPT --manifest M``: WER/CER per decoding method, with hypotheses."""
+"""``s2s-media evaluate --model CKPT --manifest M``: WER/CER per decoding method, with hypotheses;
+for a caption manifest, BLEU-1..4, ROUGE-L, CIDEr-D (and METEOR with java) of the captions."""
 from __future__ import annotations
 
 import json
@@ -11,12 +12,17 @@ log = logging.getLogger("s2s_media.evaluate")
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "evaluate", help="decode a manifest and score WER/CER",
-        description="Decode every utterance of a JSONL manifest and print WER and CER (jiwer, on normalised "
+        "evaluate", help="decode a manifest and score WER/CER, or caption one and score BLEU/ROUGE-L/CIDEr-D",
+        description="Audio manifest: decode every utterance and print WER and CER (jiwer, on normalised "
                     "text) for each decoding method. Per-utterance hypotheses go to OUT/<method>.jsonl and the "
-                    "scores to OUT/scores.json. One encoder pass serves all methods.")
+                    "scores to OUT/scores.json. One encoder pass serves all methods.\n"
+                    "Caption manifest (lines with id, image, captions, split): caption every image and print the "
+                    "COCO metrics as JSON: BLEU-1..4, ROUGE-L, CIDEr-D, plus METEOR when java is installed "
+                    "(coco-caption's definitions, captions PTB-tokenised; see s2s_media.caption_metrics). "
+                    "Captions go to OUT/captions.jsonl and the scores to OUT/scores.json.")
     p.add_argument("--model", required=True, help="checkpoint (.pt) written by train or average")
-    p.add_argument("--manifest", required=True, help="JSONL manifest with id, audio, text, duration")
+    p.add_argument("--manifest", required=True, help="JSONL manifest: audio (id, audio, text, duration) or "
+                   "captions (id, image, captions, split)")
     p.add_argument("--decoding", default="rescoring",
                    help="ctc_greedy, ctc_prefix_beam, attention, rescoring, a comma list, or all (default rescoring)")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's decode.beam)")
@@ -28,10 +34,51 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=1, help="feature-extraction worker processes")
     p.add_argument("--limit", type=int, default=0, help="score only the first N utterances (0 = all)")
+    cap = p.add_argument_group("caption manifests")
+    cap.add_argument("--split", help="score only the entries of this split (e.g. test; default: all)")
+    cap.add_argument("--batch-size", type=int, default=16, help="images per decoding batch (default 16)")
+    cap.add_argument("--no-meteor", action="store_true", help="skip METEOR (it starts java, ~15 s)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    """Dispatch on the manifest kind: caption manifests to :func:`run_captions`, audio to :func:`run_audio`."""
+    from s2s_media.data.captions import is_caption_manifest
+    return run_captions(args) if is_caption_manifest(args.manifest) else run_audio(args)
+
+
+def run_captions(args) -> int:
+    """Caption the manifest's images (the ``caption`` pipeline) and print the caption metrics as JSON."""
+    from s2s_media import load_model
+    from s2s_media.caption import CaptionOptions, evaluate_captions
+    from s2s_media.data.captions import read_caption_manifest
+    from s2s_media.errors import UserError
+
+    records = read_caption_manifest(args.manifest)
+    if args.split:
+        splits = sorted({r.split for r in records})
+        records = [r for r in records if r.split == args.split]
+        if not records:
+            raise UserError(f"--split {args.split}: no entries of {args.manifest} have it; its splits: "
+                            f"{', '.join(splits)}")
+    if args.limit:
+        records = records[: args.limit]
+    model = load_model(args.model, args.device, task="caption")
+    options = CaptionOptions(beam=args.beam, batch_size=args.batch_size, workers=args.workers)
+    out_dir = Path(args.out) if args.out else Path(args.model).parent / f"decode_{Path(args.manifest).stem}"
+    captioner = model.captioner(options)
+    result = evaluate_captions(captioner, records, out_dir / "captions.jsonl",
+                               use_meteor=False if args.no_meteor else None)
+    summary = {"model": str(args.model), "manifest": str(args.manifest), "split": args.split,
+               "beam": captioner.beam, **result}
+    (out_dir / "scores.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    for error in result["errors"][:5]:
+        log.warning("skipped: %s", error)
+    return 1 if result["skipped"] else 0
+
+
+def run_audio(args) -> int:
     import dataclasses
 
     import torch

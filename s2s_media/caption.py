@@ -1,0 +1,398 @@
+"""Batch image captioning: image files and folders -> one caption record per image.
+
+The flow mirrors :mod:`s2s_media.transcribe`, one responsibility per step:
+
+1. :func:`discover_images` turns the command-line paths into a sorted list of
+   :class:`~s2s_media.transcribe.Item`: image files, the images of folders (``recursive``
+   descends). A missing path, a folder without images or a file that is not an image by its
+   extension becomes an item carrying its error, so it gets an error record in order.
+2. :meth:`Captioner.prepare` (in ``workers`` threads) reads an image with
+   :func:`s2s_media.vision.load_image` (grayscale, CMYK, palette, alpha, 16-bit and animated
+   files are converted to RGB, very large ones decoded downscaled or refused; corrupt,
+   truncated and non-image files raise a one-line :class:`~s2s_media.errors.ImageError`) and
+   applies the model's evaluation preset (:func:`s2s_media.vision.eval_transform`: shorter side
+   resized to ``data.image.size``, centre crop, normalised).
+3. Prepared images are decoded ``batch_size`` at a time: one image-encoder pass
+   (``memory (B, h*w, d)``), then the attention beam search of
+   :mod:`s2s_media.decoding.beam_search` from the ``<caption>`` task prefix.
+4. Records come out in input order: ``{"path", "caption", "score"}``, where ``score`` is the
+   length-normalised log-probability the beam ranks by (``log p(caption + eos) / (tokens + 1)``
+   with the model's ``decode.length_penalty`` of 1); a failure is ``{"path", "error"}``.
+
+Attention maps (``attention=True``). The beam search keeps, for every token of the best
+caption, the decoder's cross-attention over the ``h x w`` grid of the image encoder (the
+average over heads of the last decoder layer, as the decoder reports it). Tokens are grouped
+into words (SentencePiece pieces by their ``▁``; characters by the space unit) and a word's map
+is the mean of its tokens' maps, so :class:`AttentionMaps` holds ``weights (n_words, h, w)``;
+``view`` is the image exactly as the encoder saw it (the centre crop, de-normalised), which is
+what the grid covers. :mod:`s2s_media.report` draws them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from s2s_media.errors import ImageError, UserError
+from s2s_media.models.build import LoadedModel
+from s2s_media.text.tokenizer import Tokenizer
+from s2s_media.transcribe import Item
+
+DEFAULT_MODEL = "assets/caption_default.pt"   # inside the s2s_media package
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+# --------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class CaptionOptions:
+    beam: int | None = None             # beam size; None = the model's decode.beam; 1 = greedy
+    max_len: int | None = None          # most tokens in a caption; None = the model's decode.caption_max_len
+    batch_size: int = 16                # images per encoder pass and beam search
+    workers: int = 1                    # threads reading and transforming images (0 = the main thread)
+    attention: bool = False             # keep per-word attention maps (AttentionMaps) for each image
+
+
+# --------------------------------------------------------------------------- inputs
+def default_model_path() -> Path:
+    """The bundled captioning checkpoint ``s2s_media/assets/caption_default.pt``; UserError when missing."""
+    path = Path(str(resources.files("s2s_media").joinpath(DEFAULT_MODEL)))
+    if not path.is_file():
+        raise UserError(f"no bundled caption model: {path} is missing from this install; pass a captioning "
+                        "checkpoint (--model CKPT, or load_model(path)) trained with model.modalities [image]")
+    return path
+
+
+def _not_an_image(path: Path) -> str:
+    shown = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTS))
+    return f"{path}: not an image by its extension '{path.suffix or '(none)'}'; supported: {shown}"
+
+
+def discover_images(paths: Iterable[str | Path], recursive: bool = False) -> list[Item]:
+    """Expand files and folders into items, sorted by path; duplicates kept once.
+
+    Files named directly are all tried (a mislabelled file is reported by :func:`load_image`);
+    in folders only files with an image extension are taken. ``Item.name`` is the path relative
+    to the folder without extension (``-2``, ``-3``... on collisions), used for per-image outputs.
+    Never raises for a bad path: it becomes an item with ``error`` set.
+    """
+    items: list[Item] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir())
+                           if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not files:
+                sub = any(c.is_dir() for c in p.iterdir())
+                hint = "; add --recursive to look in its subfolders" if sub and not recursive else ""
+                items.append(Item(str(p), p.name, error=f"{p}: no image files in this folder{hint}"))
+            items += [Item(str(f), str(f.relative_to(p).with_suffix(""))) for f in files]
+        elif not p.exists():
+            items.append(Item(str(p), p.stem, error=f"{p}: no such file or folder; check the path"))
+        elif p.suffix.lower() in IMAGE_EXTS:
+            items.append(Item(str(p), p.stem))
+        else:
+            items.append(Item(str(p), p.stem, error=_not_an_image(p)))
+    items = sorted({it.key: it for it in items}.values(), key=lambda it: it.path)
+    seen: dict[str, int] = {}
+    for it in items:
+        seen[it.name] = seen.get(it.name, 0) + 1
+        if seen[it.name] > 1:
+            it.name = f"{it.name}-{seen[it.name]}"
+    return items
+
+
+# --------------------------------------------------------------------------- words and maps
+def word_spans(tokenizer: Tokenizer, tokens: list[int]) -> list[tuple[str, list[int]]]:
+    """Group caption tokens into words: ``[(word, [token positions])]``.
+
+    Word tokenizers: one word per token. SentencePiece: a piece starting with ``▁`` starts a word.
+    Characters: the space unit ``▁`` separates words. Special and task tokens (and ``<unk>``,
+    which :meth:`Tokenizer.decode` drops too) belong to no word.
+    """
+    itos, reserved = tokenizer.itos, tokenizer.num_reserved
+    words: list[tuple[str, list[int]]] = []
+    current: list | None = None
+    for k, tok in enumerate(tokens):
+        if not reserved <= tok < len(itos):
+            continue
+        unit = itos[tok]
+        if tokenizer.kind == "word" or unit.startswith("▁"):
+            current = None
+            unit = unit if tokenizer.kind == "word" else unit.lstrip("▁")
+        if not unit:
+            continue
+        if current is None:
+            current = [unit, [k]]
+            words.append(current)
+        else:
+            current[0] += unit
+            current[1].append(k)
+    return [(w, ks) for w, ks in words]
+
+
+@dataclass
+class AttentionMaps:
+    """Where the decoder looked for each word of a caption.
+
+    words: the caption's words. weights: ``(n_words, h, w)`` float32, each word's mean
+    cross-attention over its tokens on the encoder grid (rows sum to about 1 over ``h*w``).
+    view: the RGB image the encoder saw (centre crop at the model's input size).
+    """
+
+    words: list[str]
+    weights: np.ndarray
+    view: Image.Image
+
+
+# --------------------------------------------------------------------------- captioner
+@dataclass
+class Prepared:
+    """An item read and transformed: ``pixels (3, S, S)``; ``error`` when it could not be read."""
+
+    item: Item
+    pixels: torch.Tensor | None = None
+    error: str | None = None
+
+
+@dataclass
+class Captioned:
+    """One decoded image: its record, plus its attention maps when they were asked for."""
+
+    item: Item
+    record: dict
+    maps: AttentionMaps | None = None
+
+
+class Captioner:
+    """Turns images (items, paths or PIL images) into caption records with one model and one set of options."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device | str = "cpu",
+                 options: CaptionOptions = CaptionOptions()):
+        from s2s_media.vision import eval_transform
+        if "image" not in loaded.model.encoders:
+            raise UserError("this model cannot caption images: it was trained for "
+                            f"{', '.join(loaded.config.model.modalities)} only (model.modalities); "
+                            "pass a captioning checkpoint")
+        self.loaded, self.options = loaded, options
+        self.device = torch.device(device)
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        dec = loaded.config.decode
+        self.beam = options.beam if options.beam is not None else dec.beam
+        self.max_len = options.max_len if options.max_len is not None else dec.caption_max_len
+        self.length_penalty = dec.length_penalty
+        if self.beam < 1:
+            raise UserError(f"--beam {self.beam}: must be at least 1")
+        if self.max_len < 1:
+            raise UserError(f"max_len {self.max_len}: a caption needs at least one token")
+        if options.batch_size < 1:
+            raise UserError(f"--batch-size {options.batch_size}: must be at least 1")
+        self.image_cfg = loaded.config.data.image
+        self.transform = eval_transform(self.image_cfg)
+        self.prefix = self.tokenizer.prefix("caption")
+
+    # ---- preparing
+    def prepare_image(self, item: Item, image: Image.Image) -> Prepared:
+        """An RGB PIL image -> its normalised ``pixels (3, S, S)``."""
+        return Prepared(item, self.transform(image))
+
+    def prepare(self, item: Item) -> Prepared:
+        """Read and transform one item; a failure is returned in ``error``, never raised."""
+        from s2s_media.vision import load_image
+        if item.error:
+            return Prepared(item, error=item.error)
+        try:
+            return self.prepare_image(item, load_image(item.path, max_pixels=self.image_cfg.max_pixels))
+        except UserError as e:
+            return Prepared(item, error=str(e))
+        except Exception as e:  # noqa: BLE001 - one bad file never stops the run
+            return Prepared(item, error=f"{item.path}: cannot read image ({type(e).__name__}: {e})")
+
+    def _prepared(self, items: Iterable[Item]) -> Iterator[Prepared]:
+        """:meth:`prepare` over ``items`` in order, ``workers`` threads reading at most 2 x workers ahead."""
+        workers = self.options.workers
+        if workers <= 0:
+            yield from map(self.prepare, items)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="s2s-image") as pool:
+            futures: deque = deque()
+            try:
+                for it in items:
+                    futures.append(pool.submit(self.prepare, it))
+                    if len(futures) > 2 * workers + self.options.batch_size:
+                        yield futures.popleft().result()
+                while futures:
+                    yield futures.popleft().result()
+            finally:
+                for f in futures:
+                    f.cancel()
+
+    # ---- decoding
+    @torch.inference_mode()
+    def decode(self, pixels: torch.Tensor) -> list[tuple[list[int], float, torch.Tensor | None]]:
+        """``pixels (B, 3, S, S)`` -> per image ``(tokens, score, attention (U, h, w) or None)``."""
+        from s2s_media.decoding.beam_search import beam_search
+        pixels = pixels.to(self.device)
+        memory, mask = self.model.encode(pixels, None, modality="image")
+        h, w = self.model.encoders["image"].grid_size(pixels.size(2), pixels.size(3))
+        hyps = beam_search(self.model.decoder, memory, mask, self.prefix, beam=self.beam, max_len=self.max_len,
+                           length_penalty=self.length_penalty, return_attention=self.options.attention, nbest=1)
+        out = []
+        for nbest in hyps:
+            if not nbest:
+                out.append(([], float("-inf"), None))
+                continue
+            best = nbest[0]
+            att = best.attention.float().reshape(len(best.tokens), h, w) if best.attention is not None else None
+            out.append((best.tokens, best.score, att))
+        return out
+
+    def _decode_safely(self, pixels: torch.Tensor) -> list:
+        """:meth:`decode`, retried one image at a time when a batch fails, so one failure costs one image."""
+        try:
+            return self.decode(pixels)
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory on a GPU
+            if pixels.size(0) == 1:
+                return [e]
+            return [r for i in range(pixels.size(0)) for r in self._decode_safely(pixels[i:i + 1])]
+
+    def _maps(self, tokens: list[int], att: torch.Tensor, pixels: torch.Tensor) -> AttentionMaps:
+        from s2s_media.vision import denormalize
+        spans = word_spans(self.tokenizer, tokens)
+        weights = np.stack([att[ks].mean(0).numpy() for _, ks in spans]) if spans \
+            else np.zeros((0, *att.shape[1:]), np.float32)
+        view = denormalize(pixels.float().cpu(), self.image_cfg).mul(255).round().byte().permute(1, 2, 0).numpy()
+        return AttentionMaps([w for w, _ in spans], weights.astype(np.float32), Image.fromarray(view, "RGB"))
+
+    def _finish(self, preps: list[Prepared]) -> list[Captioned]:
+        """Decode the good ones of ``preps`` together; results in the same order."""
+        good = [p for p in preps if p.error is None]
+        results = self._decode_safely(torch.stack([p.pixels for p in good])) if good else []
+        by_id = {id(p): r for p, r in zip(good, results)}
+        out = []
+        for p in preps:
+            head = {"path": p.item.path, **({"id": p.item.id} if p.item.id is not None else {})}
+            r = by_id.get(id(p))
+            if p.error is not None:
+                out.append(Captioned(p.item, {**head, "error": p.error}))
+            elif isinstance(r, Exception):
+                reason = (str(r).strip().splitlines() or [""])[0][:200]
+                out.append(Captioned(p.item, {**head, "error": f"{p.item.path}: captioning failed "
+                                                                 f"({type(r).__name__}: {reason})"}))
+            else:
+                tokens, score, att = r
+                maps = self._maps(tokens, att, p.pixels) if att is not None else None
+                record = {**head, "caption": self.tokenizer.decode(tokens), "score": round(float(score), 4)}
+                out.append(Captioned(p.item, record, maps))
+            p.pixels = None  # free the tensor as soon as it is decoded
+        return out
+
+    # ---- driving
+    def run(self, items: Iterable[Item]) -> Iterator[Captioned]:
+        """Caption items; yields a :class:`Captioned` per item, in input order, batch by batch."""
+        pending: list[Prepared] = []
+        n_good = 0
+        for prep in self._prepared(items):
+            pending.append(prep)
+            n_good += prep.error is None
+            if n_good >= self.options.batch_size:
+                yield from self._finish(pending)
+                pending, n_good = [], 0
+        if pending:
+            yield from self._finish(pending)
+
+    def caption_one(self, image: Image.Image | str | Path, path: str | None = None) -> Captioned:
+        """Caption one path or RGB PIL image; an unreadable file raises :class:`ImageError`."""
+        if isinstance(image, (str, Path)):
+            prep = self.prepare(Item(str(image), Path(image).stem))
+            if prep.error:
+                raise ImageError(prep.error)
+        else:
+            prep = self.prepare_image(Item(path or "", "image"), image.convert("RGB"))
+        done = self._finish([prep])[0]
+        if "error" in done.record:
+            raise UserError(done.record["error"])
+        if not isinstance(image, (str, Path)):
+            done.record["path"] = path
+        return done
+
+
+def as_pil(image) -> Image.Image | str | Path:
+    """What :meth:`Captioner.caption_one` takes: paths and PIL images as they are; an array
+    ``(H, W)`` or ``(H, W, 3|4)`` (uint8, or float in [0, 1]) or a tensor ``(3, H, W)`` in [0, 1] as an image."""
+    if isinstance(image, (str, Path, Image.Image)):
+        return image
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().float()
+        if image.dim() != 3 or image.size(0) not in (1, 3):
+            raise UserError(f"caption: a tensor image must be (3, H, W) in [0, 1], got {tuple(image.shape)}")
+        image = image.permute(1, 2, 0).squeeze(-1).numpy()
+    a = np.asarray(image)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
+        raise UserError(f"caption: an array image must be (H, W) or (H, W, 3|4), got {a.shape}")
+    if a.dtype != np.uint8:
+        a = (np.clip(a.astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
+    return Image.fromarray(a).convert("RGB")
+
+
+def replace_options(options: CaptionOptions | None, **opts) -> CaptionOptions:
+    """``options`` (default :class:`CaptionOptions`) with ``opts`` fields replaced; TypeError names the fields."""
+    try:
+        return dataclasses.replace(options or CaptionOptions(), **opts)
+    except TypeError as e:
+        raise TypeError(f"{e}; options are {[f.name for f in dataclasses.fields(CaptionOptions)]}") from None
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_captions(captioner: Captioner, records: list, out_path: str | Path | None = None,
+                      use_meteor: bool | None = None) -> dict:
+    """Caption the images of caption-manifest ``records`` and score them against their references.
+
+    records: :class:`~s2s_media.data.captions.CaptionRecord` (``id``, ``image``, ``captions``).
+    out_path: where to write one line per image, ``{"id", "image", "caption", "score", "refs"}`` (or
+        ``{"id", "image", "error"}``); None writes nothing.
+    use_meteor: as :func:`s2s_media.caption_metrics.score_captions`.
+    Returns ``{"images": scored, "skipped": failed, "errors": [...], "scores": {metric: value}}``;
+    images that fail are left out of the scores. References are the manifest's captions as written,
+    PTB-tokenised with the candidates (coco-caption's protocol).
+    """
+    import json
+
+    from s2s_media.caption_metrics import score_captions
+    refs = {r.id: list(r.captions) for r in records}
+    images = {r.id: r.image for r in records}
+    items = [Item(r.image, r.id, id=r.id) for r in records]
+    candidates: dict[str, str] = {}
+    errors: list[str] = []
+    out = None
+    if out_path is not None:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        out = open(out_path, "w", encoding="utf-8")
+    try:
+        from tqdm import tqdm
+        for done in tqdm(captioner.run(items), total=len(items), unit="img", desc="captioning", mininterval=1.0):
+            rec, key = done.record, done.item.id
+            if "error" in rec:
+                errors.append(rec["error"])
+                row = {"id": key, "image": images[key], "error": rec["error"]}
+            else:
+                candidates[key] = rec["caption"]
+                row = {"id": key, "image": images[key], "caption": rec["caption"], "score": rec["score"],
+                       "refs": refs[key]}
+            if out is not None:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+    finally:
+        if out is not None:
+            out.close()
+    if not candidates:
+        raise UserError(f"no image could be captioned ({len(errors)} failed; first: {errors[0] if errors else '-'})")
+    scores = score_captions(candidates, {k: refs[k] for k in candidates}, use_meteor=use_meteor)
+    return {"images": len(candidates), "skipped": len(errors), "errors": errors, "scores": scores}

@@ -2,8 +2,9 @@
 
 - :func:`save_attention_maps` writes one PNG per caption word: the image as the encoder saw it
   (:attr:`~s2s_media.caption.AttentionMaps.view`), the word's attention over the ``h x w`` grid
-  upsampled bilinearly to the image, scaled to its maximum and blended in with the ``jet``
-  colour map (red = most attention), and the word written on a strip below. Files are
+  upsampled bilinearly to the image and blended in with the ``jet`` colour map, and the word
+  written on a strip below. Weights are divided by ``max(peak, 2 / cells)``: the most attended
+  cell is red, while a flat (uniform) map stays a mid green rather than turning all red. Files are
   ``OUTDIR/<name>/<k>_<word>.png`` with ``k`` the word's position from 00 and ``<name>`` the
   image's name (its path relative to the folder it was found in, without extension).
 - :func:`write_html` writes one self-contained page: per image a thumbnail (embedded as JPEG,
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from s2s_media.caption import AttentionMaps
 
@@ -44,13 +45,13 @@ def overlay(view: Image.Image, weights: np.ndarray, word: str = "") -> Image.Ima
     size = (round(view.width * scale), round(view.height * scale))
     base = view.convert("RGB").resize(size, Image.BICUBIC) if scale > 1 else view.convert("RGB")
     w = np.asarray(weights, dtype=np.float32)
-    w = w / w.max() if w.size and w.max() > 0 else np.zeros_like(w)
+    w = w / max(float(w.max()), 2.0 / w.size) if w.size else w
     heat = np.asarray(Image.fromarray(w).resize(size, Image.BILINEAR), dtype=np.float32).clip(0, 1)
     blend = (1 - ALPHA) * np.asarray(base, dtype=np.float32) + ALPHA * _colormap(heat).astype(np.float32)
     canvas = Image.new("RGB", (size[0], size[1] + STRIP), "white")
     canvas.paste(Image.fromarray(blend.round().astype(np.uint8), "RGB"), (0, 0))
     if word:
-        ImageDraw.Draw(canvas).text((6, size[1] + 7), word, fill="black")
+        ImageDraw.Draw(canvas).text((6, size[1] + 4), word, fill="black", font=ImageFont.load_default(size=18))
     return canvas
 
 

@@ -43,3 +43,13 @@ def test_html_escapes_text_and_embeds_thumbnails(tmp_path):
     assert "a &lt;b&gt; &amp; c" in text and "x.jpg: &lt;truncated&gt;" in text and "<b>" not in text
     assert text.count("data:image/jpeg;base64,") == 1 and "score -1.500" in text
     assert "2 images, 1 failed" in text
+
+
+def test_flat_attention_is_not_drawn_as_a_hot_spot():
+    view = Image.new("RGB", (32, 32), (128, 128, 128))
+    flat = np.asarray(overlay(view, np.full((4, 4), 1 / 16, np.float32)))[:224]
+    peaked = np.zeros((4, 4), np.float32)
+    peaked[0, 0] = 1
+    hot = np.asarray(overlay(view, peaked))[:224]
+    assert _red(flat) < _red(hot[:56, :56]) - 50
+    assert flat.std(axis=(0, 1)).max() < 1.0  # uniform colour everywhere

@@ -231,12 +231,17 @@ def rouge_l(candidates: Candidates, references: References, beta: float = 1.2,
 
 # --------------------------------------------------------------------------- CIDEr-D
 class CiderD:
-    """CIDEr-D against a fixed set of references, prepared once (document frequencies, reference
-    tf-idf vectors and norms), so that scoring a batch of candidates is cheap (an SCST reward).
+    """CIDEr-D against a fixed set of references whose statistics are prepared once, so that scoring a
+    batch of candidates is cheap enough to be a per-batch reward (SCST).
 
     references: image key -> its reference captions. The document frequencies and ``N`` come from
         these; to reproduce coco-caption's number for an evaluation set, pass exactly that set's
         references. For SCST, pass the training set's references once.
+
+    The constructor tokenises the references and counts document frequencies (n-grams are kept as
+    space-joined strings, which is several times smaller than tuples for a COCO-sized training set);
+    :meth:`score` builds the tf-idf vectors of the references of the images it is asked about, once
+    per call, so memory stays at the references' text plus the frequency table.
     """
 
     def __init__(self, references: References, n: int = 4, sigma: float = 6.0, tokenize: bool = True):
@@ -244,30 +249,39 @@ class CiderD:
             raise ValueError("CiderD needs references for at least one image")
         self.n, self.sigma, self.tokenize = n, sigma, tokenize
         tok = ptb_tokenize if tokenize else (lambda s: s)
-        counts: dict[str, list[dict]] = {}
+        self.refs: dict[str, list[str]] = {}
         doc_freq: Counter = Counter()
         for key, refs in references.items():
             if not refs:
                 raise ValueError(f"image {key!r} has an empty list of references")
-            counts[key] = [_ngram_counts(tok(r).split(), n) for r in refs]
-            doc_freq.update({g for c in counts[key] for g in c})
+            self.refs[key] = [tok(r) for r in refs]
+            doc_freq.update({g for r in self.refs[key] for per_n in self._counts(r) for g in per_n})
         self.doc_freq = doc_freq
         self.log_n = math.log(float(len(references)))
-        self.refs = {key: [self._vector(c) for c in cs] for key, cs in counts.items()}
 
-    def _vector(self, counts: dict[tuple[str, ...], int]) -> tuple[list[dict], list[float], int]:
-        """n-gram counts -> (per n a dict n-gram -> tf-idf weight, per n the vector norm, bigram count)."""
-        vec: list[dict] = [{} for _ in range(self.n)]
-        norm = [0.0] * self.n
-        length = 0
-        for g, tf in counts.items():
-            k = len(g) - 1
-            w = float(tf) * (self.log_n - math.log(max(1.0, self.doc_freq.get(g, 0.0))))
-            vec[k][g] = w
-            norm[k] += w * w
-            if k == 1:
-                length += tf
-        return vec, [math.sqrt(x) for x in norm], length
+    def _counts(self, text: str) -> list[dict[str, int]]:
+        """Tokenised text -> per n (1..n) its n-grams (space-joined) and their counts."""
+        words = text.split()
+        out: list[dict[str, int]] = []
+        for k in range(1, self.n + 1):
+            c: dict[str, int] = {}
+            for i in range(len(words) - k + 1):
+                g = " ".join(words[i:i + k])
+                c[g] = c.get(g, 0) + 1
+            out.append(c)
+        return out
+
+    def _vector(self, text: str) -> tuple[list[dict], list[float], int]:
+        """Tokenised text -> (per n a dict n-gram -> tf-idf weight, per n the vector norm, bigram count)."""
+        df, log_n = self.doc_freq, self.log_n
+        vec, norm = [], []
+        counts = self._counts(text)
+        for per_n in counts:
+            v = {g: float(tf) * (log_n - math.log(max(1.0, df.get(g, 0.0)))) for g, tf in per_n.items()}
+            vec.append(v)
+            norm.append(math.sqrt(sum(w * w for w in v.values())))
+        length = sum(counts[1].values()) if self.n > 1 else 0  # coco-caption's "length" counts bigrams
+        return vec, norm, length
 
     def _similarity(self, hyp, ref) -> list[float]:
         (vh, nh, lh), (vr, nr, lr) = hyp, ref
@@ -275,7 +289,11 @@ class CiderD:
         out = []
         for k in range(self.n):
             rk = vr[k]
-            val = sum(min(w, rk.get(g, 0.0)) * rk.get(g, 0.0) for g, w in vh[k].items())
+            val = 0.0
+            for g, w in vh[k].items():
+                r = rk.get(g)
+                if r is not None:
+                    val += min(w, r) * r
             if nh[k] != 0 and nr[k] != 0:
                 val /= nh[k] * nr[k]
             out.append(val * penalty)
@@ -287,13 +305,15 @@ class CiderD:
         pairs = list(candidates.items()) if isinstance(candidates, Mapping) else list(candidates)
         if not pairs:
             raise ValueError("no candidate captions to score")
+        ref_vectors: dict[str, list] = {}
         per_item = []
         for key, caption in pairs:
-            refs = self.refs.get(key)
-            if refs is None:
-                raise ValueError(f"candidate {key!r} has no references")
-            words = (ptb_tokenize(caption) if self.tokenize else caption).split()
-            hyp = self._vector(_ngram_counts(words, self.n))
+            if key not in ref_vectors:
+                if key not in self.refs:
+                    raise ValueError(f"candidate {key!r} has no references")
+                ref_vectors[key] = [self._vector(r) for r in self.refs[key]]
+            refs = ref_vectors[key]
+            hyp = self._vector(ptb_tokenize(caption) if self.tokenize else caption)
             total = [0.0] * self.n
             for ref in refs:
                 total = [a + b for a, b in zip(total, self._similarity(hyp, ref))]

@@ -4,6 +4,11 @@ Both support dynamic-chunk training (U2): each training batch draws either full 
 a random chunk size (1..``max_chunk`` frames after subsampling), optionally with a random
 number of left chunks. With causal convolutions the same weights then decode with full
 context or in chunks for streaming.
+
+Streaming: :meth:`AttentionEncoder.forward_chunk` runs one chunk of a batch of streams against
+an :class:`EncoderCache` (each stream's attention keys/values and causal-conv inputs from its
+earlier chunks) and gives the same frames as ``forward(..., chunk_size=C, left_chunks=N)`` over
+the whole input, without recomputing the past.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2s_media.errors import UserError
 from s2s_media.models.layers import FeedForward, MultiHeadAttention, PositionalEncoding, chunk_mask, lengths_to_mask
 from s2s_media.models.subsampling import Conv2dSubsampling4
 
@@ -63,8 +69,30 @@ class ConvModule(nn.Module):
         if self.causal:
             x = F.pad(x, (self.kernel_size - 1, 0))
         x = self.depthwise(x)
+        return self._out(x)
+
+    def _out(self, x: torch.Tensor) -> torch.Tensor:
+        """Depthwise output ``(B, d, T)`` -> LayerNorm, SiLU, pointwise -> ``(B, T, d)``."""
         x = F.silu(self.norm(x.transpose(1, 2)))
         return self.dropout(self.pointwise_out(x.transpose(1, 2)).transpose(1, 2))
+
+    def forward_chunk(self, x: torch.Tensor, pad_mask: torch.Tensor,
+                      state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal conv over a chunk that continues earlier ones.
+
+        x: (B, T, d); pad_mask: (B, T), valid frames first; state: (B, d, kernel_size - 1) the
+        depthwise conv's input over each stream's last frames (zeros at the start of a stream).
+        Returns ``(out (B, T, d), new_state (B, d, kernel_size - 1))``; the new state ends at each
+        stream's last valid frame.
+        """
+        x = x.masked_fill(~pad_mask.unsqueeze(-1), 0.0).transpose(1, 2)
+        x = F.glu(self.pointwise_in(x), dim=1)
+        x = x.masked_fill(~pad_mask.unsqueeze(1), 0.0)
+        full = torch.cat([state, x], dim=2)                                # (B, d, K-1+T)
+        k = self.kernel_size - 1
+        index = pad_mask.sum(1, keepdim=True) + torch.arange(k, device=x.device)  # last K-1 valid columns
+        new_state = full.gather(2, index.unsqueeze(1).expand(-1, full.size(1), -1))
+        return self._out(self.depthwise(full)), new_state
 
 
 class EncoderBlock(nn.Module):
@@ -90,15 +118,111 @@ class EncoderBlock(nn.Module):
             self.final_norm = nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor, att_mask: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        scale = 0.5 if self.conformer else 1.0
-        if self.conformer:
-            x = x + 0.5 * self.dropout(self.ff_pre(self.ff_pre_norm(x)))
+        x = self._pre(x)
         h = self.attn_norm(x)
         x = x + self.dropout(self.attn(h, h, h, mask=att_mask))
         if self.conformer:
             x = x + self.conv(self.conv_norm(x), pad_mask)
+        return self._post(x)
+
+    def forward_chunk(self, x: torch.Tensor, att_mask: torch.Tensor, pad_mask: torch.Tensor, keys: torch.Tensor,
+                      values: torch.Tensor, conv_state: torch.Tensor | None):
+        """One chunk against cached left context.
+
+        x: (B, C, d); att_mask: (B, 1, L + C) over cached then new frames; pad_mask: (B, C);
+        keys/values: (B, h, L, dk) cached projections; conv_state: see :meth:`ConvModule.forward_chunk`
+        (None for the Transformer). Returns ``(x, keys, values, conv_state)`` with the chunk's
+        keys/values appended: ``(B, h, L + C, dk)``.
+        """
+        x = self._pre(x)
+        h = self.attn_norm(x)
+        k, v = self.attn.project_kv(h)
+        keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)
+        x = x + self.dropout(self.attn(h, mask=att_mask, kv=(keys, values)))
+        if self.conformer:
+            out, conv_state = self.conv.forward_chunk(self.conv_norm(x), pad_mask, conv_state)
+            x = x + out
+        return self._post(x), keys, values, conv_state
+
+    def _pre(self, x: torch.Tensor) -> torch.Tensor:
+        """Conformer: the first half-step FFN. Transformer: nothing."""
+        return x + 0.5 * self.dropout(self.ff_pre(self.ff_pre_norm(x))) if self.conformer else x
+
+    def _post(self, x: torch.Tensor) -> torch.Tensor:
+        """The (half-step for the Conformer) FFN, and the Conformer's final LayerNorm."""
+        scale = 0.5 if self.conformer else 1.0
         x = x + scale * self.dropout(self.ff(self.ff_norm(x)))
         return self.final_norm(x) if self.conformer else x
+
+
+@dataclass
+class EncoderCache:
+    """The left context of a batch of streams for :meth:`AttentionEncoder.forward_chunk`.
+
+    offset: (B,) long, encoder frames each stream has produced (the position of its next frame).
+    lengths: (B,) long, cached frames per stream (at most the cap given to ``forward_chunk``).
+    keys, values: one ``(B, h, L, dk)`` per block, left-padded: stream ``b``'s frames are the last
+        ``lengths[b]`` positions, ``L = max(lengths)``.
+    conv: one ``(B, d, kernel_size - 1)`` per block, the causal depthwise conv's input over the
+        stream's last frames (Conformer; empty for the Transformer).
+
+    ``stack`` batches the caches of several streams; ``unstack`` splits them again, each part a
+    copy sized to its own frames, so a stream's memory never depends on its batch mates.
+    """
+
+    offset: torch.Tensor
+    lengths: torch.Tensor
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    conv: list[torch.Tensor]
+
+    @property
+    def batch_size(self) -> int:
+        return self.offset.size(0)
+
+    @property
+    def frames(self) -> int:
+        """Cached positions ``L`` (padding included)."""
+        return self.keys[0].size(2) if self.keys else 0
+
+    def num_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values + self.conv)
+
+    @staticmethod
+    def stack(caches: list[EncoderCache]) -> EncoderCache:
+        """One batch from several caches (left-padding keys/values to the longest)."""
+        if len(caches) == 1:
+            return caches[0]
+        length = max(c.frames for c in caches)
+
+        def padded(ts: list[torch.Tensor]) -> torch.Tensor:   # one copy, left padding only where needed
+            if all(t.size(2) == length for t in ts):
+                return torch.cat(ts)
+            out = ts[0].new_zeros(sum(t.size(0) for t in ts), ts[0].size(1), length, ts[0].size(3))
+            row = 0
+            for t in ts:
+                out[row:row + t.size(0), :, length - t.size(2):] = t
+                row += t.size(0)
+            return out
+
+        n = len(caches[0].keys)
+        return EncoderCache(torch.cat([c.offset for c in caches]), torch.cat([c.lengths for c in caches]),
+                            [padded([c.keys[i] for c in caches]) for i in range(n)],
+                            [padded([c.values[i] for c in caches]) for i in range(n)],
+                            [torch.cat([c.conv[i] for c in caches]) for i in range(len(caches[0].conv))])
+
+    def unstack(self) -> list[EncoderCache]:
+        """One cache per stream, each trimmed to its own frames (copies, unless the batch is one stream)."""
+        if self.batch_size == 1:
+            return [self]
+        out = []
+        length = self.frames
+        for b, n in enumerate(self.lengths.tolist()):
+            out.append(EncoderCache(self.offset[b:b + 1].clone(), self.lengths[b:b + 1].clone(),
+                                    [k[b:b + 1, :, length - n:].clone() for k in self.keys],
+                                    [v[b:b + 1, :, length - n:].clone() for v in self.values],
+                                    [c[b:b + 1].clone() for c in self.conv]))
+        return out
 
 
 class AttentionEncoder(nn.Module):
@@ -144,6 +268,85 @@ class AttentionEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, att_mask, pad_mask)
         return self.final_norm(x), out_lengths
+
+    # ---- streaming
+    def check_streamable(self) -> None:
+        """Raise :class:`~s2s_media.errors.UserError` if chunked streaming cannot match ``forward``."""
+        if self.conformer and not self.cfg.causal:
+            raise UserError("model.encoder_conf.causal is false: streaming needs the Conformer's causal "
+                            "convolution (a centred one looks into future chunks); train with causal: true")
+
+    def init_cache(self, batch_size: int = 1, device=None) -> EncoderCache:
+        """An empty cache: streams at frame 0 with no left context."""
+        cfg, device = self.cfg, device or self.final_norm.weight.device
+        dtype = self.final_norm.weight.dtype
+        h = cfg.n_heads
+        empty = torch.zeros(batch_size, h, 0, cfg.d_model // h, device=device, dtype=dtype)
+        conv = ([torch.zeros(batch_size, cfg.d_model, cfg.kernel_size - 1, device=device, dtype=dtype)
+                 for _ in self.blocks] if self.conformer else [])
+        zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
+        return EncoderCache(zeros, zeros.clone(), [empty] * len(self.blocks), [empty] * len(self.blocks), conv)
+
+    def forward_chunk(self, feats: torch.Tensor, lengths: torch.Tensor, cache: EncoderCache,
+                      max_cache_frames: int = -1) -> tuple[torch.Tensor, torch.Tensor, EncoderCache]:
+        """Encode the next chunk of each stream in a batch.
+
+        feats: (B, T, n_mels) the feature frames under this chunk's subsampling windows: for
+            ``C`` output frames, ``stride * (C - 1) + right_context + 1`` frames (``4C + 3``) starting
+            at input frame ``stride * cache.offset``, i.e. overlapping the previous chunk's last 3.
+        lengths: (B,) valid frames per stream (a stream's last chunk may be short).
+        cache: the streams' left context (:meth:`init_cache` for new streams).
+        max_cache_frames: keep at most this many frames of left context per stream (-1: all).
+            ``C * N`` reproduces ``forward(..., chunk_size=C, left_chunks=N)``; a cap below the
+            context that ``forward`` would see changes the output.
+
+        Every output frame of the call belongs to one chunk (they see each other and the cache).
+        Returns ``(out (B, C, d_model), out_lengths (B,), new_cache)``.
+        """
+        self.check_streamable()
+        x, out_lengths = self.subsampling(feats, lengths)
+        x = self.pos(x, cache.offset)
+        c, cached = x.size(1), cache.frames
+        pad_mask = lengths_to_mask(out_lengths, c)                             # (B, C)
+        left_valid = torch.arange(cached, device=x.device) >= cached - cache.lengths.unsqueeze(1)
+        valid = torch.cat([left_valid, pad_mask], dim=1)                       # (B, L + C)
+        keys, values, conv = [], [], []
+        for i, block in enumerate(self.blocks):
+            x, k, v, state = block.forward_chunk(x, valid.unsqueeze(1), pad_mask, cache.keys[i], cache.values[i],
+                                                 cache.conv[i] if self.conformer else None)
+            keys.append(k)
+            values.append(v)
+            if state is not None:
+                conv.append(state)
+        new_lengths = cache.lengths + out_lengths
+        if max_cache_frames >= 0:
+            new_lengths = new_lengths.clamp(max=max_cache_frames)
+        keys, values = _keep_last_valid(keys, values, valid, new_lengths)
+        return self.final_norm(x), out_lengths, EncoderCache(cache.offset + out_lengths, new_lengths,
+                                                              keys, values, conv)
+
+
+def _keep_last_valid(keys: list[torch.Tensor], values: list[torch.Tensor], valid: torch.Tensor,
+                     keep: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per stream, the last ``keep[b]`` valid positions of ``(B, h, P, dk)`` tensors, left-padded.
+
+    valid: (B, P) bool; keep: (B,) with ``keep[b] <= valid[b].sum()``.
+    """
+    length = int(keep.max()) if keep.numel() else 0
+    p = valid.size(1)
+    if bool(valid[:, p - length:].all()) and bool((keep == length).all()):
+        return [k[:, :, p - length:] for k in keys], [v[:, :, p - length:] for v in values]
+    # rank of each valid position counted from the stream's last one: 0, 1, ...
+    from_end = valid.flip(1).cumsum(1).flip(1) - 1
+    slot = length - 1 - from_end                                   # its slot in the new cache
+    take = valid & (from_end < keep.unsqueeze(1))
+    index = torch.zeros(valid.size(0), length, dtype=torch.long, device=valid.device)
+    rows, cols = take.nonzero(as_tuple=True)
+    index[rows, slot[rows, cols]] = cols
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        return t.gather(2, index[:, None, :, None].expand(-1, t.size(1), -1, t.size(3)))
+    return [gather(k) for k in keys], [gather(v) for v in values]
 
 
 class TransformerEncoder(AttentionEncoder):

@@ -11,8 +11,9 @@ from torch import nn
 class PositionalEncoding(nn.Module):
     """Sinusoidal absolute positions, added after scaling by sqrt(d_model).
 
-    ``forward(x: (batch, time, d), offset: int = 0) -> (batch, time, d)``; ``offset`` is the
-    index of the first frame, for chunked or incremental use.
+    ``forward(x: (batch, time, d), offset: int | (batch,) = 0) -> (batch, time, d)``; ``offset``
+    is the index of the first frame, for chunked or incremental use: one int for the batch, or
+    a long tensor with one offset per row (a batch of streams at different positions).
     """
 
     def __init__(self, d_model: int, dropout: float = 0.0, max_len: int = 5000):
@@ -29,11 +30,17 @@ class PositionalEncoding(nn.Module):
         pe[:, 1::2] = torch.cos(pos * div)
         return pe
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        end = offset + x.size(1)
+    def forward(self, x: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
+        per_row = isinstance(offset, torch.Tensor)
+        first = (int(offset.max()) if offset.numel() else 0) if per_row else offset
+        end = first + x.size(1)
         if end > self.pe.size(0):
             self.pe = self._table(max(end, 2 * self.pe.size(0))).to(self.pe.device)
-        return self.dropout(x * math.sqrt(self.d_model) + self.pe[offset:end].to(x.dtype))
+        if per_row:
+            pe = self.pe[offset.to(self.pe.device).unsqueeze(1) + torch.arange(x.size(1), device=self.pe.device)]
+        else:
+            pe = self.pe[offset:end]
+        return self.dropout(x * math.sqrt(self.d_model) + pe.to(x.dtype))
 
 
 class MultiHeadAttention(nn.Module):

@@ -23,3 +23,23 @@ python3 -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision=
 python3 -m pip install -q --disable-pip-version-check torchaudio==2.11.0
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
 echo "[setup] done: $(python3 -c 'import torch, torchaudio, torchvision; print("torch", torch.__version__, "torchaudio", torchaudio.__version__, "torchvision", torchvision.__version__)')"
+
+# The browser test (tests/browser): Debian's chromium, driven by playwright-core from npm, kept in
+# a cache folder ($S2S_MEDIA_NODE_DIR, default ~/.cache/s2s-media/node). Skipped when present.
+BROWSER_APT=()
+command -v chromium >/dev/null 2>&1 || BROWSER_APT+=(chromium)
+command -v node >/dev/null 2>&1 || BROWSER_APT+=(nodejs)
+command -v npm >/dev/null 2>&1 || BROWSER_APT+=(npm)
+if ((${#BROWSER_APT[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "[setup] apt-get install ${BROWSER_APT[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${BROWSER_APT[@]}" >/dev/null
+fi
+NODE_DIR="${S2S_MEDIA_NODE_DIR:-$HOME/.cache/s2s-media/node}"
+if [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
+  echo "[setup] npm install playwright-core into $NODE_DIR"
+  mkdir -p "$NODE_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$NODE_DIR" playwright-core@1.65.1 >/dev/null
+fi
+echo "[setup] browser test: $(chromium --version 2>/dev/null | head -1), node $(node --version)"

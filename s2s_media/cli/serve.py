@@ -1,0 +1,89 @@
+"""``s2s-media serve``: the streaming websocket server (protocol v1, Vosk protocol, browser page)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+from s2s_media.errors import UserError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="streaming speech-to-text server over websockets",
+        description="Serve streaming recognition: protocol v1 at ws://HOST:PORT/v1/stream, the Vosk protocol at "
+                    "/vosk, a microphone page at /, /healthz and Prometheus /metrics (see server/README.md). "
+                    "SIGTERM/SIGINT stop it cleanly: open sessions get their last final.")
+    p.add_argument("--model", type=Path, help="checkpoint (default: the bundled s2s_media/assets/asr_default.pt)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--max-sessions", type=int, default=64,
+                   help="concurrent sessions; more are refused with 'overloaded' (default: %(default)s)")
+    p.add_argument("--token", default=os.environ.get("S2S_MEDIA_TOKEN"),
+                   help="require this token from websocket clients (Authorization: Bearer T or ?token=T); "
+                        "default: $S2S_MEDIA_TOKEN, else none")
+    p.add_argument("--certfile", type=Path, help="TLS certificate (PEM) for wss:// and https://; needs --keyfile")
+    p.add_argument("--keyfile", type=Path, help="TLS private key (PEM)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="encoder frames per decoding chunk (40 ms each); default: the streaming library's")
+    p.add_argument("--idle-timeout", type=float, default=30.0,
+                   help="end a session that sends nothing for this many seconds (default: %(default)s)")
+    p.add_argument("--max-session", type=float, default=3600.0,
+                   help="maximum length of a session in seconds (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=16, help="streams decoded per encoder call (default: %(default)s)")
+    p.add_argument("--max-wait-ms", type=float, default=10.0,
+                   help="how long a ready chunk waits for others to join its batch (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.set_defaults(run=run)
+
+
+def server_config(args: argparse.Namespace):
+    """The :class:`server.ServerConfig` for the parsed arguments (checked, with one-line errors)."""
+    from server import EngineConfig, ServerConfig
+    if (args.certfile is None) != (args.keyfile is None):
+        raise UserError("--certfile and --keyfile go together: give both for TLS, or neither")
+    for path in (args.certfile, args.keyfile):
+        if path is not None and not path.is_file():
+            raise UserError(f"{path}: TLS file not found")
+    checks = [("--port", args.port, 0 <= args.port <= 65535),
+              ("--max-sessions", args.max_sessions, args.max_sessions >= 1),
+              ("--idle-timeout", args.idle_timeout, args.idle_timeout > 0),
+              ("--max-session", args.max_session, args.max_session > 0),
+              ("--max-batch", args.max_batch, args.max_batch >= 1),
+              ("--max-wait-ms", args.max_wait_ms, args.max_wait_ms >= 0)]
+    for name, value, ok in checks:
+        if not ok:
+            raise UserError(f"{name}: {value} is out of range")
+    if args.token is not None and not args.token.strip():
+        raise UserError("--token is empty; give a token or leave it out")
+    return ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token or None,
+                        certfile=str(args.certfile) if args.certfile else None,
+                        keyfile=str(args.keyfile) if args.keyfile else None,
+                        idle_timeout_s=args.idle_timeout, max_session_s=args.max_session,
+                        engine=EngineConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms))
+
+
+def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "cpu"):
+    """One :class:`~s2s_media.streaming.StreamingRecognizer` for the checkpoint (default: the bundled model)."""
+    from s2s_media.models.build import load_model_file
+    from s2s_media.streaming import StreamingConfig, StreamingRecognizer
+    from s2s_media.transcribe import default_model_path
+    config = StreamingConfig()
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise UserError(f"--chunk-size: {chunk_size} is out of range; give encoder frames >= 1")
+        config = StreamingConfig(chunk_size=chunk_size)
+    return StreamingRecognizer(load_model_file(model if model is not None else default_model_path()), config,
+                               device=device)
+
+
+def run(args: argparse.Namespace) -> int:
+    from server import App
+    config = server_config(args)
+    app = App(load_recognizer(args.model, args.chunk_size, args.device), config)
+    try:
+        asyncio.run(app.run(install_signals=True))
+    except OSError as e:  # the port is taken, the address is not ours, a TLS file is unreadable
+        raise UserError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
+    return 0

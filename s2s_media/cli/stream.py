@@ -1,0 +1,183 @@
+"""``s2s-media stream``: a thin protocol-v1 client that streams a file or the microphone to a server.
+
+Partials are redrawn on one line (on a terminal; elsewhere only finals are printed unless
+``--json``), finals get a line each. ``--speed`` streams a file faster than real time
+(0 = as fast as the server takes it).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from s2s_media.errors import UserError
+
+DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
+SAMPLE_RATE = 16000
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "stream", help="stream a file or the microphone to an 's2s-media serve' server",
+        description="Stream audio to a streaming server (protocol v1) and print what it recognises: partial "
+                    "text redrawn on one line, each final on its own line.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("file", nargs="?", type=Path, help="audio file (any format s2s-media transcribe reads)")
+    src.add_argument("--mic", action="store_true", help="stream the default microphone until Ctrl-C "
+                                                        "(needs the sounddevice package and PortAudio)")
+    p.add_argument("--url", default=DEFAULT_URL, help="server endpoint (default: %(default)s)")
+    p.add_argument("--token", help="token for a server started with --token")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="file streaming speed: 1 = real time, 4 = four times faster, 0 = as fast as possible")
+    p.add_argument("--chunk-ms", type=int, default=100, help="audio per message in ms (default: %(default)s)")
+    p.add_argument("--no-partials", action="store_true", help="ask the server for finals only")
+    p.add_argument("--json", action="store_true", help="print every server message as one JSON line")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.speed < 0:
+        raise UserError(f"--speed: {args.speed} is out of range; give 0 (fastest) or a positive factor")
+    if not 10 <= args.chunk_ms <= 10000:
+        raise UserError(f"--chunk-ms: {args.chunk_ms} is out of range; give 10..10000")
+    if args.mic:
+        source = mic_chunks(check_mic(), args.chunk_ms)
+    else:
+        from s2s_media.audio import load_audio
+        source = file_chunks(load_audio(args.file, sr=SAMPLE_RATE), args.chunk_ms, args.speed)
+    printer = Printer(sys.stdout, as_json=args.json)
+    return asyncio.run(stream(args.url, source, printer, token=args.token, partials=not args.no_partials))
+
+
+async def file_chunks(wav: np.ndarray, chunk_ms: int, speed: float):
+    """PCM16 chunks of ``wav`` (16 kHz), paced at ``speed`` times real time (0: unpaced)."""
+    step = SAMPLE_RATE * chunk_ms // 1000
+    t0 = time.monotonic()
+    for i in range(0, len(wav), step):
+        if speed > 0:
+            await asyncio.sleep(max(0.0, t0 + i / SAMPLE_RATE / speed - time.monotonic()))
+        yield to_pcm16(wav[i:i + step])
+
+
+def check_mic():
+    """The ``sounddevice`` module, once it is known to have an input device; else a one-line UserError."""
+    try:
+        import sounddevice as sd
+    except ImportError:
+        raise UserError("--mic needs the sounddevice package: pip install 's2s-media[mic]'") from None
+    except OSError as e:   # sounddevice is installed but PortAudio is not
+        raise UserError(f"--mic: {e}; install PortAudio (Debian: apt-get install libportaudio2)") from None
+    try:
+        sd.query_devices(kind="input")
+    except (sd.PortAudioError, ValueError) as e:
+        raise UserError(f"--mic: no input device ({e}); plug in a microphone or stream a file") from None
+    return sd
+
+
+async def mic_chunks(sd, chunk_ms: int):
+    """PCM16 chunks from the default input device (``sd``: the sounddevice module) until cancelled."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def callback(indata, frames, when, status):
+        loop.call_soon_threadsafe(queue.put_nowait, bytes(indata))
+
+    with sd.RawInputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16",
+                           blocksize=SAMPLE_RATE * chunk_ms // 1000, callback=callback):
+        print("listening; Ctrl-C to stop", file=sys.stderr)
+        while True:
+            yield await queue.get()
+
+
+def to_pcm16(wav: np.ndarray) -> bytes:
+    return (np.clip(wav, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+class Printer:
+    """Partials on one redrawn line (terminals only), finals on lines of their own; or JSON lines."""
+
+    def __init__(self, out, as_json: bool = False):
+        self.out, self.as_json = out, as_json
+        self.tty = out.isatty()
+        self.width = 0
+
+    def __call__(self, msg: dict) -> None:
+        if self.as_json:
+            print(json.dumps(msg, ensure_ascii=False), file=self.out, flush=True)
+            return
+        if msg["type"] == "partial" and self.tty:
+            line = msg["text"]
+            self.out.write("\r" + line + " " * max(0, self.width - len(line)))
+            self.width = len(line)
+            self.out.flush()
+        elif msg["type"] == "final":
+            clear = "\r" + " " * self.width + "\r" if self.tty and self.width else ""
+            self.out.write(f"{clear}[{msg['start']:.2f}-{msg['end']:.2f}] {msg['text']}\n")
+            self.width = 0
+            self.out.flush()
+
+
+async def stream(url: str, chunks, printer, token: str | None = None, partials: bool = True) -> int:
+    """Send ``chunks`` (an async iterator of PCM16 bytes) to ``url``; print the replies. Returns 0."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        ws = await connect(url, additional_headers=headers, max_size=None, open_timeout=10)
+    except InvalidStatus as e:
+        status = e.response.status_code
+        hint = "; pass --token" if status == 401 else ""
+        raise UserError(f"{url}: the server refused the connection (HTTP {status}){hint}") from None
+    except InvalidURI:
+        raise UserError(f"{url}: not a websocket URL; use ws://HOST:PORT/v1/stream") from None
+    except (OSError, InvalidHandshake, TimeoutError) as e:
+        raise UserError(f"{url}: cannot connect ({e}); is 's2s-media serve' running?") from None
+    async with ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE, "encoding": "pcm_s16le",
+                                  "partials": partials, "words": True}))
+
+        async def send_audio():
+            try:
+                async for chunk in chunks:
+                    await ws.send(chunk)
+            except asyncio.CancelledError:   # Ctrl-C on --mic: stop and collect the last final
+                pass
+            finally:
+                try:
+                    await ws.send(json.dumps({"type": "stop"}))
+                except ConnectionClosed:
+                    pass
+
+        sender = asyncio.create_task(send_audio())
+        loop = asyncio.get_running_loop()
+
+        def interrupted():   # Ctrl-C: stop sending, still print the last final; a second Ctrl-C aborts
+            loop.remove_signal_handler(signal.SIGINT)
+            sender.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        try:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg["type"] == "error":
+                    raise UserError(f"server: {msg['code']}: {msg['message']}")
+                printer(msg)
+                if msg["type"] == "end":
+                    break
+            else:
+                raise UserError(f"server closed the connection before the end (code {ws.close_code})")
+        except ConnectionClosed as e:
+            raise UserError(f"server closed the connection before the end ({e})") from None
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+    if not sender.cancelled() and sender.exception() is not None:
+        raise sender.exception()   # e.g. the microphone failed mid-stream
+    return 0

@@ -1,0 +1,178 @@
+"""The server: websocket routes, HTTP routes on the same port, admission, and clean shutdown.
+
+``/v1/stream`` and ``/vosk`` are websocket endpoints (one :class:`~server.session.Session` per
+connection); ``GET /``, ``/static/*``, ``/healthz`` and ``/metrics`` are answered during the
+handshake by ``process_request``, so one port serves both. With ``token`` set, the websocket
+endpoints need ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (else HTTP 401); the page,
+health and metrics stay open.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http
+import logging
+import mimetypes
+import signal
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from server.engine import Engine, EngineConfig
+from server.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
+from server.protocol import MAX_MESSAGE_BYTES
+from server.session import Session, V1Session, VoskSession
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+ROUTES = {"/v1/stream": V1Session, "/vosk": VoskSession}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765                   # 0 picks a free port (see App.port)
+    max_sessions: int = 64             # concurrent sessions; more are refused with ``overloaded``
+    token: str | None = None           # required from websocket clients when set
+    certfile: str | None = None        # TLS (wss://, https://) when both are set
+    keyfile: str | None = None
+    idle_timeout_s: float = 30.0       # a session that sends nothing for this long ends with ``timeout``
+    max_session_s: float = 3600.0      # a session's maximum length (wall clock from connecting)
+    shutdown_grace_s: float = 30.0     # on SIGTERM/SIGINT, how long sessions get to send their finals
+    engine: EngineConfig = field(default_factory=EngineConfig)   # batching and back-pressure
+
+
+class App:
+    """One model, one engine, many sessions. ``await App(...).run()`` serves until stopped."""
+
+    def __init__(self, recognizer, config: ServerConfig | None = None):
+        self.config = config or ServerConfig()
+        self.metrics = Metrics()
+        self.engine = Engine(recognizer, self.config.engine, self.metrics)
+        self.sessions: set[Session] = set()
+        self.port: int | None = None
+        self.ready = asyncio.Event()   # set once listening (``port`` is known)
+        self._stop: asyncio.Event | None = None
+
+    # ---------------------------------------------------------------- sessions
+    def admit(self, session: Session) -> bool:
+        if len(self.sessions) >= self.config.max_sessions:
+            return False
+        self.sessions.add(session)
+        self.metrics.session_opened()
+        return True
+
+    def release(self, session: Session) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.metrics.session_closed()
+
+    async def handle(self, ws: ServerConnection) -> None:
+        route = urlsplit(ws.request.path).path
+        await ROUTES[route](self, ws).run()
+
+    # ---------------------------------------------------------------- HTTP
+    def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path in ROUTES:
+            if self.config.token and not self._authorized(request, url.query):
+                self.metrics.error("unauthorized")
+                return _response(http.HTTPStatus.UNAUTHORIZED, "unauthorized: give Authorization: Bearer TOKEN "
+                                 "or ?token=TOKEN\n", extra=[("WWW-Authenticate", "Bearer")])
+            return None
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return _response(http.HTTPStatus.NOT_FOUND, f"no websocket endpoint at {url.path}; "
+                                                        f"use {' or '.join(ROUTES)}\n")
+        if url.path == "/healthz":
+            return _response(http.HTTPStatus.OK, "ok\n")
+        if url.path == "/metrics":
+            return _response(http.HTTPStatus.OK, self.metrics.render(), METRICS_TYPE)
+        if url.path == "/":
+            return _static("index.html")
+        if url.path.startswith("/static/"):
+            return _static(url.path[len("/static/"):])
+        return _response(http.HTTPStatus.NOT_FOUND, f"not found: {url.path}\n")
+
+    def _authorized(self, request: Request, query: str) -> bool:
+        token = self.config.token.encode()
+        given = [v.encode() for v in parse_qs(query).get("token", [])]
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            given.append(auth[len("Bearer "):].strip().encode())
+        return any(hmac.compare_digest(g, token) for g in given)
+
+    # ---------------------------------------------------------------- life cycle
+    def stop(self) -> None:
+        """Begin a clean shutdown (what SIGTERM/SIGINT do)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(self, install_signals: bool = False) -> None:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT when ``install_signals``), then shut down cleanly."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        self.engine.start()
+        try:
+            # max_size: the protocol's 1 MiB limit is checked by the session, which sends too_large;
+            # messages over 4 MiB are refused by websockets itself (close 1009, no error message)
+            async with serve(self.handle, cfg.host, cfg.port, process_request=self.process_request,
+                             max_size=4 * MAX_MESSAGE_BYTES, ssl=_ssl_context(cfg),
+                             server_header=None) as server:
+                self.port = server.sockets[0].getsockname()[1]
+                scheme = "wss" if cfg.certfile else "ws"
+                log.info("listening on %s://%s:%d (/v1/stream, /vosk; page at /)", scheme, cfg.host, self.port)
+                self.ready.set()
+                await self._stop.wait()
+                log.info("shutting down: %d session(s) get up to %g s to finish", len(self.sessions),
+                         cfg.shutdown_grace_s)
+                server.close(close_connections=False)     # stop accepting
+                for session in list(self.sessions):
+                    session.shutdown()
+                try:
+                    await asyncio.wait_for(server.wait_closed(), cfg.shutdown_grace_s)
+                except TimeoutError:
+                    log.warning("sessions still open after %g s; closing them", cfg.shutdown_grace_s)
+                    for conn in list(server.connections):
+                        await conn.close(1001, "server shutting down")
+        finally:
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            self.engine.stop()
+        log.info("stopped")
+
+
+def _response(status: http.HTTPStatus, body: str | bytes, content_type: str = "text/plain; charset=utf-8",
+              extra: list[tuple[str, str]] = ()) -> Response:
+    data = body.encode() if isinstance(body, str) else body
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data))),
+                       ("Cache-Control", "no-store"), ("Connection", "close"), *extra])
+    return Response(status.value, status.phrase, headers, data)
+
+
+def _static(name: str) -> Response:
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC or not path.is_file():
+        return _response(http.HTTPStatus.NOT_FOUND, f"not found: /static/{name}\n")
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind.endswith("javascript"):
+        kind += "; charset=utf-8"
+    return _response(http.HTTPStatus.OK, path.read_bytes(), kind)
+
+
+def _ssl_context(cfg: ServerConfig) -> ssl.SSLContext | None:
+    if not cfg.certfile:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cfg.certfile, cfg.keyfile)
+    return ctx

@@ -1,0 +1,105 @@
+"""Prometheus metrics in the text exposition format (version 0.0.4), written out by hand.
+
+Four metric kinds would need a dependency; the server uses counters, one gauge and histograms,
+which fit in this module. All updates take one lock: the decoding thread observes latencies
+while the event loop counts sessions and audio.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+
+from server.protocol import CLOSE_CODES
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class Histogram:
+    """Cumulative buckets, sum and count, as Prometheus expects."""
+
+    def __init__(self, buckets: tuple[float, ...]):
+        self.buckets = tuple(sorted(buckets))
+        self.counts = [0] * (len(self.buckets) + 1)   # the last is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def lines(self, name: str) -> list[str]:
+        out, running = [], 0
+        for bound, n in zip(self.buckets + (float("inf"),), self.counts):
+            running += n
+            le = "+Inf" if bound == float("inf") else _num(bound)
+            out.append(f'{name}_bucket{{le="{le}"}} {running}')
+        return out + [f"{name}_sum {_num(self.sum)}", f"{name}_count {self.count}"]
+
+
+class Metrics:
+    """The server's metrics; :meth:`render` gives the ``/metrics`` page."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.sessions_active = 0
+        self.sessions_total = 0
+        self.audio_seconds = 0.0
+        self.errors = {code: 0 for code in [*CLOSE_CODES, "unauthorized"]}
+        self.chunk_latency = Histogram(LATENCY_BUCKETS)
+        self.batch_size = Histogram(BATCH_BUCKETS)
+
+    def session_opened(self) -> None:
+        with self._lock:
+            self.sessions_active += 1
+            self.sessions_total += 1
+
+    def session_closed(self) -> None:
+        with self._lock:
+            self.sessions_active -= 1
+
+    def add_audio(self, seconds: float) -> None:
+        with self._lock:
+            self.audio_seconds += seconds
+
+    def error(self, code: str) -> None:
+        with self._lock:
+            self.errors[code] += 1
+
+    def decoded(self, batch_size: int, latencies: list[float]) -> None:
+        """One ``decode_streams`` call: its batch size and each chunk's latency."""
+        with self._lock:
+            self.batch_size.observe(batch_size)
+            for x in latencies:
+                self.chunk_latency.observe(x)
+
+    def render(self) -> str:
+        with self._lock:
+            lines = [
+                "# HELP s2s_sessions_active Streaming sessions open now.",
+                "# TYPE s2s_sessions_active gauge",
+                f"s2s_sessions_active {self.sessions_active}",
+                "# HELP s2s_sessions_total Streaming sessions accepted since the server started.",
+                "# TYPE s2s_sessions_total counter",
+                f"s2s_sessions_total {self.sessions_total}",
+                "# HELP s2s_audio_seconds_total Seconds of audio received from clients.",
+                "# TYPE s2s_audio_seconds_total counter",
+                f"s2s_audio_seconds_total {_num(self.audio_seconds)}",
+                "# HELP s2s_chunk_latency_seconds From the arrival of the audio that completed a chunk "
+                "to the end of its decoding.",
+                "# TYPE s2s_chunk_latency_seconds histogram",
+                *self.chunk_latency.lines("s2s_chunk_latency_seconds"),
+                "# HELP s2s_decode_batch_size Streams decoded together in one encoder call.",
+                "# TYPE s2s_decode_batch_size histogram",
+                *self.batch_size.lines("s2s_decode_batch_size"),
+                "# HELP s2s_errors_total Sessions ended by an error, by error code.",
+                "# TYPE s2s_errors_total counter",
+                *(f's2s_errors_total{{code="{code}"}} {n}' for code, n in sorted(self.errors.items())),
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def _num(x: float) -> str:
+    return f"{x:.9g}"

@@ -1,0 +1,292 @@
+"""One websocket connection: a protocol v1 session (``/v1/stream``) or a Vosk session (``/vosk``).
+
+Both share :class:`Session`: admission (``--max-sessions``), idle and maximum-length timeouts,
+sending an error then closing with its close code, and clean shutdown. Each protocol is one
+small subclass with a ``serve()`` coroutine.
+
+Back-pressure: a session reads its socket only while its backlog (audio queued ahead of the
+decoder) is under the engine's ``max_buffered_s``. websockets reads frames into a bounded
+buffer (``max_queue``) and stops reading the TCP socket when it is full, so a client that sends
+faster than the decoder keeps up is slowed down by TCP flow control: its ``send`` blocks.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from websockets.exceptions import ConnectionClosed
+
+from server.engine import DONE, EngineSession
+from server.protocol import (MAX_REASON_BYTES, PROTOCOL_VERSION, ProtocolError, StartRequest, VoskConfig, check_size,
+                             decode_audio, parse_control, parse_json, parse_start, parse_vosk_config, v1_event,
+                             vosk_result)
+
+if TYPE_CHECKING:
+    from server.app import App
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_CLOSE = (1001, "server shutting down")
+
+
+class Shutdown(Exception):
+    """Raised in a session waiting for its client when the server begins to stop."""
+
+
+class Session:
+    """What every protocol's session does; subclasses implement :meth:`serve`."""
+
+    def __init__(self, app: "App", ws):
+        self.app = app
+        self.ws = ws
+        self.es: EngineSession | None = None
+        self.started = time.monotonic()
+        self.close_code, self.close_reason = 1000, ""
+        self._shutdown = asyncio.Event()
+
+    async def run(self) -> None:
+        """Admit, serve, and always release the session's resources."""
+        if not self.app.admit(self):
+            await self.send_error(ProtocolError(
+                "overloaded", f"the server is at its limit of {self.app.config.max_sessions} sessions; retry later"))
+            return
+        try:
+            await self.serve()
+        except ProtocolError as e:
+            await self.send_error(e)
+        except ConnectionClosed:
+            pass
+        except Exception:  # noqa: BLE001 - a server bug ends this session only
+            log.exception("session failed")
+            await self.send_error(ProtocolError("internal", "the server failed on this session; "
+                                                            "other sessions are unaffected"))
+        finally:
+            if self.es is not None:
+                self.app.engine.close(self.es)
+            self.app.release(self)
+
+    async def serve(self) -> None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """The server is stopping: stop reading, finish the stream (its last final is still sent), close 1001."""
+        self.close_code, self.close_reason = SHUTDOWN_CLOSE
+        self._shutdown.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown.is_set()
+
+    # ---------------------------------------------------------------- helpers
+    def remaining(self) -> float:
+        """Seconds until the session reaches its maximum length."""
+        return self.app.config.max_session_s - (time.monotonic() - self.started)
+
+    async def recv(self) -> str | bytes:
+        """The next message; ``timeout`` after ``idle_timeout_s`` of silence or at the maximum length;
+        :class:`Shutdown` when the server begins to stop."""
+        if self.shutting_down:
+            raise Shutdown
+        limit = max(min(self.app.config.idle_timeout_s, self.remaining()), 0)
+        receiving = asyncio.ensure_future(self.ws.recv())     # cancelling recv() loses no data
+        stopping = asyncio.ensure_future(self._shutdown.wait())
+        try:
+            done, _ = await asyncio.wait({receiving, stopping}, timeout=limit,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            receiving.cancel()
+            stopping.cancel()
+            await asyncio.gather(receiving, stopping, return_exceptions=True)
+        if receiving in done:
+            message = receiving.result()
+            check_size(message)
+            return message
+        if stopping in done:
+            raise Shutdown
+        raise self.timeout_error()
+
+    def timeout_error(self) -> ProtocolError:
+        cfg = self.app.config
+        if self.remaining() <= 0:
+            return ProtocolError("timeout", f"session reached its maximum length of {cfg.max_session_s:g} s")
+        return ProtocolError("timeout", f"no message for {cfg.idle_timeout_s:g} s")
+
+    def audio(self, data: bytes, encoding: str, sample_rate: int):
+        samples = decode_audio(data, encoding)
+        self.app.metrics.add_audio(len(samples) / sample_rate)
+        return samples
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Close, discarding what the client still sends: unread messages would fill websockets'
+        receive buffer, which then stops reading the socket, so the client's close frame would
+        never be seen and the close would wait for its timeout."""
+        async def discard():
+            try:
+                while True:
+                    await self.ws.recv()
+            except Exception:  # noqa: BLE001 - ConnectionClosed ends it, as intended
+                pass
+        draining = asyncio.ensure_future(discard())
+        try:
+            await self.ws.close(code, _reason(reason))
+        finally:
+            draining.cancel()
+
+    async def send_json(self, msg: dict) -> None:
+        await self.ws.send(json.dumps(msg, ensure_ascii=False))
+
+    async def send_error(self, err: ProtocolError) -> None:
+        """Count the error, send it as a message, then close with its close code."""
+        self.app.metrics.error(err.code)
+        log.info("session error %s: %s", err.code, err.message)
+        try:
+            await self.send_json(err.to_message())
+            await self.close(err.close_code, f"{err.code}: {err.message}")
+        except ConnectionClosed:
+            pass
+
+    def internal_error(self, exc: BaseException) -> ProtocolError:
+        return ProtocolError("internal", f"decoding failed ({type(exc).__name__}); this session is closed, "
+                                         "other sessions are unaffected")
+
+
+class V1Session(Session):
+    """Protocol v1: start -> ready, audio, stop -> finals -> end, close 1000."""
+
+    async def serve(self) -> None:
+        try:
+            first = await self.recv()
+        except Shutdown:
+            return await self.close(*SHUTDOWN_CLOSE)
+        if not isinstance(first, str):
+            raise ProtocolError("bad_request", "audio before start: send {\"type\":\"start\"} first")
+        start = parse_start(first)
+        self.es = es = self.app.engine.open(start.sample_rate)
+        await self.send_json({"type": "ready", "session": es.id, "protocol": PROTOCOL_VERSION,
+                              "sample_rate": start.sample_rate})
+        timer = asyncio.get_running_loop().call_later(max(self.remaining(), 0), es.queue.put_nowait, "max_length")
+        reader = asyncio.create_task(self._read(start))
+        try:
+            await self._write(start)
+        finally:
+            timer.cancel()
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read(self, start: StartRequest) -> None:
+        """Socket -> engine, until stop (or shutdown); errors go to the outbox (the session's queue)."""
+        es, engine = self.es, self.app.engine
+        try:
+            while True:
+                await es.wait_backlog_below(engine.config.max_buffered_s)
+                msg = await self.recv()
+                if isinstance(msg, str):
+                    parse_control(msg)   # only "stop" returns
+                    break
+                engine.feed(es, self.audio(msg, start.encoding, start.sample_rate))
+        except Shutdown:
+            pass
+        except ProtocolError as e:
+            return es.queue.put_nowait(e)
+        except ConnectionClosed:
+            return es.queue.put_nowait("gone")
+        engine.finish(es)
+
+    async def _write(self, start: StartRequest) -> None:
+        """Outbox -> socket: events, then ``end`` and close; or an error and its close code."""
+        while True:
+            item = await self.es.queue.get()
+            if isinstance(item, dict):
+                msg = v1_event(item, start)
+                if msg is not None:
+                    await self.send_json(msg)
+            elif item is DONE:
+                await self.send_json({"type": "end"})
+                await self.close(self.close_code, self.close_reason)
+                return
+            elif item == "max_length":
+                raise self.timeout_error()
+            elif item == "gone":
+                return
+            elif isinstance(item, ProtocolError):
+                raise item
+            else:  # an exception from the decoder
+                raise self.internal_error(item)
+
+
+class VoskSession(Session):
+    """The Vosk server protocol: optional config, PCM16 audio each answered, eof -> last result, close.
+
+    Vosk clients read exactly one reply per audio message, so a reply waits until the decoder
+    has caught up with that message, and several finals decoded from one message are joined
+    into one result.
+    """
+
+    async def serve(self) -> None:
+        self.config = VoskConfig()
+        self.partial, self.finals, self.done = "", [], False
+        try:
+            while True:
+                msg = await self.recv()
+                if isinstance(msg, bytes):
+                    if self.es is None:
+                        self.es = self.app.engine.open(self.config.sample_rate)
+                    seq = self.app.engine.feed(self.es, self.audio(msg, "pcm_s16le", self.config.sample_rate))
+                    await self.es.wait_caught_up(seq)
+                    while not self.es.queue.empty():
+                        self._take(self.es.queue.get_nowait())
+                    if self.finals:
+                        await self.send_json(vosk_result(self.finals, self.config.words))
+                        self.finals = []
+                    else:
+                        await self.send_json({"partial": self.partial})
+                    continue
+                obj = parse_json(msg)
+                if "eof" in obj:
+                    break
+                if "config" not in obj:
+                    raise ProtocolError("bad_request", "expected {\"config\": {...}}, {\"eof\": 1} or binary "
+                                                       "PCM16 audio")
+                if self.es is not None:
+                    raise ProtocolError("bad_request", "config must come before the first audio message")
+                self.config = parse_vosk_config(obj, self.config)
+        except Shutdown:
+            pass
+        await self._finish()
+
+    def _take(self, item) -> None:
+        """One item of the session's queue: a decoder event, DONE, or a failure."""
+        if isinstance(item, dict):
+            if item["type"] == "final":
+                self.finals.append(item)
+                self.partial = ""
+            else:
+                self.partial = item["text"]
+        elif item is DONE:
+            self.done = True
+        else:
+            raise self.internal_error(item)
+
+    async def _finish(self) -> None:
+        """eof (or shutdown): decode what is left, answer with one result of the remaining finals, close."""
+        if self.es is None:
+            self.es = self.app.engine.open(self.config.sample_rate)
+        self.app.engine.finish(self.es)
+        while not self.done:
+            self._take(await self.es.queue.get())
+        await self.send_json(vosk_result(self.finals, self.config.words))
+        await self.close(self.close_code, self.close_reason)
+
+    async def send_error(self, err: ProtocolError) -> None:
+        """Vosk clients know no error message: the close code and its reason carry the error."""
+        self.app.metrics.error(err.code)
+        log.info("vosk session error %s: %s", err.code, err.message)
+        await self.close(err.close_code, f"{err.code}: {err.message}")
+
+
+def _reason(text: str) -> str:
+    """A close reason cut to the 123 bytes a close frame can carry."""
+    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")

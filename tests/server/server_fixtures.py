@@ -1,0 +1,106 @@
+"""Helpers shared by the server and browser tests: a tiny random streaming model checkpoint and
+a real server running in a background thread."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import torch
+
+from fixtures_make import TINY_MODEL
+
+CONF = Path(__file__).resolve().parents[2] / "recipes/synthetic_speech/conf/conformer.yaml"
+
+
+def make_tiny_checkpoint(path: Path) -> Path:
+    """A randomly initialised tiny causal Conformer with a char tokenizer, saved as a real checkpoint."""
+    from s2s_media.config import load_config, to_dict
+    from s2s_media.models.seq2seq import Seq2SeqModel
+    from s2s_media.text.tokenizer import CharTokenizer
+    from s2s_media.training.checkpoint import save_checkpoint
+    cfg = load_config(CONF, TINY_MODEL)
+    tokenizer = CharTokenizer.train(["abcdefghijklmnopqrstuvwxyz '"])
+    torch.manual_seed(0)
+    model = Seq2SeqModel(cfg.model, tokenizer.vocab_size)
+    save_checkpoint({"model": model.state_dict(), "config": to_dict(cfg), "tokenizer": tokenizer.to_dict(),
+                     "cmvn": None, "meta": {}}, path)
+    return path
+
+
+class RunningServer:
+    """An :class:`server.App` serving in a background thread with its own event loop."""
+
+    def __init__(self, app):
+        self.app = app
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.error: BaseException | None = None
+        self._started = threading.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        async def serve():
+            self.loop = asyncio.get_running_loop()
+            task = asyncio.create_task(self.app.run())
+            ready = asyncio.create_task(self.app.ready.wait())
+            await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+            self._started.set()
+            await task
+        try:
+            asyncio.run(serve())
+        except BaseException as e:  # noqa: BLE001 - reported by stop()
+            self.error = e
+        finally:
+            self._started.set()
+
+    def start(self) -> "RunningServer":
+        self.thread.start()
+        assert self._started.wait(30), "server did not start"
+        if self.error:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.app.stop)
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "server did not stop"
+        if self.error:
+            raise self.error
+
+    def url(self, path: str = "/v1/stream", scheme: str = "ws") -> str:
+        return f"{scheme}://127.0.0.1:{self.app.port}{path}"
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        """HTTP GET: status, content type, body."""
+        try:
+            with urllib.request.urlopen(self.url(path, "http"), timeout=10) as r:
+                return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+    def metric(self, name: str) -> float:
+        """The value of one sample line of /metrics (``name`` with its labels, as printed)."""
+        for line in self.get("/metrics")[2].splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        raise KeyError(name)
+
+
+def tiny_recognizer(ckpt: Path):
+    """A streaming recognizer on ``ckpt`` with small chunks and a 1 s maximum segment (endpoint rule 3),
+    so a few seconds of audio give several finals."""
+    from s2s_media.models.build import load_model_file
+    from s2s_media.streaming import EndpointConfig, StreamingConfig, StreamingRecognizer
+    config = StreamingConfig(chunk_size=8, beam=2, endpoint=EndpointConfig(rule3_max_utterance=1.0))
+    return StreamingRecognizer(load_model_file(ckpt), config)
+
+
+def start_server(recognizer, engine: dict | None = None, **fields) -> RunningServer:
+    """A started server on a free port of 127.0.0.1; ``fields``: :class:`server.ServerConfig` fields."""
+    from server import App, EngineConfig, ServerConfig
+    config = ServerConfig(host="127.0.0.1", port=0, engine=EngineConfig(**(engine or {})), **fields)
+    return RunningServer(App(recognizer, config)).start()
+

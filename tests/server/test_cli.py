@@ -1,0 +1,110 @@
+"""``s2s-media serve`` as a real process (SIGTERM) and ``s2s-media stream`` against a real server."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from websockets.asyncio.client import connect
+
+from s2s_media.cli.main import main
+from test_server import chunks, collect, pcm16
+
+SR = 16000
+
+
+def start_process(*args: str) -> tuple[subprocess.Popen, int, "queue.Queue[str]"]:
+    """``s2s-media serve --port 0 ARGS`` in a subprocess; returns it, its port and its log lines."""
+    proc = subprocess.Popen([sys.executable, "-m", "s2s_media.cli.main", "serve", "--port", "0", *args],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    seen = []
+    while True:
+        try:
+            line = lines.get(timeout=300)   # importing torch on a busy 2-core machine can be slow
+        except queue.Empty:
+            proc.kill()
+            pytest.fail(f"the server did not start; its log: {seen}")
+        seen.append(line)
+        if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line):
+            return proc, int(m.group(1)), lines
+
+
+def test_sigterm_finishes_sessions_and_exits_0(tiny_ckpt, speech):
+    proc, port, _ = start_process("--model", str(tiny_ckpt), "--chunk-size", "8")
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+
+    async def run():
+        async with connect(url) as streaming, connect(url) as waiting:
+            await streaming.send('{"type":"start"}')
+            assert json.loads(await streaming.recv())["type"] == "ready"
+            for c in chunks(pcm16(speech[:SR]), 3200):
+                await streaming.send(c)
+            while json.loads(await streaming.recv())["type"] != "partial":   # decoding is under way
+                pass
+            proc.send_signal(signal.SIGTERM)
+            rest = await collect(streaming)
+            await waiting.wait_closed()
+            return rest, streaming.close_code, waiting.close_code
+    try:
+        rest, code, waiting_code = asyncio.run(run())
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert [m["type"] for m in rest][-2:] == ["final", "end"]
+    assert code == 1001 and waiting_code == 1001
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_stream_client_prints_finals(serve, speech_wav, capsys):
+    srv = serve()
+    assert main(["stream", str(speech_wav), "--url", srv.url(), "--speed", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 2 and all(re.match(r"\[\d+\.\d\d-\d+\.\d\d\] ", line) for line in lines), lines
+    assert main(["stream", str(speech_wav), "--url", srv.url(), "--speed", "0", "--json"]) == 0
+    kinds = [json.loads(line)["type"] for line in capsys.readouterr().out.splitlines()]
+    assert kinds[0] == "ready" and "partial" in kinds and kinds[-2:] == ["final", "end"]
+
+
+def test_stream_client_errors(serve, speech_wav, tmp_path, capsys, monkeypatch):
+    srv = serve(token="t0k")
+    assert main(["stream", str(speech_wav), "--url", srv.url()]) == 2
+    assert "(HTTP 401); pass --token" in capsys.readouterr().err
+    assert main(["stream", str(speech_wav), "--url", srv.url(), "--token", "t0k", "--speed", "0"]) == 0
+    capsys.readouterr()
+    with socket.socket() as s:                        # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    assert main(["stream", str(speech_wav), "--url", f"ws://127.0.0.1:{free}/v1/stream"]) == 2
+    assert "cannot connect" in capsys.readouterr().err
+    assert main(["stream", str(tmp_path / "missing.wav"), "--url", srv.url()]) == 2
+    assert main(["stream", str(speech_wav), "--speed", "-1"]) == 2
+    monkeypatch.setitem(sys.modules, "sounddevice", None)     # not installed
+    assert main(["stream", "--mic", "--url", srv.url()]) == 2
+    assert "--mic needs the sounddevice package" in capsys.readouterr().err
+
+
+def test_serve_usage_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    import s2s_media.transcribe as tr
+    monkeypatch.setattr(tr, "DEFAULT_MODEL", "assets/not_there.pt")
+    assert main(["serve", "--port", "0"]) == 2
+    assert "no bundled model" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tiny_ckpt), "--certfile", str(tmp_path / "c.pem")]) == 2
+    assert "--certfile and --keyfile go together" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tiny_ckpt), "--chunk-size", "0"]) == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--model", str(tiny_ckpt), "--port", str(taken.getsockname()[1])]) == 2
+    assert "cannot serve on 127.0.0.1" in capsys.readouterr().err

@@ -19,6 +19,7 @@ import yaml
 
 from s2s_media.augment import AugmentConfig
 from s2s_media.errors import ConfigError
+from s2s_media.vision import ImageConfig
 
 
 # --------------------------------------------------------------------------- generic conversion
@@ -111,20 +112,32 @@ class ModelConfig:
     ctc_weight: float = 0.3             # λ in λ·CTC + (1-λ)·attention CE
     lsm_weight: float = 0.1             # label smoothing of the attention CE
     n_mels: int = 80
+    modalities: list[str] = field(default_factory=lambda: ["audio"])   # "audio" (ASR), "image" (captioning)
+                                        # or both: encoders feeding the one decoder; the CTC head is audio-only
+    image_encoder: str = "resnet"       # name in models.IMAGE_ENCODERS
+    image_encoder_conf: dict = field(default_factory=dict)
+    attention_penalty: float = 0.0      # λ of the doubly stochastic attention penalty on image batches
+                                        # (Show, Attend and Tell), λ·Σ_pixels (1 - Σ_t α_t,i)², per target token
 
 
 @dataclass
 class TokenizerConfig:
     kind: Literal["char", "sentencepiece", "word"] = "sentencepiece"
     vocab_size: int = 256               # sentencepiece only
+    min_freq: int = 1                   # word only: rarer words become <unk>
     model_type: Literal["bpe", "unigram"] = "bpe"
     path: str | None = None             # a saved tokenizer (.pt dict); trained from data when absent
 
 
 @dataclass
 class DataConfig:
-    train: str = ""                     # JSONL manifest
+    train: str = ""                     # JSONL audio manifest (ASR)
     dev: str = ""
+    caption_train: str = ""             # JSONL caption manifest (id, image, captions, split)
+    caption_dev: str = ""
+    images_per_batch: int = 32          # caption batches hold this many images
+    captions_per_image: int = 1         # reference captions trained per image and step (the image is encoded once)
+    image: ImageConfig = field(default_factory=ImageConfig)
     max_batch_seconds: float = 200.0    # padded seconds of audio per batch
     max_batch_size: int = 128
     min_duration: float = 0.3
@@ -148,6 +161,22 @@ class OptimConfig:
 
 
 @dataclass
+class ScheduledSamplingConfig:
+    max_prob: float = 0.0               # chance of feeding the model's own sampled token instead of the reference
+    start_step: int = 0                 # the probability is 0 before this optimizer step
+    ramp_steps: int = 1000              # ... and reaches max_prob this many steps later
+    schedule: Literal["linear", "inverse_sigmoid"] = "linear"
+
+
+@dataclass
+class SCSTConfig:
+    enabled: bool = False               # self-critical sequence training on caption batches (a second stage,
+                                        # usually with train.init_from = the cross-entropy model)
+    samples: int = 5                    # captions sampled per image; the greedy caption is the baseline
+    temperature: float = 1.0            # sampling temperature
+
+
+@dataclass
 class TrainConfig:
     exp_dir: str = "exp"
     epochs: int = 50
@@ -163,6 +192,12 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0                    # torch intra-op threads on CPU; 0 = all cores
+    init_from: str = ""                 # checkpoint whose model weights start a new run (e.g. SCST after XE)
+    best_metric: str = "auto"           # dev metric the best checkpoints are kept by: auto (ASR dev_wer,
+                                        # captioning dev_cider_d, both dev_loss), or dev_wer, dev_loss,
+                                        # dev_bleu4, dev_cider_d
+    scheduled_sampling: ScheduledSamplingConfig = field(default_factory=ScheduledSamplingConfig)
+    scst: SCSTConfig = field(default_factory=SCSTConfig)
 
 
 @dataclass
@@ -174,6 +209,7 @@ class DecodeConfig:
     batch_seconds: float = 300.0
     chunk_size: int = 0                 # encoder chunk (frames after subsampling); 0 = full context
     left_chunks: int = -1
+    caption_max_len: int = 30           # most tokens in a caption (image decoding)
 
 
 @dataclass
@@ -253,11 +289,44 @@ def config_from_dict(data: dict) -> Config:
     return cfg
 
 
+MODALITY_TASKS = {"audio": "asr", "image": "caption"}   # the decoder task token of each modality
+BEST_METRICS = {"auto", "dev_wer", "dev_loss", "dev_bleu4", "dev_cider_d"}
+
+
+def tasks_of(cfg: ModelConfig) -> list[str]:
+    """The decoder tasks of a model, in ``modalities`` order: ``["asr"]``, ``["caption"]`` or both."""
+    return [MODALITY_TASKS[m] for m in cfg.modalities]
+
+
 def validate(cfg: Config) -> None:
     """Cross-field checks, and the component blocks against their registries."""
-    from s2s_media.models.registry import DECODERS, ENCODERS, component_config
+    from s2s_media.models.registry import DECODERS, ENCODERS, IMAGE_ENCODERS, component_config
     m = cfg.model
     component_config(ENCODERS, m.encoder, m.encoder_conf, "model.encoder")
+    if not m.modalities or len(set(m.modalities)) != len(m.modalities) or set(m.modalities) - set(MODALITY_TASKS):
+        raise ConfigError(f"model.modalities: must list 'audio', 'image' or both once each, got {m.modalities}")
+    if "image" in m.modalities:
+        img = component_config(IMAGE_ENCODERS, m.image_encoder, m.image_encoder_conf, "model.image_encoder")
+        if "audio" in m.modalities:
+            audio = component_config(ENCODERS, m.encoder, m.encoder_conf, "model.encoder")
+            if img.d_model != audio.d_model:
+                raise ConfigError(f"model.image_encoder_conf.d_model: {img.d_model} differs from the audio encoder's "
+                                  f"d_model {audio.d_model}; both feed one decoder, so they must match")
+    if m.attention_penalty < 0:
+        raise ConfigError(f"model.attention_penalty: must be >= 0, got {m.attention_penalty}")
+    d = cfg.data
+    if d.images_per_batch < 1 or d.captions_per_image < 1:
+        raise ConfigError("data.images_per_batch and data.captions_per_image: must be >= 1")
+    ss = cfg.train.scheduled_sampling
+    if not 0.0 <= ss.max_prob <= 1.0 or ss.ramp_steps < 0 or ss.start_step < 0:
+        raise ConfigError("train.scheduled_sampling: max_prob must be within [0, 1], steps >= 0")
+    if cfg.train.scst.enabled and (cfg.train.scst.samples < 1 or cfg.train.scst.temperature <= 0):
+        raise ConfigError("train.scst: samples must be >= 1 and temperature > 0")
+    if cfg.train.scst.enabled and "image" not in m.modalities:
+        raise ConfigError("train.scst.enabled: self-critical training needs a captioning model "
+                          "(model.modalities with 'image')")
+    if cfg.train.best_metric not in BEST_METRICS:
+        raise ConfigError(f"train.best_metric: {cfg.train.best_metric!r} is not one of {sorted(BEST_METRICS)}")
     component_config(DECODERS, m.decoder, m.decoder_conf, "model.decoder")
     if not 0.0 <= m.ctc_weight <= 1.0:
         raise ConfigError(f"model.ctc_weight: must be within [0, 1], got {m.ctc_weight}")

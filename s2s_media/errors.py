@@ -20,3 +20,7 @@ class ConfigError(UserError):
 
 class ManifestError(UserError):
     """A manifest line is not valid JSON or misses a required field."""
+
+
+class ImageError(UserError):
+    """An image file could not be read or is unusable."""

@@ -10,9 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_training_curves(history: list[dict], path: str | Path) -> Path | None:
-    """Train loss (and its CTC/attention parts), learning rate, throughput and dev WER against step."""
+    """Train loss (and its CTC/attention parts), learning rate, throughput and the dev metrics
+    (WER for ASR, BLEU-4 and CIDEr-D for captioning) against step."""
     train = [h for h in history if "loss" in h]
-    dev = [h for h in history if "dev_wer" in h]
+    dev = [h for h in history if "dev_loss" in h]
     if not train and not dev:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -26,17 +27,26 @@ def plot_training_curves(history: list[dict], path: str | Path) -> Path | None:
     ax.set(xlabel="step", ylabel="loss", title="loss", yscale="log")
     ax.legend()
     ax = axes[1]
-    if dev:
-        ax.plot([h["step"] for h in dev], [100 * h["dev_wer"] for h in dev], "o-", color="C3")
-    ax.set(xlabel="step", ylabel="WER %", title="dev WER (CTC greedy)")
+    labels = {"dev_wer": "WER % (CTC greedy)", "dev_bleu4": "BLEU-4 x 100", "dev_cider_d": "CIDEr-D x 100"}
+    for color, (key, label) in enumerate(labels.items(), start=3):
+        pts = [(h["step"], 100 * h[key]) for h in dev if key in h]
+        if pts:
+            ax.plot(*zip(*pts), "o-", color=f"C{color}", label=label)
+    ax.set(xlabel="step", ylabel="%", title="dev metrics")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     ax.grid(alpha=0.3)
     ax = axes[2]
     if train:
         ax.plot([h["step"] for h in train], [h["lr"] for h in train], color="C2")
         ax.set(xlabel="step", ylabel="learning rate", title="learning rate / throughput")
         tw = ax.twinx()
-        tw.plot([h["step"] for h in train], [h["audio_s_per_s"] for h in train], color="C4", alpha=0.5)
-        tw.set_ylabel("audio seconds per second")
+        for color, (key, label) in enumerate({"audio_s_per_s": "audio seconds per second",
+                                              "images_per_s": "images per second"}.items(), start=4):
+            pts = [(h["step"], h[key]) for h in train if key in h]
+            if pts:
+                tw.plot(*zip(*pts), color=f"C{color}", alpha=0.5, label=label)
+        tw.set_ylabel("throughput (per second)")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)

@@ -1,4 +1,5 @@
-"""``s2s-media prepare NAME SRC OUT``: write train/dev/test manifests for a corpus.
+"""``s2s-media prepare NAME SRC OUT``: write train/dev/test manifests for a corpus
+(``prepare synthetic_shapes OUT`` for the generator that needs no SRC).
 
 The work is done by :data:`s2s_media.data.preparers.PREPARERS`; this module only parses the
 command line, passes each preparer the options it takes, and prints a per-split summary.
@@ -10,8 +11,9 @@ import inspect
 from pathlib import Path
 from typing import Callable
 
+from s2s_media.data.captions import is_caption_manifest, read_caption_manifest
 from s2s_media.data.manifest import read_manifest
-from s2s_media.data.preparers import PREPARERS
+from s2s_media.data.preparers import NO_SOURCE, PREPARERS
 from s2s_media.errors import UserError
 
 EPILOG = """\
@@ -40,20 +42,38 @@ datasets and the SRC layout each one expects:
   synthetic    SRC = "fortunes" (the system fortune files) or a text file, one sentence per line;
                the sentences are synthesised to speech (options --hours ... --max-words)
 
-Transcripts are normalised (lower case, numbers spelled out, punctuation removed); entries with
-an empty transcript, missing audio or a missing transcript are skipped with a counted warning.
+captioning (caption manifests train.jsonl, val.jsonl, test.jsonl: id, image, captions, split):
+
+  coco         SRC = a folder with train2014/ and val2014/ (COCO 2014 images) and Karpathy's
+                 dataset_coco.json (in SRC or SRC/caption_datasets/); restval goes to train
+  flickr8k     SRC = a folder with Flicker8k_Dataset/ (or Images/) and dataset_flickr8k.json
+  flickr30k    SRC = a folder with flickr30k-images/ (or Images/) and dataset_flickr30k.json
+  image_folder SRC = a folder of images (or SRC/images/) with captions.csv (columns image,caption;
+                 one row per caption; optional split column) or captions.jsonl, or --captions FILE;
+                 without a split column --val/--test images are drawn at random (--seed)
+  synthetic_shapes  no SRC: 's2s-media prepare synthetic_shapes OUT --train N --val N --test N
+                 --seed S --size 64' draws scenes of coloured shapes with five captions each; some
+                 (colour, shape) pairs occur only in test (see OUT/shapes.json, OUT/test_heldout.jsonl)
+
+Transcripts and captions are normalised (lower case, numbers spelled out, punctuation removed);
+entries with an empty transcript, missing audio or image, or a missing transcript are skipped
+with a counted warning.
 
 examples:
   s2s-media prepare librispeech /data/LibriSpeech data/librispeech
   s2s-media prepare commonvoice /data/cv-corpus-17.0/en data/cv_en --convert --workers 2
   s2s-media prepare kaldi ~/kaldi/egs/mini_librispeech/s5/data data/mini
   s2s-media prepare synthetic fortunes data/synth --hours 2
+  s2s-media prepare coco /data/coco data/coco
+  s2s-media prepare synthetic_shapes data/shapes --train 20000 --val 500 --test 1000 --size 64
 """
 
 # option attribute -> flag, for the "does not apply" message
 OPTION_FLAGS = {
     "hours": "--hours", "dev_utts": "--dev-utts", "test_utts": "--test-utts", "seed": "--seed",
     "workers": "--workers", "min_words": "--min-words", "max_words": "--max-words", "convert": "--convert",
+    "train_images": "--train", "val_images": "--val", "test_images": "--test", "size": "--size",
+    "captions": "--captions",
 }
 
 
@@ -91,8 +111,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", metavar="NAME", choices=sorted(PREPARERS),
                         help=f"dataset: {', '.join(sorted(PREPARERS))}")
-    parser.add_argument("src", metavar="SRC", help="the corpus folder (see below); for synthetic: 'fortunes' or a text file")
-    parser.add_argument("out", metavar="OUT", type=Path, help="output folder for the manifests (created if missing)")
+    parser.add_argument("src", metavar="SRC", help="the corpus folder (see below); for synthetic: 'fortunes' or a text "
+                        "file; synthetic_shapes takes no SRC")
+    parser.add_argument("out", metavar="OUT", type=Path, nargs="?",
+                        help="output folder for the manifests (created if missing)")
 
     synth = parser.add_argument_group("synthetic")
     synth.add_argument("--hours", type=_positive(float), help="hours of training speech to synthesise (generator default: 10)")
@@ -106,7 +128,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     cv.add_argument("--convert", action="store_true",
                     help="decode the mp3 clips once to 16 kHz mono FLAC in OUT/audio/ and point the manifests there")
 
-    both = parser.add_argument_group("synthetic and commonvoice --convert")
+    images = parser.add_argument_group("captioning (synthetic_shapes, image_folder)")
+    images.add_argument("--train", dest="train_images", type=_positive(int),
+                        help="synthetic_shapes: training images (default 20000)")
+    images.add_argument("--val", dest="val_images", type=_non_negative_int,
+                        help="validation images (synthetic_shapes default 500; image_folder default 5%%)")
+    images.add_argument("--test", dest="test_images", type=_non_negative_int,
+                        help="test images (synthetic_shapes default 1000; image_folder default 5%%)")
+    images.add_argument("--size", type=_positive(int), help="synthetic_shapes: image side in pixels (default 64)")
+    images.add_argument("--captions", help="image_folder: the captions CSV or JSONL (default SRC/captions.csv|jsonl|txt)")
+
+    both = parser.add_argument_group("synthetic, synthetic_shapes and commonvoice --convert")
     both.add_argument("--workers", type=_positive(int), help="worker processes (default: all CPU cores)")
     parser.set_defaults(run=run)
     return parser
@@ -118,7 +150,7 @@ def preparer_options(name: str, args: argparse.Namespace) -> dict:
     Raises :class:`UserError` for an option the preparer does not take (rather than ignoring it).
     """
     given = {key: getattr(args, key, None) for key in OPTION_FLAGS}
-    given = {key: value for key, value in given.items() if value not in (None, False)}
+    given = {key: value for key, value in given.items() if value is not None and value is not False}  # 0 is a value
     accepted = set(inspect.signature(PREPARERS[name]).parameters) - {"src", "out"}
     unknown = [OPTION_FLAGS[key] for key in given if key not in accepted]
     if unknown:
@@ -130,7 +162,10 @@ def preparer_options(name: str, args: argparse.Namespace) -> dict:
 
 
 def summarize(manifests: dict[str, Path]) -> str:
-    """A table of utterances and hours per split, read back from the written manifests."""
+    """A table of utterances and hours (or images and captions) per split, read back from the manifests."""
+    jsonl = [p for p in manifests.values() if Path(p).suffix == ".jsonl"]
+    if jsonl and is_caption_manifest(jsonl[0]):
+        return summarize_captions(manifests)
     lines = [f"  {'split':<12} {'utterances':>10} {'hours':>8}  manifest"]
     total_utts, total_hours = 0, 0.0
     for split, path in manifests.items():
@@ -144,10 +179,31 @@ def summarize(manifests: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
+def summarize_captions(manifests: dict[str, Path]) -> str:
+    """A table of images and captions per split."""
+    lines = [f"  {'split':<12} {'images':>8} {'captions':>9}  manifest"]
+    for split, path in manifests.items():
+        records = read_caption_manifest(path)
+        lines.append(f"  {split:<12} {len(records):>8} {sum(len(r.captions) for r in records):>9}  {path}")
+    return "\n".join(lines)
+
+
+def source_and_out(args: argparse.Namespace) -> tuple[Path | None, Path]:
+    """``(SRC, OUT)``; generators in NO_SOURCE take the one positional as OUT."""
+    if args.name in NO_SOURCE:
+        if args.out is not None:
+            raise UserError(f"'{args.name}' generates its data and takes no SRC: s2s-media prepare {args.name} OUT")
+        return None, Path(args.src)
+    if args.out is None:
+        raise UserError(f"'{args.name}' needs SRC and OUT: s2s-media prepare {args.name} SRC OUT")
+    return Path(args.src), Path(args.out)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the preparer named by ``args.name``; print the summary. Returns the exit code."""
     options = preparer_options(args.name, args)
-    manifests = PREPARERS[args.name](Path(args.src), Path(args.out), **options)
-    print(f"prepared {args.name}: {args.src} -> {args.out}")
+    src, out = source_and_out(args)
+    manifests = PREPARERS[args.name](src, out, **options)
+    print(f"prepared {args.name}: {src if src is not None else 'generated'} -> {out}")
     print(summarize(manifests))
     return 0

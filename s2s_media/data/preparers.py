@@ -574,9 +574,32 @@ def prepare_synthetic(src: Path, out: Path, *, hours: float | None = None, dev_u
     return generate_corpus(source, out, **{k: v for k, v in options.items() if v is not None})
 
 
+def prepare_synthetic_shapes(src: Path | None, out: Path, *, train_images: int | None = None,
+                             val_images: int | None = None, test_images: int | None = None, seed: int | None = None,
+                             size: int | None = None, workers: int | None = None) -> dict[str, Path]:
+    """Generate the synthetic shapes captioning corpus (:mod:`s2s_media.data.synthetic_shapes`); takes no SRC.
+    Options left at ``None`` take the generator's defaults."""
+    from s2s_media.data.synthetic_shapes import generate_shapes
+    options = dict(train_images=train_images, val_images=val_images, test_images=test_images, seed=seed, size=size,
+                   workers=workers)
+    return generate_shapes(out, **{k: v for k, v in options.items() if v is not None})
+
+
+# the caption preparers build on the helpers above (Issues, require_dir), so they are imported last
+from s2s_media.data.caption_preparers import (prepare_coco, prepare_flickr8k, prepare_flickr30k,  # noqa: E402
+                                              prepare_image_folder)
+
 PREPARERS: dict[str, Preparer] = {
     "librispeech": prepare_librispeech,
     "commonvoice": prepare_commonvoice,
     "kaldi": prepare_kaldi,
     "synthetic": prepare_synthetic,
+    "coco": prepare_coco,
+    "flickr8k": prepare_flickr8k,
+    "flickr30k": prepare_flickr30k,
+    "image_folder": prepare_image_folder,
+    "synthetic_shapes": prepare_synthetic_shapes,
 }
+
+NO_SOURCE = {"synthetic_shapes"}   # generators called as 'prepare NAME OUT'
+CAPTION_PREPARERS = {"coco", "flickr8k", "flickr30k", "image_folder", "synthetic_shapes"}

@@ -9,6 +9,7 @@ from typing import Any
 from s2s_media.config import from_dict
 from s2s_media.errors import ConfigError
 from s2s_media.models.attention_encoder import ConformerEncoder, TransformerEncoder
+from s2s_media.models.image_encoder import ImageEncoder
 from s2s_media.models.lstm_decoder import LSTMDecoder
 from s2s_media.models.rnn_encoder import PyramidalLSTMEncoder
 from s2s_media.models.transformer_decoder import TransformerDecoder
@@ -17,6 +18,10 @@ ENCODERS: dict[str, type] = {
     "conformer": ConformerEncoder,
     "transformer": TransformerEncoder,
     "pyramidal_lstm": PyramidalLSTMEncoder,
+}
+
+IMAGE_ENCODERS: dict[str, type] = {
+    "resnet": ImageEncoder,
 }
 
 DECODERS: dict[str, type] = {

@@ -1,4 +1,9 @@
-"""From a Config to a trained model: tokenizer, normalisation stats, model, trainer."""
+"""From a Config to a trained model: manifests, tokenizer, normalisation stats, model, tasks, trainer.
+
+The model's modalities decide what is read: ``audio`` reads ``data.train``/``data.dev`` (ASR),
+``image`` reads ``data.caption_train``/``data.caption_dev`` (captioning); a model with both
+trains both tasks in one run and one checkpoint.
+"""
 from __future__ import annotations
 
 import json
@@ -11,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from s2s_media.audio import compute_cmvn
-from s2s_media.config import Config
+from s2s_media.config import Config, tasks_of
+from s2s_media.data.captions import CaptionRecord, read_caption_manifest
 from s2s_media.data.manifest import AudioRecord, read_manifest
 from s2s_media.errors import ConfigError, UserError
 from s2s_media.models.build import param_count
@@ -20,6 +26,7 @@ from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import (CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer,
                                       tokenizer_from_dict)
 from s2s_media.training.distributed import DistInfo, barrier, init_distributed
+from s2s_media.training.tasks import TASKS
 from s2s_media.training.trainer import Trainer, TrainerState
 
 log = logging.getLogger("s2s_media.train")
@@ -35,14 +42,54 @@ def read_train_manifest(cfg: Config) -> list[AudioRecord]:
     return records
 
 
-def train_tokenizer(cfg: Config, records: list[AudioRecord], tasks=()) -> Tokenizer:
-    """Fit the configured tokenizer on the normalised training transcripts."""
-    texts = [normalize_text(r.text) for r in records]
-    tc = cfg.tokenizer
+def read_caption_train_manifest(cfg: Config) -> list[CaptionRecord]:
+    """The records of ``data.caption_train``, with clear errors when it is unset or empty."""
+    if not cfg.data.caption_train:
+        raise ConfigError("data.caption_train: no caption manifest given; set it in the config or with "
+                          "--set data.caption_train=PATH")
+    records = read_caption_manifest(cfg.data.caption_train)
+    if not records:
+        raise UserError(f"{cfg.data.caption_train}: the caption manifest is empty")
+    return records
+
+
+def read_task_data(cfg: Config) -> dict[str, tuple[list, list]]:
+    """``{task: (train records, dev records)}`` for the model's tasks (``asr``, ``caption``)."""
+    data: dict[str, tuple[list, list]] = {}
+    for task in tasks_of(cfg.model):
+        if task == "asr":
+            data[task] = (read_train_manifest(cfg), read_manifest(cfg.data.dev) if cfg.data.dev else [])
+        else:
+            data[task] = (read_caption_train_manifest(cfg),
+                          read_caption_manifest(cfg.data.caption_dev) if cfg.data.caption_dev else [])
+    return data
+
+
+def training_texts(cfg: Config, data: dict[str, tuple[list, list]] | None = None) -> list[str]:
+    """The normalised training transcripts and captions the tokenizer is fitted on."""
+    data = read_task_data(cfg) if data is None else data
+    texts = []
+    for task, (train, _) in data.items():
+        if task == "asr":
+            texts += [normalize_text(r.text) for r in train]
+        else:
+            texts += [normalize_text(c) for r in train for c in r.captions]
+    return texts
+
+
+def tokenizer_tasks(cfg: Config) -> list[str]:
+    """Task tokens: none for an ASR-only model (prefix ``[<sos>]``), else one per task (``<caption>``, ...)."""
+    tasks = tasks_of(cfg.model)
+    return [] if tasks == ["asr"] else tasks
+
+
+def train_tokenizer(cfg: Config, texts: list[str]) -> Tokenizer:
+    """Fit the configured tokenizer on normalised training texts, with the model's task tokens."""
+    tc, tasks = cfg.tokenizer, tokenizer_tasks(cfg)
     if tc.kind == "char":
         return CharTokenizer.train(texts, tasks)
     if tc.kind == "word":
-        return WordTokenizer.train(texts, tasks)
+        return WordTokenizer.train(texts, tasks, min_freq=tc.min_freq)
     return SentencePieceTokenizer.train(texts, tc.vocab_size, tc.model_type, tasks)
 
 
@@ -63,7 +110,7 @@ def tokenizer_path(cfg: Config) -> Path:
     return Path(cfg.tokenizer.path) if cfg.tokenizer.path else Path(cfg.train.exp_dir) / "tokenizer.pt"
 
 
-def get_tokenizer(cfg: Config, records: list[AudioRecord], dist: DistInfo) -> Tokenizer:
+def get_tokenizer(cfg: Config, texts: list[str], dist: DistInfo) -> Tokenizer:
     """Load the tokenizer at ``tokenizer.path`` (or ``exp_dir/tokenizer.pt``), training and saving it first if absent."""
     path = tokenizer_path(cfg)
     if not path.is_file():
@@ -71,9 +118,14 @@ def get_tokenizer(cfg: Config, records: list[AudioRecord], dist: DistInfo) -> To
             raise ConfigError(f"tokenizer.path: {path} does not exist; run the recipe's tokenizer stage "
                               "or remove tokenizer.path to train one")
         if dist.is_main:
-            save_tokenizer(train_tokenizer(cfg, records), path)
+            save_tokenizer(train_tokenizer(cfg, texts), path)
         barrier(dist)
-    return load_tokenizer(path)
+    tokenizer = load_tokenizer(path)
+    missing = [t for t in tokenizer_tasks(cfg) if t not in tokenizer.tasks]
+    if missing:
+        raise ConfigError(f"tokenizer: {path} has no <{missing[0]}> task token (it has {tokenizer.tasks or 'none'}); "
+                          f"train a tokenizer for model.modalities {cfg.model.modalities}")
+    return tokenizer
 
 
 def get_cmvn(cfg: Config, records: list[AudioRecord], dist: DistInfo) -> dict:
@@ -96,9 +148,22 @@ def get_cmvn(cfg: Config, records: list[AudioRecord], dist: DistInfo) -> dict:
     return json.loads(path.read_text())
 
 
-def build_asr_model(cfg: Config, tokenizer: Tokenizer, cmvn: dict) -> Seq2SeqModel:
+def build_model(cfg: Config, tokenizer: Tokenizer, cmvn: dict | None) -> Seq2SeqModel:
+    """A new model: CMVN stats into the audio encoder, then the starting weights — those of
+    ``train.init_from`` (a checkpoint), else a pretrained image trunk (``image_encoder_conf.weights``)."""
     model = Seq2SeqModel(cfg.model, tokenizer.vocab_size)
-    model.encoders["audio"].cmvn.set_stats(torch.tensor(cmvn["mean"]), torch.tensor(cmvn["std"]))
+    if cmvn is not None:
+        model.encoders["audio"].cmvn.set_stats(torch.tensor(cmvn["mean"]), torch.tensor(cmvn["std"]))
+    if cfg.train.init_from:
+        from s2s_media.training.checkpoint import load_checkpoint
+        state = load_checkpoint(cfg.train.init_from)["model"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise UserError(f"train.init_from: {cfg.train.init_from} does not fit this model's config "
+                            f"({str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()})") from None
+    elif "image" in model.encoders and model.encoders["image"].cfg.weights:
+        model.encoders["image"].load_trunk_weights(model.encoders["image"].cfg.weights)
     return model
 
 
@@ -108,13 +173,15 @@ def run_training(cfg: Config) -> TrainerState:
     torch.manual_seed(cfg.train.seed)
     random.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
-    train_records = read_train_manifest(cfg)
-    dev_records = read_manifest(cfg.data.dev) if cfg.data.dev else []
-    tokenizer = get_tokenizer(cfg, train_records, dist)
-    cmvn = get_cmvn(cfg, train_records, dist)
-    model = build_asr_model(cfg, tokenizer, cmvn)
+    data = read_task_data(cfg)
+    tokenizer = get_tokenizer(cfg, training_texts(cfg, data), dist)
+    cmvn = get_cmvn(cfg, data["asr"][0], dist) if "asr" in data else None
+    model = build_model(cfg, tokenizer, cmvn)
     if dist.is_main:
-        log.info("model: %s encoder + %s decoder, %.2f M parameters, vocab %d", cfg.model.encoder,
+        encoders = " + ".join(f"{m} ({cfg.model.encoder if m == 'audio' else cfg.model.image_encoder})"
+                              for m in model.encoders)
+        log.info("model: %s encoder(s) + %s decoder, %.2f M parameters, vocab %d", encoders,
                  cfg.model.decoder, param_count(model) / 1e6, tokenizer.vocab_size)
-    trainer = Trainer(cfg, model, tokenizer, cmvn, train_records, dev_records, dist)
+    tasks = [TASKS[name](cfg, tokenizer, train, dev, dist) for name, (train, dev) in data.items()]
+    trainer = Trainer(cfg, model, tokenizer, cmvn, tasks, dist)
     return trainer.fit()

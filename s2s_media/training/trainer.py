@@ -1,6 +1,9 @@
 """The training loop: dynamic batches, hybrid loss, accumulation, AMP, DDP, validation,
 best-checkpoint keeping, exact resume, TensorBoard and a tqdm bar.
 
+What is trained comes from :mod:`s2s_media.training.tasks`: ASR, captioning, or both for a
+multimodal model (batches of the two tasks interleaved, one checkpoint).
+
 Resume state lives in ``<exp_dir>/last.pt``: model, optimizer, scheduler, scaler, sampler
 position, torch/python RNG and the trainer's counters. Data augmentation is seeded by
 (seed, epoch, index), so a resumed run sees exactly the batches an unbroken run would.
@@ -20,18 +23,15 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from s2s_media.config import Config, to_dict
-from s2s_media.data.dataset import AudioDataset, collate, eval_loader, worker_init
-from s2s_media.data.manifest import AudioRecord
-from s2s_media.data.sampler import BucketingBatchSampler
-from s2s_media.decoding.ctc import ctc_greedy
+from s2s_media.config import Config, ScheduledSamplingConfig, to_dict
+from s2s_media.data.dataset import worker_init
 from s2s_media.errors import UserError
-from s2s_media.metrics import wer as word_error_rate
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.text.tokenizer import Tokenizer
 from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
 from s2s_media.training.distributed import DistInfo, amp_dtype, barrier, pick_device, ranks_in_sync
 from s2s_media.training.schedule import make_schedule
+from s2s_media.training.tasks import MultiTaskBatchSampler, MultiTaskCollate, MultiTaskDataset, Task
 
 log = logging.getLogger("s2s_media.train")
 
@@ -44,16 +44,29 @@ class TrainerState:
     consumed: int = 0             # batches of the current epoch already trained on
     elapsed: float = 0.0          # seconds of training so far, over all restarts
     audio_seconds: float = 0.0
-    skipped: int = 0              # bad utterances skipped
-    best: list = field(default_factory=list)   # [[wer, path], ...] ascending
+    images: int = 0               # images trained on (captioning)
+    skipped: int = 0              # bad utterances/images skipped
+    best: list = field(default_factory=list)   # [[score, path], ...] ascending (lower is better)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+def sampling_probability(cfg: ScheduledSamplingConfig, step: int) -> float:
+    """Scheduled sampling: the chance of feeding a sampled token at optimizer ``step`` (0 until
+    ``start_step``, reaching ``max_prob`` after ``ramp_steps`` more: linearly, or along an inverse
+    sigmoid that is half-way at mid-ramp)."""
+    if cfg.max_prob <= 0 or step < cfg.start_step:
+        return 0.0
+    progress = min(1.0, (step - cfg.start_step) / max(1, cfg.ramp_steps))
+    if cfg.schedule == "inverse_sigmoid":
+        progress = 1.0 / (1.0 + math.exp(-12.0 * (progress - 0.5)))
+    return cfg.max_prob * progress
+
+
 class Trainer:
-    def __init__(self, cfg: Config, model: Seq2SeqModel, tokenizer: Tokenizer, cmvn: dict,
-                 train_records: list[AudioRecord], dev_records: list[AudioRecord], dist_info: DistInfo):
+    def __init__(self, cfg: Config, model: Seq2SeqModel, tokenizer: Tokenizer, cmvn: dict | None,
+                 tasks: list[Task], dist_info: DistInfo):
         self.cfg, self.tokenizer, self.cmvn, self.dist = cfg, tokenizer, cmvn, dist_info
         t = cfg.train
         self.exp = Path(t.exp_dir)
@@ -62,20 +75,16 @@ class Trainer:
             torch.set_num_threads(t.threads)
         self.amp = amp_dtype(t.amp, self.device)
         self.model = model.to(self.device)
+        # with several tasks, each batch leaves the other modality's encoder (and the CTC head) unused
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                            else None, find_unused_parameters=False)
+                                            else None, find_unused_parameters=len(tasks) > 1)
                     if dist_info.enabled else None)
-        self.prefix = tokenizer.prefix("asr" if "asr" in tokenizer.tasks else None)
-        d = cfg.data
-        train_records = [r for r in train_records if d.min_duration <= r.duration <= d.max_duration]
-        self.train_set = AudioDataset(train_records, tokenizer, cfg.model.n_mels, d.augment, seed=t.seed)
-        self.sampler = BucketingBatchSampler([r.duration for r in train_records], d.max_batch_seconds,
-                                             d.max_batch_size, d.num_buckets, shuffle=True, seed=t.seed,
-                                             rank=dist_info.rank, world_size=dist_info.world_size)
-        # an evenly spaced subset: manifests are often sorted by speaker
-        step = max(1, len(dev_records) // max(1, t.valid_utterances))
-        self.dev_records = dev_records[::step][: t.valid_utterances]
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+        self.tasks = tasks
+        self.train_set = MultiTaskDataset([task.dataset for task in tasks])
+        self.sampler = MultiTaskBatchSampler([task.sampler for task in tasks], seed=t.seed)
+        self.collate = MultiTaskCollate(tasks)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                            weight_decay=cfg.optim.weight_decay, fused=True)
         self.steps_per_epoch = max(1, len(self.sampler) // cfg.optim.accum_grad)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -155,7 +164,7 @@ class Trainer:
         # its own generator: creating the iterator must not draw from the global RNG, or a resumed
         # run (which creates it after restoring the RNG) would diverge from an unbroken one
         gen = torch.Generator().manual_seed(self.cfg.train.seed * 1000 + self.state.epoch)
-        return torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate,
+        return torch.utils.data.DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=self.collate,
                                            num_workers=nw, worker_init_fn=worker_init if nw else None,
                                            prefetch_factor=4 if nw else None, persistent_workers=False,
                                            generator=gen)
@@ -169,28 +178,33 @@ class Trainer:
         net = self.ddp or self.model
         bar = tqdm(total=len(self.sampler), initial=st.consumed, desc=f"epoch {st.epoch}", unit="batch",
                    disable=not self.dist.is_main, dynamic_ncols=True, mininterval=2.0)
-        window_audio, window_start = 0.0, time.time()
+        window = {task.unit: 0.0 for task in self.tasks}
+        window_start = time.time()
         for batch in self._loader():
             st.consumed += 1
             bar.update(1)
             self._count_bad(batch)
             boundary = st.consumed % accum == 0
+            task = self.tasks[batch["task"]]
             if batch["ids"]:
                 sync = boundary or self.ddp is None
+                ss_prob = sampling_probability(self.cfg.train.scheduled_sampling, st.step)
                 with net.no_sync() if not sync else contextlib.nullcontext():
                     with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                        out = net(batch["feats"].to(self.device), batch["lengths"].to(self.device),
-                                  batch["tokens"], self.prefix)
+                        out = task.loss(net, self.model, batch, self.device, ss_prob)
                     self.scaler.scale(out["loss"] / accum).backward()
                 st.audio_seconds += batch["seconds"]
-                window_audio += batch["seconds"]
+                st.images += batch.get("images", 0)
+                window[task.unit] += task.amount(batch)
             if not boundary:
                 continue
             self._optimizer_step()
             if st.step % self.cfg.train.log_interval == 0 and batch["ids"]:
-                rate = window_audio * self.dist.world_size / max(1e-6, time.time() - window_start)
-                self._log_train(out, rate, bar)
-                window_audio, window_start = 0.0, time.time()
+                elapsed = max(1e-6, time.time() - window_start)
+                rates = {unit: amount * self.dist.world_size / elapsed for unit, amount in window.items()}
+                self._log_train(out, rates, task.name, ss_prob, bar)
+                window = {unit: 0.0 for unit in window}
+                window_start = time.time()
             if self.cfg.train.valid_interval and st.step % self.cfg.train.valid_interval == 0:
                 self.validate()
             st.elapsed = time.time() - started
@@ -221,11 +235,12 @@ class Trainer:
     def _count_bad(self, batch: dict) -> None:
         for bad in batch["bad"]:
             self.state.skipped += 1
-            log.warning("skipping utterance %s: %s (%d skipped so far)", bad.id, bad.reason, self.state.skipped)
+            log.warning("skipping %s %s: %s (%d skipped so far)", "image" if "images" in batch else "utterance",
+                        bad.id, bad.reason, self.state.skipped)
 
     def _end_epoch(self) -> None:
         st = self.state
-        wer_value = self.validate()
+        metrics = self.validate()
         st.epoch += 1
         st.consumed = 0
         if self.dist.is_main:
@@ -233,41 +248,48 @@ class Trainer:
             epochs = sorted(self.exp.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
             for old in epochs[: -self.cfg.train.keep_last]:
                 old.unlink()
-            log.info("epoch %d done: dev WER %.2f%%", st.epoch, 100 * wer_value)
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            log.info("epoch %d done: %s", st.epoch, shown or "no dev data")
         self.save_resume()
 
     # ------------------------------------------------------------------ validation
     @torch.inference_mode()
-    def validate(self) -> float:
-        """Dev loss and CTC-greedy WER on the main rank; keeps the best checkpoints by WER."""
-        wer_value = float("nan")
-        if self.dist.is_main and self.dev_records:
-            wer_value = self._validate_main()
+    def validate(self) -> dict[str, float]:
+        """Each task's dev metrics on the main rank; keeps the best checkpoints (``train.best_metric``)."""
+        metrics: dict[str, float] = {}
+        if self.dist.is_main and any(task.dev for task in self.tasks):
+            metrics = self._validate_main()
         barrier(self.dist)
         self.model.train()
-        return wer_value
+        return metrics
 
-    def _validate_main(self) -> float:
+    def _validate_main(self) -> dict[str, float]:
         self.model.eval()
-        loader = eval_loader(self.dev_records, self.tokenizer, self.cfg.model.n_mels, self.cfg.decode.batch_seconds)
-        refs, hyps, loss_sum, n = [], [], 0.0, 0
-        for batch in loader:
-            if not batch["ids"]:
+        metrics: dict[str, float] = {}
+        losses = []
+        for task in self.tasks:
+            if not task.dev:
                 continue
-            feats, lengths = batch["feats"].to(self.device), batch["lengths"].to(self.device)
-            out = self.model(feats, lengths, batch["tokens"], self.prefix)
-            loss_sum += float(out["loss"]) * len(batch["ids"])
-            n += len(batch["ids"])
-            if self.model.ctc is not None:
-                memory, mask = self.model.encode(feats, lengths)
-                for h in ctc_greedy(self.model.ctc(memory), mask.sum(1)):
-                    hyps.append(self.tokenizer.decode(h.tokens))
-                refs.extend(batch["texts"])
-        wer_value = word_error_rate(refs, hyps).rate if refs else float("nan")
-        dev_loss = loss_sum / max(1, n)
-        self._record({"step": self.state.step, "dev_loss": dev_loss, "dev_wer": wer_value})
-        self._keep_best(wer_value if not math.isnan(wer_value) else dev_loss)
-        return wer_value
+            result = task.validate(self.model, self.device)
+            losses.append(result.pop("dev_loss"))
+            metrics.update(result)
+            if len(self.tasks) > 1:
+                metrics[f"dev_loss_{task.name}"] = losses[-1]
+        metrics = {"dev_loss": sum(losses) / len(losses), **metrics}
+        self._record({"step": self.state.step, **metrics})
+        self._keep_best(self._best_score(metrics))
+        return metrics
+
+    def _best_score(self, metrics: dict[str, float]) -> float:
+        """The (lower is better) score of ``train.best_metric``; the dev loss when it is NaN or missing."""
+        name = self.cfg.train.best_metric
+        if name == "auto":
+            names = [task.name for task in self.tasks]
+            name = "dev_loss" if len(names) > 1 else {"asr": "dev_wer", "caption": "dev_cider_d"}[names[0]]
+        value = metrics.get(name, float("nan"))
+        if math.isnan(value):
+            return metrics["dev_loss"]
+        return -value if name in ("dev_bleu4", "dev_cider_d") else value
 
     def _keep_best(self, score: float) -> None:
         best = self.state.best
@@ -284,13 +306,19 @@ class Trainer:
         (self.exp / "best.json").write_text(json.dumps(best, indent=1))
 
     # ------------------------------------------------------------------ logging
-    def _log_train(self, out: dict, audio_per_s: float, bar) -> None:
+    def _log_train(self, out: dict, rates: dict[str, float], task: str, ss_prob: float, bar) -> None:
         lr = self.scheduler.get_last_lr()[0]
         rec = {"step": self.state.step, "loss": out["loss"].item(), "loss_att": out["loss_att"].item(),
-               "acc": out["acc"].item(), "lr": lr, "audio_s_per_s": audio_per_s}
-        if "loss_ctc" in out:
-            rec["loss_ctc"] = out["loss_ctc"].item()
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}", audio=f"{audio_per_s:.0f}s/s")
+               "acc": out["acc"].item(), "lr": lr}
+        if len(self.tasks) > 1:
+            rec[f"loss_{task}"] = rec["loss"]
+        for key in ("loss_ctc", "loss_attn_penalty", "reward", "reward_baseline"):
+            if key in out:
+                rec[key] = out[key].item()
+        if ss_prob > 0:
+            rec["ss_prob"] = ss_prob
+        rec.update({f"{unit}_per_s": rate for unit, rate in rates.items()})
+        bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}", **{unit: f"{rate:.1f}/s" for unit, rate in rates.items()})
         self._record(rec)
 
     def _record(self, rec: dict) -> None:
@@ -317,6 +345,7 @@ class Trainer:
         summary = {"step": self.state.step, "epoch": self.state.epoch, "elapsed_s": self.state.elapsed,
                    "audio_hours": self.state.audio_seconds / 3600, "skipped": self.state.skipped,
                    "audio_s_per_s": self.state.audio_seconds / max(1e-6, self.state.elapsed),
+                   "images": self.state.images, "images_per_s": self.state.images / max(1e-6, self.state.elapsed),
                    "world_size": self.dist.world_size, "ranks_in_sync": in_sync, "best": self.state.best}
         (self.exp / "summary.json").write_text(json.dumps(summary, indent=1))
         if self.writer is not None:

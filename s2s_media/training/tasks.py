@@ -1,0 +1,254 @@
+"""What the trainer trains: one small class per task, the same interface for each.
+
+A task owns its training data (dataset, batch sampler, collate), computes the loss of one of its
+batches through the (possibly DDP-wrapped) model, and validates on its dev data:
+
+- :class:`AsrTask`: audio manifests, batches capped by seconds, hybrid CTC/attention loss,
+  dev WER from CTC greedy search;
+- :class:`CaptionTask`: caption manifests, batches by image count, cross-entropy (optionally with
+  scheduled sampling) or self-critical sequence training with a CIDEr-D reward, dev BLEU-4 and
+  CIDEr-D from greedy captions.
+
+:class:`MultiTaskData` joins the tasks' data into one dataset and one batch sampler (every batch
+holds one task), so a multimodal model trains both tasks in one loop and one checkpoint.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterator, Protocol
+
+import torch
+
+from s2s_media.config import Config
+from s2s_media.data.captions import (CaptionDataset, CaptionRecord, ImageBatchSampler, caption_eval_loader,
+                                     collate as collate_captions)
+from s2s_media.data.dataset import AudioDataset, collate as collate_audio, eval_loader
+from s2s_media.data.manifest import AudioRecord
+from s2s_media.data.sampler import BucketingBatchSampler
+from s2s_media.decoding.beam_search import greedy_search
+from s2s_media.decoding.ctc import ctc_greedy
+from s2s_media.metrics import wer as word_error_rate
+from s2s_media.models.seq2seq import Seq2SeqModel, SelfCritical
+from s2s_media.text.normalize import normalize_text
+from s2s_media.text.tokenizer import Tokenizer
+from s2s_media.training.distributed import DistInfo
+
+
+class Task(Protocol):
+    name: str                       # "asr" or "caption"
+    dataset: torch.utils.data.Dataset
+    sampler: object                 # a batch sampler with set_epoch/state_dict/load_state_dict/_epoch_order
+    unit: str                       # what ``amount`` counts, for the throughput log
+    dev: list                       # the dev records validated on
+
+    def collate(self, items: list) -> dict: ...
+    def amount(self, batch: dict) -> float: ...
+    def loss(self, net, model: Seq2SeqModel, batch: dict, device: torch.device, ss_prob: float) -> dict: ...
+    def validate(self, model: Seq2SeqModel, device: torch.device) -> dict[str, float]: ...
+
+
+def _evenly_spaced(records: list, n: int) -> list:
+    """``n`` records spread over the list (manifests are often sorted by speaker or source)."""
+    step = max(1, len(records) // max(1, n))
+    return records[::step][:n]
+
+
+class AsrTask:
+    name, unit = "asr", "audio_s"
+
+    def __init__(self, cfg: Config, tokenizer: Tokenizer, train: list[AudioRecord], dev: list[AudioRecord],
+                 dist: DistInfo):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.prefix = tokenizer.prefix("asr" if "asr" in tokenizer.tasks else None)
+        d, t = cfg.data, cfg.train
+        train = [r for r in train if d.min_duration <= r.duration <= d.max_duration]
+        self.dataset = AudioDataset(train, tokenizer, cfg.model.n_mels, d.augment, seed=t.seed)
+        self.sampler = BucketingBatchSampler([r.duration for r in train], d.max_batch_seconds, d.max_batch_size,
+                                             d.num_buckets, shuffle=True, seed=t.seed, rank=dist.rank,
+                                             world_size=dist.world_size)
+        self.dev = _evenly_spaced(dev, t.valid_utterances)
+
+    def collate(self, items: list) -> dict:
+        return collate_audio(items)
+
+    def amount(self, batch: dict) -> float:
+        return batch["seconds"]
+
+    def loss(self, net, model, batch, device, ss_prob):
+        return net(batch["feats"].to(device), batch["lengths"].to(device), batch["tokens"], self.prefix,
+                   modality="audio", ss_prob=ss_prob)
+
+    def validate(self, model, device) -> dict[str, float]:
+        """Dev loss and CTC-greedy WER (NaN without a CTC head)."""
+        loader = eval_loader(self.dev, self.tokenizer, self.cfg.model.n_mels, self.cfg.decode.batch_seconds)
+        refs, hyps, loss_sum, n = [], [], 0.0, 0
+        for batch in loader:
+            if not batch["ids"]:
+                continue
+            feats, lengths = batch["feats"].to(device), batch["lengths"].to(device)
+            out = model(feats, lengths, batch["tokens"], self.prefix)
+            loss_sum += float(out["loss"]) * len(batch["ids"])
+            n += len(batch["ids"])
+            if model.ctc is not None:
+                memory, mask = model.encode(feats, lengths)
+                for h in ctc_greedy(model.ctc(memory), mask.sum(1)):
+                    hyps.append(self.tokenizer.decode(h.tokens))
+                refs.extend(batch["texts"])
+        wer_value = word_error_rate(refs, hyps).rate if refs else float("nan")
+        return {"dev_loss": loss_sum / max(1, n), "dev_wer": wer_value}
+
+
+class CaptionTask:
+    name, unit = "caption", "images"
+
+    def __init__(self, cfg: Config, tokenizer: Tokenizer, train: list[CaptionRecord], dev: list[CaptionRecord],
+                 dist: DistInfo):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.prefix = tokenizer.prefix("caption")
+        d, t = cfg.data, cfg.train
+        self.train_records = train
+        self.dataset = CaptionDataset(train, tokenizer, d.image, train=True, captions_per_image=d.captions_per_image,
+                                      seed=t.seed)
+        self.sampler = ImageBatchSampler(len(train), d.images_per_batch, shuffle=True, seed=t.seed, rank=dist.rank,
+                                         world_size=dist.world_size)
+        self.dev = _evenly_spaced(dev, t.valid_utterances)
+        self._cider = None
+
+    def collate(self, items: list) -> dict:
+        return collate_captions(items)
+
+    def amount(self, batch: dict) -> float:
+        return float(batch["images"])
+
+    # ------------------------------------------------------------------ training
+    def loss(self, net, model, batch, device, ss_prob):
+        pixels = batch["pixels"].to(device)
+        if not self.cfg.train.scst.enabled:
+            return net(pixels, None, batch["tokens"], self.prefix, modality="image",
+                       repeat=batch["repeat"].to(device), ss_prob=ss_prob)
+        s = self.cfg.train.scst
+        critic = SelfCritical(samples=s.samples, max_len=self.cfg.decode.caption_max_len, temperature=s.temperature,
+                              reward=lambda sampled, greedy: self.rewards(batch["ids"], sampled, greedy))
+        # the policy being improved is the one used at test time: no dropout, BatchNorm running stats
+        model.eval()
+        try:
+            return net(pixels, None, None, self.prefix, modality="image", self_critical=critic)
+        finally:
+            model.train()
+
+    def cider(self):
+        """CIDEr-D with document frequencies from the training references, built once."""
+        if self._cider is None:
+            from s2s_media.caption_metrics import CiderD
+            refs = {r.id: [t for t in map(normalize_text, r.captions) if t] for r in self.train_records}
+            self._cider = CiderD({k: v for k, v in refs.items() if v})
+        return self._cider
+
+    def rewards(self, ids: list[str], sampled: list[list[int]], greedy: list[list[int]]):
+        """CIDEr-D of each sampled caption ``(B*K,)`` and of its image's greedy caption ``(B*K,)``."""
+        k = len(sampled) // len(ids)
+        texts = [self.tokenizer.decode(s) for s in sampled] + [self.tokenizer.decode(g) for g in greedy]
+        keys = [i for i in ids for _ in range(k)] + list(ids)
+        _, per_item = self.cider().score(list(zip(keys, texts)))
+        sample_r = torch.tensor(per_item[: len(sampled)])
+        base_r = torch.tensor(per_item[len(sampled):]).repeat_interleave(k)
+        return sample_r, base_r
+
+    # ------------------------------------------------------------------ validation
+    def decode(self, model: Seq2SeqModel, pixels: torch.Tensor) -> list[str]:
+        """Greedy captions of a batch ``pixels (B, 3, S, S)``."""
+        memory, mask = model.encode(pixels, modality="image")
+        hyps = greedy_search(model.decoder, memory, mask, self.prefix, max_len=self.cfg.decode.caption_max_len)
+        return [self.tokenizer.decode(h.tokens) for h in hyps]
+
+    def validate(self, model, device) -> dict[str, float]:
+        """Dev loss (teacher forcing, first caption) and greedy-caption BLEU-4 and CIDEr-D."""
+        from s2s_media.caption_metrics import bleu, cider_d
+        loader = caption_eval_loader(self.dev, self.tokenizer, self.cfg.data.image, self.cfg.data.images_per_batch)
+        cands, refs, loss_sum, n = {}, {}, 0.0, 0
+        for batch in loader:
+            if not batch["ids"]:
+                continue
+            pixels = batch["pixels"].to(device)
+            out = model(pixels, None, batch["tokens"], self.prefix, modality="image", repeat=batch["repeat"].to(device))
+            loss_sum += float(out["loss"]) * len(batch["ids"])
+            n += len(batch["ids"])
+            for uid, ref, hyp in zip(batch["ids"], batch["refs"], self.decode(model, pixels)):
+                cands[uid], refs[uid] = hyp, ref
+        if not cands:
+            return {"dev_loss": float("nan"), "dev_bleu4": float("nan"), "dev_cider_d": float("nan")}
+        return {"dev_loss": loss_sum / max(1, n), "dev_bleu4": bleu(cands, refs)[3], "dev_cider_d": cider_d(cands, refs)[0]}
+
+
+TASKS = {"asr": AsrTask, "caption": CaptionTask}
+
+
+# --------------------------------------------------------------------------- joining tasks
+class MultiTaskDataset(torch.utils.data.Dataset):
+    """Items addressed as ``(task index, item index)``; returns ``(task index, item)``."""
+
+    def __init__(self, datasets: list[torch.utils.data.Dataset]):
+        self.datasets = datasets
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            d.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)
+
+    def __getitem__(self, index: tuple[int, int]):
+        t, i = index
+        return t, self.datasets[t][i]
+
+
+class MultiTaskBatchSampler:
+    """The tasks' batches of an epoch, shuffled together (deterministically from ``seed`` and the
+    epoch; with one task, that task's own order). Yields lists of ``(task index, item index)``.
+    Resume state as :class:`~s2s_media.data.sampler.BucketingBatchSampler`."""
+
+    def __init__(self, samplers: list, seed: int = 0):
+        self.samplers, self.seed = samplers, seed
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
+        self.epoch = epoch
+        for s in self.samplers:
+            s.set_epoch(epoch)
+
+    def _epoch_order(self) -> list[list[tuple[int, int]]]:
+        batches = [[(t, i) for i in b] for t, s in enumerate(self.samplers) for b in s._epoch_order()]
+        if len(self.samplers) > 1:
+            random.Random(self.seed * 7919 + self.epoch).shuffle(batches)
+        return batches
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.samplers)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = self._epoch_order()
+        start, self.skip = self.skip, 0
+        yield from order[start:]
+
+    def state_dict(self, consumed: int) -> dict:
+        return {"epoch": self.epoch, "consumed": consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.skip = state["epoch"], state["consumed"]
+        for s in self.samplers:
+            s.epoch = self.epoch
+
+
+class MultiTaskCollate:
+    """Collate a batch of ``(task index, item)`` with its task's collate; adds ``batch["task"]``."""
+
+    def __init__(self, tasks: list[Task]):
+        self.tasks = tasks
+
+    def __call__(self, items: list) -> dict:
+        t = items[0][0]
+        batch = self.tasks[t].collate([x for _, x in items])
+        batch["task"] = t
+        return batch

@@ -19,6 +19,10 @@ SAMPLE_RATE = 16000
 N_FFT = 400          # 25 ms window
 HOP_LENGTH = 160     # 10 ms hop
 N_MELS = 80
+# Mel power below this is clamped: about the quantisation noise of 16-bit audio in one mel band.
+# Synthetic speech has digital silence (exact zeros); without a floor near the noise level those
+# frames sit ~20 nats below speech, a gap that real recordings never show.
+LOG_MEL_FLOOR = 1e-7
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -108,7 +112,7 @@ class LogMel(torch.nn.Module):
         if n <= N_FFT // 2:  # the centred STFT's reflect padding needs more samples: zero-pad, keep the frame count
             wav = torch.nn.functional.pad(wav, (0, N_FFT // 2 + 1 - n))
         spec = self.mel(wav.float())[..., : num_frames(n)]
-        return torch.log(spec.clamp_min(1e-10)).transpose(-1, -2)
+        return torch.log(spec.clamp_min(LOG_MEL_FLOOR)).transpose(-1, -2)
 
 
 def num_frames(num_samples: int) -> int:

@@ -77,28 +77,18 @@ OPTION_FLAGS = {
 }
 
 
-def _positive(kind: type) -> Callable[[str], float]:
-    """An argparse ``type`` accepting numbers of ``kind`` greater than zero."""
+def _number(kind: type, zero_ok: bool = False) -> Callable[[str], float]:
+    """An argparse ``type`` accepting numbers of ``kind`` above zero (or from zero with ``zero_ok``)."""
     def parse(value: str) -> float:
         try:
             number = kind(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}") from None
-        if number <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        if number < 0 or (number == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if zero_ok else '>'} 0, got {value}")
         return number
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = f"{'non-negative' if zero_ok else 'positive'} {kind.__name__}"
     return parse
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -117,29 +107,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="output folder for the manifests (created if missing)")
 
     synth = parser.add_argument_group("synthetic")
-    synth.add_argument("--hours", type=_positive(float), help="hours of training speech to synthesise (generator default: 10)")
-    synth.add_argument("--dev-utts", type=_non_negative_int, help="utterances in dev (generator default: 300)")
-    synth.add_argument("--test-utts", type=_non_negative_int, help="utterances in test (generator default: 300)")
+    synth.add_argument("--hours", type=_number(float, zero_ok=True),
+                       help="hours of training speech to synthesise; 0 = no train split (generator default: 10)")
+    synth.add_argument("--dev-utts", type=_number(int, zero_ok=True), help="utterances in dev (generator default: 300)")
+    synth.add_argument("--test-utts", type=_number(int, zero_ok=True), help="utterances in test (generator default: 300)")
     synth.add_argument("--seed", type=int, help="random seed (generator default: 0)")
-    synth.add_argument("--min-words", type=_positive(int), help="shortest sentence in words (generator default: 3)")
-    synth.add_argument("--max-words", type=_positive(int), help="longest sentence in words (generator default: 16)")
+    synth.add_argument("--min-words", type=_number(int), help="shortest sentence in words (generator default: 3)")
+    synth.add_argument("--max-words", type=_number(int), help="longest sentence in words (generator default: 16)")
 
     cv = parser.add_argument_group("commonvoice")
     cv.add_argument("--convert", action="store_true",
                     help="decode the mp3 clips once to 16 kHz mono FLAC in OUT/audio/ and point the manifests there")
 
     images = parser.add_argument_group("captioning (synthetic_shapes, image_folder)")
-    images.add_argument("--train", dest="train_images", type=_positive(int),
+    images.add_argument("--train", dest="train_images", type=_number(int),
                         help="synthetic_shapes: training images (default 20000)")
-    images.add_argument("--val", dest="val_images", type=_non_negative_int,
+    images.add_argument("--val", dest="val_images", type=_number(int, zero_ok=True),
                         help="validation images (synthetic_shapes default 500; image_folder default 5%%)")
-    images.add_argument("--test", dest="test_images", type=_non_negative_int,
+    images.add_argument("--test", dest="test_images", type=_number(int, zero_ok=True),
                         help="test images (synthetic_shapes default 1000; image_folder default 5%%)")
-    images.add_argument("--size", type=_positive(int), help="synthetic_shapes: image side in pixels (default 64)")
+    images.add_argument("--size", type=_number(int), help="synthetic_shapes: image side in pixels (default 64)")
     images.add_argument("--captions", help="image_folder: the captions CSV or JSONL (default SRC/captions.csv|jsonl|txt)")
 
     both = parser.add_argument_group("synthetic, synthetic_shapes and commonvoice --convert")
-    both.add_argument("--workers", type=_positive(int), help="worker processes (default: all CPU cores)")
+    both.add_argument("--workers", type=_number(int), help="worker processes (default: all CPU cores)")
     parser.set_defaults(run=run)
     return parser
 

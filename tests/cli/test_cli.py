@@ -229,3 +229,13 @@ def test_console_script_error_is_one_line_without_traceback(tiny_corpus, tmp_pat
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(ckpt) in lines[0], proc.stderr
+
+
+def test_prepare_passes_zero_counts_through(tmp_path):
+    """``--hours 0 --dev-utts 0`` mean "no train, no dev split", not "the generator's defaults"."""
+    from s2s_media.cli.prepare import preparer_options
+    args = build_parser().parse_args(["prepare", "synthetic", "fortunes", str(tmp_path),
+                                      "--hours", "0", "--dev-utts", "0", "--test-utts", "3"])
+    assert preparer_options("synthetic", args) == {"hours": 0.0, "dev_utts": 0, "test_utts": 3}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["prepare", "synthetic", "fortunes", str(tmp_path), "--hours", "-1"])

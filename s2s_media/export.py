@@ -67,7 +67,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "int8", q
         raise UserError(f"{src}: is already an exported checkpoint; export the original training checkpoint")
     model_from_checkpoint(ckpt, str(src))  # fail now, with the usual message, if it does not load
     state, scales = _compress(ckpt["model"], weights)
-    keep = {k: ckpt[k] for k in ("config", "tokenizer", "cmvn", "meta") if k in ckpt}
+    keep = {k: ckpt[k] for k in ("version", "config", "tokenizer", "cmvn", "meta") if k in ckpt}
     out = {**keep, "model": state, "scales": scales,
            "export": {"weights": weights, "quantize": "dynamic_int8" if quantize else None}}
     save_checkpoint(out, dst)

@@ -147,20 +147,13 @@ def load(path: str | Path | None = None, device: str = "auto", task: str | None 
     Exported checkpoints (``s2s-media export``: fp16 storage, optional dynamic int8) are restored
     transparently; int8 applies on the CPU only.
     """
-    from s2s_media.export import restore_exported
-    from s2s_media.models.build import model_from_checkpoint
-    from s2s_media.training.checkpoint import load_checkpoint
+    from s2s_media.models.build import load_model_file
     from s2s_media.training.distributed import pick_device
     if task is not None and task not in TASKS:
         raise UserError(f"task {task!r}: unknown; choose from {', '.join(TASKS)}")
     path = Path(path) if path is not None else bundled_model_path(task or "asr")
     dev = pick_device(device)
-    ckpt = load_checkpoint(path)
-    if "export" in ckpt:
-        loaded = restore_exported(ckpt, str(path), quantize=dev.type == "cpu")
-    else:
-        loaded = model_from_checkpoint(ckpt, str(path))
-    model = Model(loaded, dev)
+    model = Model(load_model_file(path, quantize=dev.type == "cpu"), dev)
     if task is not None:
         model.require(TASKS[task])
     return model

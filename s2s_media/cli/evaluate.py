@@ -92,11 +92,11 @@ def run_audio(args) -> int:
     from s2s_media.training.distributed import pick_device
 
     methods = parse_methods(args.decoding)
-    loaded = load_model_file(args.model)
+    device = pick_device(args.device)
+    loaded = load_model_file(args.model, quantize=device.type == "cpu")
     overrides = {k: v for k, v in {"beam": args.beam, "ctc_weight": args.ctc_weight, "chunk_size": args.chunk_size,
                                    "batch_seconds": args.batch_seconds}.items() if v is not None}
     dcfg = dataclasses.replace(loaded.config.decode, **overrides)
-    device = pick_device(args.device)
     model = loaded.model.to(device)
     records = read_manifest(args.manifest)
     if args.limit:

@@ -39,9 +39,16 @@ def model_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> LoadedModel:
     return LoadedModel(model, tokenizer, cfg, ckpt.get("meta", {}))
 
 
-def load_model_file(path) -> LoadedModel:
+def load_model_file(path, quantize: bool = True) -> LoadedModel:
+    """The model of any checkpoint file: from train, average or export. Exported checkpoints are
+    restored (int8/fp16 storage back to float; dynamic int8 Linear layers when the file asks for it
+    and ``quantize``, which only the CPU runs)."""
     from s2s_media.training.checkpoint import load_checkpoint
-    return model_from_checkpoint(load_checkpoint(path), str(path))
+    ckpt = load_checkpoint(path)
+    if "export" in ckpt:
+        from s2s_media.export import restore_exported
+        return restore_exported(ckpt, str(path), quantize=quantize)
+    return model_from_checkpoint(ckpt, str(path))
 
 
 def param_count(model: torch.nn.Module) -> int:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import soundfile as sf
 
 from s2s_media.cli.main import main
@@ -173,3 +174,20 @@ def test_export_then_transcribe(ckpt, tiny_corpus, tmp_path, capsys):
     assert main(["transcribe", str(tiny_corpus / "wav/u00.wav"), "--model", str(out), "--device", "cpu",
                  "--decoding", "ctc_greedy", "--out", str(tmp_path / "o.jsonl")]) == 0
     assert main(["export", str(out), str(tmp_path / "again.pt")]) == 2          # already exported
+
+
+def test_every_loader_restores_exported_weights(ckpt, tmp_path):
+    """load_model_file (used by evaluate, streaming and the server) reads exported checkpoints as
+    their weights, not as raw int8/fp16 storage."""
+    from s2s_media.export import export_checkpoint
+    from s2s_media.models.build import load_model_file
+    ref = load_model_file(ckpt).model.state_dict()
+    for weights in ("int8", "float16"):
+        out = tmp_path / f"{weights}.pt"
+        export_checkpoint(ckpt, out, weights=weights, quantize=False)
+        assert "version" in torch.load(out, weights_only=True)
+        got = load_model_file(out).model.state_dict()
+        for name, value in ref.items():
+            if value.is_floating_point():
+                tol = value.abs().max().item() / 100 + 1e-6   # int8: half a step of a per-row scale
+                assert torch.allclose(got[name].float(), value, atol=tol), (weights, name)

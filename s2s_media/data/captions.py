@@ -15,13 +15,14 @@ import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import torch
 
 from s2s_media.data.dataset import Bad, worker_init
 from s2s_media.data.manifest import iter_jsonl, write_jsonl
+from s2s_media.data.sampler import EpochBatches
 from s2s_media.errors import ManifestError, UserError
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import Tokenizer
@@ -150,7 +151,7 @@ def collate(items: list) -> dict:
     return batch
 
 
-class ImageBatchSampler:
+class ImageBatchSampler(EpochBatches):
     """Batches of ``batch_size`` images, reshuffled per epoch (same interface and resume state as
     :class:`~s2s_media.data.sampler.BucketingBatchSampler`). With ``shuffle`` the last partial batch is
     dropped (BatchNorm dislikes tiny batches); under DDP rank r takes every world-th batch."""
@@ -160,11 +161,6 @@ class ImageBatchSampler:
         self.n, self.batch_size = n, batch_size
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.skip = 0
-        self.epoch = epoch
 
     def _all_batches(self) -> list[list[int]]:
         order = list(range(self.n))
@@ -182,16 +178,6 @@ class ImageBatchSampler:
     def __len__(self) -> int:
         return len(self._all_batches()) // self.world_size
 
-    def __iter__(self) -> Iterator[list[int]]:
-        order = self._epoch_order()
-        start, self.skip = self.skip, 0
-        yield from order[start:]
-
-    def state_dict(self, consumed: int) -> dict:
-        return {"epoch": self.epoch, "consumed": consumed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.skip = state["epoch"], state["consumed"]
 
 
 def caption_eval_loader(records: list[CaptionRecord], tokenizer: Tokenizer, image: ImageConfig, batch_size: int,

@@ -36,7 +36,36 @@ def make_batches(durations: Sequence[float], max_batch_seconds: float, max_batch
     return batches
 
 
-class BucketingBatchSampler:
+class EpochBatches:
+    """Base of the batch samplers: a deterministic order per epoch (``_epoch_order``, from the
+    subclass) and an exact resume position: ``state_dict(consumed)`` after ``consumed`` batches of
+    the current epoch, ``load_state_dict`` skips them on the next ``__iter__``."""
+
+    epoch: int = 0
+    skip: int = 0  # batches of this epoch already consumed (resume)
+
+    def _epoch_order(self) -> list:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list]:
+        order = self._epoch_order()
+        start, self.skip = self.skip, 0
+        yield from order[start:]
+
+    def state_dict(self, consumed: int) -> dict:
+        """Position after ``consumed`` batches of the current epoch."""
+        return {"epoch": self.epoch, "consumed": consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.skip = state["epoch"], state["consumed"]
+
+
+class BucketingBatchSampler(EpochBatches):
     """Yields lists of dataset indices. ``set_epoch`` reshuffles deterministically from ``seed``."""
 
     def __init__(self, durations: Sequence[float], max_batch_seconds: float, max_batch_size: int = 128,
@@ -44,13 +73,7 @@ class BucketingBatchSampler:
         self.batches = make_batches(durations, max_batch_seconds, max_batch_size, num_buckets)
         self.shuffle, self.seed = shuffle, seed
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0
-        self.skip = 0  # batches of this epoch already consumed (resume)
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.skip = 0
-        self.epoch = epoch
+        self.epoch, self.skip = 0, 0
 
     def _epoch_order(self) -> list[list[int]]:
         batches = list(self.batches)
@@ -62,15 +85,3 @@ class BucketingBatchSampler:
     def __len__(self) -> int:
         return len(self.batches) // self.world_size
 
-    def __iter__(self) -> Iterator[list[int]]:
-        order = self._epoch_order()
-        start, self.skip = self.skip, 0
-        yield from order[start:]
-
-    def state_dict(self, consumed: int) -> dict:
-        """Position after ``consumed`` batches of the current epoch."""
-        return {"epoch": self.epoch, "consumed": consumed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = state["epoch"]
-        self.skip = state["consumed"]

@@ -15,7 +15,7 @@ holds one task), so a multimodal model trains both tasks in one loop and one che
 from __future__ import annotations
 
 import random
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import torch
 
@@ -24,7 +24,7 @@ from s2s_media.data.captions import (CaptionDataset, CaptionRecord, ImageBatchSa
                                      collate as collate_captions)
 from s2s_media.data.dataset import AudioDataset, collate as collate_audio, eval_loader
 from s2s_media.data.manifest import AudioRecord
-from s2s_media.data.sampler import BucketingBatchSampler
+from s2s_media.data.sampler import BucketingBatchSampler, EpochBatches
 from s2s_media.decoding.beam_search import greedy_search
 from s2s_media.decoding.ctc import ctc_greedy
 from s2s_media.metrics import wer as word_error_rate
@@ -202,7 +202,7 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         return t, self.datasets[t][i]
 
 
-class MultiTaskBatchSampler:
+class MultiTaskBatchSampler(EpochBatches):
     """The tasks' batches of an epoch, shuffled together (deterministically from ``seed`` and the
     epoch; with one task, that task's own order). Yields lists of ``(task index, item index)``.
     Resume state as :class:`~s2s_media.data.sampler.BucketingBatchSampler`."""
@@ -212,9 +212,7 @@ class MultiTaskBatchSampler:
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.skip = 0
-        self.epoch = epoch
+        super().set_epoch(epoch)
         for s in self.samplers:
             s.set_epoch(epoch)
 
@@ -227,16 +225,8 @@ class MultiTaskBatchSampler:
     def __len__(self) -> int:
         return sum(len(s) for s in self.samplers)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        order = self._epoch_order()
-        start, self.skip = self.skip, 0
-        yield from order[start:]
-
-    def state_dict(self, consumed: int) -> dict:
-        return {"epoch": self.epoch, "consumed": consumed}
-
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.skip = state["epoch"], state["consumed"]
+        super().load_state_dict(state)
         for s in self.samplers:
             s.epoch = self.epoch
 

@@ -362,7 +362,7 @@ def test_cli_help_describes_every_layout(capsys):
         assert needle in text
 
 
-@pytest.mark.parametrize("bad", [["--hours", "0"], ["--workers", "-1"], ["--dev-utts", "x"]])
+@pytest.mark.parametrize("bad", [["--hours", "-0.5"], ["--workers", "0"], ["--workers", "-1"], ["--dev-utts", "x"]])
 def test_cli_rejects_bad_numbers(tmp_path, bad, capsys):
     with pytest.raises(SystemExit):
         cli_parser().parse_args(["prepare", "synthetic", "fortunes", str(tmp_path), *bad])

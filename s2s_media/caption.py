@@ -30,9 +30,7 @@ what the grid covers. :mod:`s2s_media.report` draws them.
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -43,6 +41,7 @@ from PIL import Image
 
 from s2s_media.errors import ImageError, UserError
 from s2s_media.models.build import LoadedModel
+from s2s_media.parallel import ordered_map
 from s2s_media.text.tokenizer import Tokenizer
 from s2s_media.transcribe import Item
 
@@ -216,23 +215,9 @@ class Captioner:
             return Prepared(item, error=f"{item.path}: cannot read image ({type(e).__name__}: {e})")
 
     def _prepared(self, items: Iterable[Item]) -> Iterator[Prepared]:
-        """:meth:`prepare` over ``items`` in order, ``workers`` threads reading at most 2 x workers ahead."""
+        """:meth:`prepare` over ``items`` in order, ``workers`` threads reading up to 2 x workers + a batch ahead."""
         workers = self.options.workers
-        if workers <= 0:
-            yield from map(self.prepare, items)
-            return
-        with ThreadPoolExecutor(workers, thread_name_prefix="s2s-image") as pool:
-            futures: deque = deque()
-            try:
-                for it in items:
-                    futures.append(pool.submit(self.prepare, it))
-                    if len(futures) > 2 * workers + self.options.batch_size:
-                        yield futures.popleft().result()
-                while futures:
-                    yield futures.popleft().result()
-            finally:
-                for f in futures:
-                    f.cancel()
+        return ordered_map(self.prepare, items, workers, 2 * workers + self.options.batch_size, "s2s-image")
 
     # ---- decoding
     @torch.inference_mode()

@@ -37,7 +37,6 @@ import dataclasses
 import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -54,6 +53,7 @@ from s2s_media.errors import UserError
 from s2s_media.models.build import LoadedModel
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.output import record_key
+from s2s_media.parallel import ordered_map
 from s2s_media.text.tokenizer import BLANK, Tokenizer
 from s2s_media.vad import Segment, VadConfig, segment
 
@@ -348,21 +348,7 @@ class Transcriber:
 
     def _prepared(self, items: Iterable[Item]) -> Iterator[Prepared]:
         workers = self.options.workers
-        if workers <= 0:
-            yield from (self.prepare(it) for it in items)
-            return
-        with ThreadPoolExecutor(workers, thread_name_prefix="s2s-load") as pool:
-            futures: deque = deque()
-            try:
-                for it in items:
-                    futures.append(pool.submit(self.prepare, it))
-                    if len(futures) > 2 * workers:
-                        yield futures.popleft().result()
-                while futures:
-                    yield futures.popleft().result()
-            finally:
-                for f in futures:
-                    f.cancel()
+        return ordered_map(self.prepare, items, workers, 2 * workers)
 
     # ---- decoding
     @torch.inference_mode()

@@ -18,10 +18,12 @@ the Linear layers (most of a Conformer's time at small batch) and costs a little
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 
+from s2s_media.config import apply_overrides
 from s2s_media.errors import UserError
 from s2s_media.models.build import LoadedModel, model_from_checkpoint
 
@@ -57,14 +59,25 @@ def _decompress(state: dict, scales: dict) -> dict:
     return out
 
 
-def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "int8", quantize: bool = True) -> dict:
-    """Write an exported copy of checkpoint ``src`` to ``dst``; returns a summary with both sizes."""
+def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "int8", quantize: bool = True,
+                      decode: list[str] = ()) -> dict:
+    """Write an exported copy of checkpoint ``src`` to ``dst``; returns a summary with both sizes.
+
+    decode: ``decode.KEY=VALUE`` overrides of the decoding defaults stored with the model (e.g.
+    ``decode.beam=4``): what ``transcribe``, ``evaluate`` and ``serve`` use unless told otherwise.
+    """
     from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
     if weights not in WEIGHT_FORMATS:
         raise UserError(f"--weights {weights}: choose from {', '.join(WEIGHT_FORMATS)}")
     ckpt = load_checkpoint(src)
     if "export" in ckpt:
         raise UserError(f"{src}: is already an exported checkpoint; export the original training checkpoint")
+    for item in decode:
+        if not item.startswith("decode."):
+            raise UserError(f"--set {item}: export only changes decoding defaults (decode.KEY=VALUE, "
+                            "e.g. decode.beam=4)")
+    if decode:
+        ckpt["config"] = apply_overrides(copy.deepcopy(ckpt["config"]), list(decode))
     model_from_checkpoint(ckpt, str(src))  # fail now, with the usual message, if it does not load
     state, scales = _compress(ckpt["model"], weights)
     keep = {k: ckpt[k] for k in ("version", "config", "tokenizer", "cmvn", "meta") if k in ckpt}

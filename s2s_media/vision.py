@@ -25,8 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from s2s_media.errors import ImageError
 
@@ -149,6 +147,7 @@ def mirror_caption(text: str) -> str:
 
 # --------------------------------------------------------------------------- presets
 def _to_tensor(cfg: ImageConfig) -> list:
+    from torchvision.transforms import v2   # torchvision loads slowly; only image pipelines need it
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(cfg.mean, cfg.std)]
 
 
@@ -158,6 +157,7 @@ class EvalTransform:
 
     def __init__(self, cfg: ImageConfig):
         self.cfg = cfg
+        from torchvision.transforms import v2
         self.pipeline = v2.Compose([v2.Resize(cfg.size, antialias=True), v2.CenterCrop(cfg.size), *_to_tensor(cfg)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
@@ -172,6 +172,7 @@ class TrainTransform:
     """
 
     def __init__(self, cfg: ImageConfig):
+        from torchvision.transforms import v2
         self.cfg = cfg
         if list(cfg.crop_scale) == [1.0, 1.0]:
             geometry = [v2.Resize(cfg.size, antialias=True), v2.CenterCrop(cfg.size)]
@@ -184,7 +185,7 @@ class TrainTransform:
     def __call__(self, image: Image.Image, captions: list[str]) -> tuple[torch.Tensor, list[str]]:
         pixels = self.pipeline(image)
         if self.cfg.hflip > 0 and float(torch.rand(())) < self.cfg.hflip:
-            pixels = TF.horizontal_flip(pixels)
+            pixels = pixels.flip(-1)
             captions = [mirror_caption(c) for c in captions]
         return pixels, captions
 

@@ -1,228 +1,346 @@
 #!/usr/bin/env python3
-"""Benchmark the streaming server: latency, real-time factor and capacity for a few chunk sizes.
+"""Benchmark the streaming server: N concurrent real-time sessions, for a few chunk sizes.
 
-For each ``--chunk-sizes`` value it starts the real server (``server.App``, in process, on a free
-port of 127.0.0.1) with that chunk size and drives it with real websocket clients (protocol v1):
+For each ``--chunk-sizes`` value the script starts one real server process
+(``python -m s2s_media.cli.main serve --port 0 --chunk-size C``; model loading is not timed)
+and, for each ``--sessions`` value N, streams N sessions at real-time pace over loopback with
+protocol v1 (start, 100 ms PCM16 messages, stop). Session k streams test utterances k, k+1, ...
+of ``--manifest`` joined by 1.5 s of silence (long enough for the 1.2 s endpoint rule, so each
+utterance gets its own final), until it has ``--session-seconds`` of audio;
+session starts are spread evenly over one chunk. Per (chunk, N) it reports:
 
-* **one real-time session** (audio paced at 1x in 100 ms messages): first-partial latency (from
-  the first audio message to the first partial), final latency (from ``stop`` to the last
-  final), and the server's chunk latencies (arrival of the audio that completed a chunk -> end
-  of its decoding; p50/p95/max);
-* **RTF**: one session streamed as fast as the server takes it; wall time / audio time;
-* **capacity**: N concurrent real-time sessions (starts spread over one chunk), N doubling
-  from 1 and then bisected; N is sustained when the p95 chunk latency stays under
-  ``--max-latency`` seconds. Reports the largest sustained N.
+* first partial: first audio message -> first partial (p50, p95 over sessions);
+* final after stop: ``stop`` sent -> last final received (p50, p95, max);
+* server CPU: the server process's user+system time over the run / wall time (% of one core);
+* kept up: every session got ``end``, its sender never fell more than 0.2 s behind its real-time
+  schedule (server back-pressure blocks ``send``), and its decoding never lagged the audio sent
+  by more than one chunk + 1 s (the lag is measured at each partial: audio sent minus the
+  partial's ``end``); the worst lag is shown;
+* WER of the finals against the manifest texts (both normalised).
 
-Results go to stdout as markdown. Example::
+The last line names the smallest chunk size meeting the target: 16 sessions, p95 final after
+stop <= 0.5 s, every session kept up. Markdown goes to stdout, progress to stderr. Example::
 
-    python scripts/bench_stream.py --model recipes/synthetic_speech/exp/conformer/avg_best_5.pt
+    python scripts/bench_stream.py --chunk-sizes 8 16 32 --sessions 1 8 16 32 --json bench.json
 
-Audio: ``--audio WAV``, or by default a few sentences spoken by espeak-ng. The numbers depend on
-what else runs on the machine: the header records the torch thread count and the load average.
+The numbers depend on what else runs on the machine: the header records the load average.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
+import queue
+import re
+import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 SR = 16000
-MESSAGE_S = 0.1
-SENTENCES = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
-             "open the door and read me a short story", "time flies like an arrow"]
+MESSAGE_S = 0.1                       # audio per binary message
+MESSAGE_BYTES = int(SR * MESSAGE_S) * 2
+FRAME_S = 0.04                        # one encoder frame
+GAP_S = 1.5                           # silence between utterances (> the 1.2 s endpoint rule)
+MAX_LATE_S = 0.2                      # a sender later than this behind its schedule did not keep up
+MAX_LAG_S = 1.0                       # decoding further behind the audio than one chunk + this did not keep up
+TARGET = {"sessions": 16, "p95_final_s": 0.5}
+DEFAULT_MANIFEST = ROOT / "recipes/synthetic_speech/data/test.jsonl"
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="JSONL test manifest (default: %(default)s)")
     p.add_argument("--model", type=Path, help="checkpoint (default: the bundled model)")
     p.add_argument("--chunk-sizes", type=int, nargs="+", default=[8, 16, 32], help="encoder frames (40 ms each)")
-    p.add_argument("--audio", type=Path, help="audio to stream (default: espeak-ng sentences)")
-    p.add_argument("--max-latency", type=float, default=1.0, help="p95 chunk latency (s) a sustained load keeps under")
-    p.add_argument("--max-sessions", type=int, default=64, help="stop the capacity search here")
-    p.add_argument("--session-seconds", type=float, default=8.0, help="audio per session in the capacity runs")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 16, 32], help="concurrent sessions")
+    p.add_argument("--session-seconds", type=float, default=10.0, help="audio per session (at least)")
+    p.add_argument("--threads", type=int, help="server threads (OMP_NUM_THREADS; default: the server's default)")
+    p.add_argument("--json", type=Path, help="also save the raw rows here")
     return p.parse_args()
 
 
-def speech(path: Path | None) -> np.ndarray:
-    from s2s_media.audio import load_audio
-    if path is not None:
-        return load_audio(path)
-    parts = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, text in enumerate(SENTENCES):
-            wav = Path(tmp) / f"{i}.wav"
-            subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
-            parts += [load_audio(wav), np.zeros(SR // 2, np.float32)]
-    return np.concatenate(parts)
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-def pcm16(wav: np.ndarray) -> bytes:
-    return (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
+# ---------------------------------------------------------------- audio
+class Corpus:
+    """Session audio from the manifest: session k = utterances k, k+1, ... (wrapping) joined by silence."""
+
+    def __init__(self, manifest: Path, seconds: float):
+        from s2s_media.data.manifest import read_manifest
+        from s2s_media.errors import ManifestError
+        self.records, self.seconds, self._wavs = read_manifest(manifest), seconds, {}
+        if not self.records:
+            raise ManifestError(f"{manifest}: the manifest is empty")
+
+    def session(self, k: int) -> tuple[bytes, str]:
+        """PCM16 bytes and reference text of session ``k``."""
+        parts, texts, n, i = [], [], 0, k
+        while n < self.seconds * SR:
+            rec = self.records[i % len(self.records)]
+            if rec.id not in self._wavs:
+                self._wavs[rec.id] = rec.load()
+            if parts:
+                parts.append(np.zeros(int(GAP_S * SR), np.float32))
+            parts.append(self._wavs[rec.id])
+            texts.append(rec.text)
+            n, i = sum(map(len, parts)), i + 1
+        wav = np.concatenate(parts)
+        return (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes(), " ".join(texts)
 
 
-class Recorder:
-    """Keeps every chunk latency the server observes (its metrics keep only histogram buckets)."""
+# ---------------------------------------------------------------- server process
+class Server:
+    """``s2s-media serve --port 0`` in a subprocess; keeps its last log lines."""
 
-    def __init__(self, metrics):
-        self.latencies: list[float] = []
-        original = metrics.decoded
+    def __init__(self, chunk_size: int, args: argparse.Namespace):
+        cmd = [sys.executable, "-m", "s2s_media.cli.main", "serve", "--port", "0", "--chunk-size", str(chunk_size),
+               "--max-sessions", "64"] + (["--model", str(args.model)] if args.model else [])
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if args.threads:
+            env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.tail: collections.deque[str] = collections.deque(maxlen=8)
+        lines: queue.Queue[str | None] = queue.Queue()
 
-        def decoded(batch_size: int, latencies: list[float]) -> None:
-            self.latencies.extend(latencies)
-            original(batch_size, latencies)
-        metrics.decoded = decoded
+        def read():
+            for line in self.proc.stderr:
+                self.tail.append(line.rstrip())
+                lines.put(line)
+            lines.put(None)
+        threading.Thread(target=read, daemon=True).start()
+        deadline, line = time.monotonic() + 300, ""     # importing torch on a busy machine can be slow
+        while line is not None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                continue
+            if line and (m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)):
+                self.port = int(m.group(1))
+                return
+        why = f"(exit code {self.proc.wait()})" if line is None else "within 300 s"   # None: its log ended
+        self.stop()
+        raise RuntimeError(f"the server did not start {why}; its last log lines: {self.last_log()}")
+
+    def last_log(self) -> str:
+        return " | ".join(self.tail) or "(none)"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (/proc/PID/stat)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until the server reports no open sessions (``/metrics``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                    if re.search(r"^s2s_sessions_active 0$", r.read().decode(), re.M):
+                        return
+            except OSError:
+                time.sleep(1.0)
+                return
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
-async def client(url: str, wav: np.ndarray, speed: float, start_delay: float = 0.0) -> dict:
-    """One v1 session; returns first-partial and final latencies (seconds)."""
+# ---------------------------------------------------------------- clients
+async def session(url: str, pcm: bytes, delay: float) -> dict:
+    """One real-time v1 session: message k is sent at t0 + k x 100 ms, ``stop`` right after the last."""
     from websockets.asyncio.client import connect
-    await asyncio.sleep(start_delay)
-    step = int(SR * MESSAGE_S)
-    out = {"first_partial": None, "final_after_stop": None}
-    async with connect(url, max_size=None) as ws:
+    await asyncio.sleep(delay)
+    r = {"first_partial": None, "final_after_stop": None, "lateness": 0.0, "end": False, "finals": [],
+         "decode_lag": 0.0, "sent_s": 0.0}
+    async with connect(url, max_size=None, open_timeout=60) as ws:
         await ws.send(json.dumps({"type": "start"}))
-        assert json.loads(await ws.recv())["type"] == "ready"
+        msg = json.loads(await ws.recv())
+        if msg["type"] != "ready":
+            raise RuntimeError(f"expected ready, got {msg}")
+        t0 = time.monotonic()
 
         async def send():
-            t0 = time.monotonic()
-            out["t_first_audio"] = t0
-            for k, i in enumerate(range(0, len(wav), step)):
-                if speed > 0:
-                    await asyncio.sleep(max(0.0, t0 + k * MESSAGE_S / speed - time.monotonic()))
-                await ws.send(pcm16(wav[i:i + step]))
-            out["t_stop"] = time.monotonic()
+            for k, i in enumerate(range(0, len(pcm), MESSAGE_BYTES)):
+                due = t0 + k * MESSAGE_S
+                await asyncio.sleep(due - time.monotonic())
+                await ws.send(pcm[i:i + MESSAGE_BYTES])          # blocks under back-pressure
+                r["lateness"] = max(r["lateness"], time.monotonic() - due)
+                r["sent_s"] = min(i + MESSAGE_BYTES, len(pcm)) / 2 / SR
+            r["t_stop"] = time.monotonic()
             await ws.send(json.dumps({"type": "stop"}))
 
         sender = asyncio.create_task(send())
-        last_final = None
-        async for raw in ws:
-            msg = json.loads(raw)
-            now = time.monotonic()
-            if msg["type"] == "partial" and out["first_partial"] is None:
-                out["first_partial"] = now - out["t_first_audio"]
-            elif msg["type"] == "final":
-                last_final = now
-            elif msg["type"] == "end":
-                break
-            elif msg["type"] == "error":
-                raise RuntimeError(f"server error: {msg}")
-        await sender
-        out["final_after_stop"] = last_final - out["t_stop"] if last_final else None
-        out["wall"] = time.monotonic() - out["t_first_audio"]
-    return out
+        try:
+            last_final = None
+            async for raw in ws:
+                msg, now = json.loads(raw), time.monotonic()
+                if msg["type"] == "partial":
+                    if r["first_partial"] is None:
+                        r["first_partial"] = now - t0
+                    # audio sent but not decoded yet (seen whenever a partial comes)
+                    r["decode_lag"] = max(r["decode_lag"], r["sent_s"] - msg["end"])
+                elif msg["type"] == "final":
+                    r["finals"].append(msg["text"])
+                    last_final = now
+                elif msg["type"] == "end":
+                    r["end"] = True
+                    break
+                elif msg["type"] == "error":
+                    raise RuntimeError(f"server error {msg.get('code')}: {msg.get('message')}")
+            await sender
+        finally:
+            sender.cancel()
+        if last_final is not None:
+            r["final_after_stop"] = last_final - r.pop("t_stop")
+    return r
 
 
-async def with_server(recognizer, args, body):
-    """Run ``body(url, recorder)`` against a fresh server (fresh metrics) on ``recognizer``."""
-    from server import App, ServerConfig
-    app = App(recognizer, ServerConfig(port=0, max_sessions=args.max_sessions + 1, idle_timeout_s=120))
-    recorder = Recorder(app.metrics)
-    task = asyncio.create_task(app.run())
-    await app.ready.wait()
-    try:
-        return await body(f"ws://127.0.0.1:{app.port}/v1/stream", recorder)
-    finally:
-        app.stop()
-        await task
+async def run_sessions(url: str, audio: list[tuple[bytes, str]], chunk_s: float) -> list[dict | BaseException]:
+    n = len(audio)
+    tasks = [asyncio.wait_for(session(url, pcm, chunk_s * k / n), timeout=len(pcm) / 2 / SR + 120)
+             for k, (pcm, _) in enumerate(audio)]
+    return await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(xs, q)) if xs else float("nan")
+# ---------------------------------------------------------------- one (chunk, N) run
+def pct(xs: list[float], q: float) -> float | None:
+    return float(np.percentile(xs, q)) if xs else None
 
 
-async def bench_chunk(chunk_size: int, wav: np.ndarray, args) -> dict:
-    from s2s_media.cli.serve import load_recognizer
-    recognizer = load_recognizer(args.model, chunk_size)
-    row = {"chunk": chunk_size}
+def wer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+    from s2s_media.text.normalize import normalize_text
+    return jiwer.wer([normalize_text(t) for t in refs], [normalize_text(t) for t in hyps])
 
-    async def single(url, rec):
-        r = await client(url, wav, 1.0)
-        row.update(first_partial=r["first_partial"], final=r["final_after_stop"],
-                   p50=pct(rec.latencies, 50), p95=pct(rec.latencies, 95), max=max(rec.latencies))
-    await with_server(recognizer, args, single)
 
-    async def fast(url, rec):
-        r = await client(url, wav, 0.0)
-        row["rtf"] = r["wall"] / (len(wav) / SR)
-    await with_server(recognizer, args, fast)
-
-    clip = wav[:int(args.session_seconds * SR)]
-
-    async def load(n: int) -> float:
-        async def run(url, rec):
-            spread = chunk_size * 0.04
-            await asyncio.gather(*(client(url, clip, 1.0, spread * i / n) for i in range(n)))
-            return pct(rec.latencies, 95)
-        return await with_server(recognizer, args, run)
-
-    # doubling, then bisection between the last sustained and the first failed count
-    good, bad, n, tried = 0, None, 1, {}
-    while n <= args.max_sessions:
-        tried[n] = await load(n)
-        if tried[n] < args.max_latency:
-            good, n = n, n * 2
-        else:
-            bad = n
-            break
-    while bad is not None and bad - good > 1:
-        mid = (good + bad) // 2
-        tried[mid] = await load(mid)
-        good, bad = (mid, bad) if tried[mid] < args.max_latency else (good, mid)
-    row["sessions"] = good
-    row["tried"] = tried
+def measure(server: Server, chunk: int, n: int, corpus: Corpus) -> dict:
+    row = {"chunk": chunk, "chunk_ms": round(chunk * FRAME_S * 1000), "sessions": n}
+    audio = [corpus.session(k) for k in range(n)]
+    url = f"ws://127.0.0.1:{server.port}/v1/stream"
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    results = asyncio.run(run_sessions(url, audio, chunk * FRAME_S))
+    wall = time.monotonic() - t0
+    row["server_cpu_pct"] = 100 * (server.cpu_seconds() - cpu0) / wall
+    failed = [f"session {k}: " + (f"{type(r).__name__}: {r}".rstrip(": ") if isinstance(r, BaseException)
+                                  else "no end message") for k, r in enumerate(results)
+              if isinstance(r, BaseException) or not r["end"]]
+    done = [(text, r) for (_, text), r in zip(audio, results) if not isinstance(r, BaseException)]
+    ok = [r for _, r in done]
+    finals = [r["final_after_stop"] for r in ok if r["final_after_stop"] is not None]
+    partials = [r["first_partial"] for r in ok if r["first_partial"] is not None]
+    row.update(
+        first_partial_p50=pct(partials, 50), first_partial_p95=pct(partials, 95),
+        no_partial=len(ok) - len(partials),
+        final_p50=pct(finals, 50), final_p95=pct(finals, 95), final_max=max(finals, default=None),
+        worst_lateness=max((r["lateness"] for r in ok), default=None),
+        worst_decode_lag=max((r["decode_lag"] for r in ok), default=None),
+        wer=wer([text for text, _ in done], [" ".join(r["finals"]) for r in ok]) if ok else None,
+        errors=failed, wall_s=wall, per_session=ok)
+    row["kept_up"] = not failed and all(r["end"] and r["lateness"] <= MAX_LATE_S
+                                        and r["decode_lag"] <= chunk * FRAME_S + MAX_LAG_S for r in ok)
     return row
 
 
-def markdown(rows: list[dict], wav: np.ndarray, args) -> str:
-    import torch
-    load = os.getloadavg()
-    lines = [
-        f"## Streaming server benchmark ({time.strftime('%Y-%m-%d %H:%M')})",
-        "",
-        f"model `{args.model or 'bundled'}`, audio {len(wav) / SR:.1f} s, {os.cpu_count()} CPUs, "
-        f"torch threads {torch.get_num_threads()}, load average before {load[0]:.2f}; "
-        f"capacity: {args.session_seconds:g} s sessions, sustained = p95 chunk latency < {args.max_latency:g} s.",
-        "",
-        "| chunk | first partial (s) | final after stop (s) | chunk latency p50 / p95 / max (ms) | RTF "
-        "| real-time sessions |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+# ---------------------------------------------------------------- report
+def markdown(rows: list[dict], header: str, args: argparse.Namespace) -> str:
+    def s(x):
+        return "–" if x is None else f"{x:.2f}"
+    lines = [header, "",
+             "| chunk (ms) | sessions | first partial p50 / p95 (s) | final after stop p50 / p95 / max (s) "
+             "| server CPU (% of a core) | kept up (worst send lateness / decode lag, s) | WER |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        fp = f"{r['first_partial']:.2f}" if r["first_partial"] is not None else "none"
-        fin = f"{r['final']:.2f}" if r["final"] is not None else "none"
-        lines.append(f"| {r['chunk']} ({r['chunk'] * 40} ms) | {fp} | {fin} | {r['p50'] * 1000:.0f} / "
-                     f"{r['p95'] * 1000:.0f} / {r['max'] * 1000:.0f} | {r['rtf']:.3f} | {r['sessions']} |")
-    lines += ["", "Capacity runs (sessions: p95 chunk latency in s): "
-              + "; ".join(f"chunk {r['chunk']}: " + ", ".join(f"{n}: {v:.2f}" for n, v in sorted(r["tried"].items()))
-                          for r in rows)]
-    return "\n".join(lines)
+        if "error" in r:
+            lines.append(f"| {r['chunk_ms']} | {r['sessions']} | – | – | – | failed: {r['error']} | – |")
+            continue
+        kept = "yes" if r["kept_up"] else "no"
+        if r["errors"]:
+            kept += f", {len(r['errors'])} session(s) failed: {r['errors'][0]}"
+        wer_pct = "–" if r["wer"] is None else f"{100 * r['wer']:.1f} %"
+        lines.append(
+            f"| {r['chunk_ms']} | {r['sessions']} | {s(r['first_partial_p50'])} / {s(r['first_partial_p95'])} "
+            f"| {s(r['final_p50'])} / {s(r['final_p95'])} / {s(r['final_max'])} | {r['server_cpu_pct']:.0f} "
+            f"| {kept} ({s(r['worst_lateness'])} / {s(r['worst_decode_lag'])}) | {wer_pct} |")
+    meets = sorted(r["chunk"] for r in rows if r["sessions"] == TARGET["sessions"] and "error" not in r
+                   and r["kept_up"] and r["final_p95"] is not None and r["final_p95"] <= TARGET["p95_final_s"])
+    target = (f"{TARGET['sessions']} sessions, p95 final after stop ≤ {TARGET['p95_final_s']} s, all kept up")
+    if TARGET["sessions"] not in args.sessions:
+        verdict = f"not measured (--sessions does not include {TARGET['sessions']})"
+    else:
+        verdict = f"{meets[0]} frames ({meets[0] * FRAME_S * 1000:.0f} ms)" if meets else "none"
+    return "\n".join(lines + ["", f"Smallest chunk size meeting the target ({target}): {verdict}"])
 
 
 def main() -> int:
-    import logging
-    import torch
     args = parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    wav = speech(args.audio)
+    if not args.manifest.is_file():
+        print(f"error: {args.manifest}: manifest not found; run `cd recipes/synthetic_speech && ./run.sh "
+              f"--stage 0 --stop-stage 0` or pass --manifest", file=sys.stderr)
+        return 2
+    from s2s_media.errors import UserError
+    try:
+        corpus = Corpus(args.manifest, args.session_seconds)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    load = os.getloadavg()[0]
+    threads = args.threads or (f"default (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+                               if "OMP_NUM_THREADS" in os.environ else "default")
+    header = (f"## Streaming server benchmark ({time.strftime('%Y-%m-%d %H:%M')})\n\n"
+              f"model `{args.model or 'bundled'}`, {os.cpu_count()} CPUs, server threads {threads}, "
+              f"load average before {load:.2f}; sessions of ≥ {args.session_seconds:g} s from `{args.manifest}`, "
+              f"real-time pace, 100 ms messages, over loopback.")
     rows = []
-    for c in args.chunk_sizes:
-        print(f"chunk {c}...", file=sys.stderr, flush=True)
-        rows.append(asyncio.run(bench_chunk(c, wav, args)))
-    print(markdown(rows, wav, args))
-    return 0
+    for chunk in args.chunk_sizes:
+        log(f"chunk {chunk}: starting the server...")
+        try:
+            server = Server(chunk, args)
+        except RuntimeError as e:
+            log(f"error: chunk {chunk}: {e}")
+            rows += [{"chunk": chunk, "chunk_ms": round(chunk * FRAME_S * 1000), "sessions": n, "error": str(e)}
+                     for n in args.sessions]
+            continue
+        try:
+            for n in args.sessions:
+                log(f"chunk {chunk}: {n} session(s)...")
+                if server.proc.poll() is not None:
+                    err = f"the server exited ({server.proc.returncode}); its last log lines: {server.last_log()}"
+                    rows.append({"chunk": chunk, "chunk_ms": round(chunk * FRAME_S * 1000), "sessions": n,
+                                 "error": err})
+                    log(f"error: {err}")
+                    continue
+                rows.append(measure(server, chunk, n, corpus))
+                if rows[-1]["errors"]:
+                    log(f"  {len(rows[-1]['errors'])} session(s) failed, e.g. {rows[-1]['errors'][0]}")
+                server.wait_idle()
+        finally:
+            server.stop()
+    print(markdown(rows, header, args))
+    if args.json:
+        args.json.write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
+    return 1 if any("error" in r or r["errors"] for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -326,3 +326,20 @@ def test_export_int8_is_smaller_and_still_transcribes(ckpt, tiny_corpus, tmp_pat
     assert any("quantized.dynamic" in type(m).__module__ for m in quant.model.modules())
     _check_record(quant.transcribe(tiny_corpus / "wav/u00.wav", decoding="ctc_greedy"))
     assert math.isfinite(quant.transcribe(tiny_corpus / "wav/u00.wav")["duration"])
+
+
+def test_export_sets_decoding_defaults(ckpt, tmp_path):
+    from s2s_media.cli.main import main
+    from s2s_media.export import export_checkpoint
+    from s2s_media.models.build import load_model_file
+    before = load_model_file(ckpt).config.decode
+    out = tmp_path / "beam3.pt"
+    assert main(["export", str(ckpt), str(out), "--set", "decode.beam=3", "--set", "decode.ctc_weight=0.3"]) == 0
+    after = load_model_file(out).config.decode
+    assert (after.beam, after.ctc_weight) == (3, 0.3) and before.beam != 3
+    assert s2s_media.load_model(out, device="cpu").transcriber().dcfg.beam == 3   # what transcribe uses
+    with pytest.raises(UserError, match="only changes decoding defaults"):
+        export_checkpoint(ckpt, tmp_path / "x.pt", decode=["train.epochs=1"])
+    with pytest.raises(UserError, match="decode"):
+        export_checkpoint(ckpt, tmp_path / "x.pt", decode=["decode.nonsense=1"])
+    assert not (tmp_path / "x.pt").exists()

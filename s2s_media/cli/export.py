@@ -15,12 +15,15 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", default="int8", choices=["int8", "float16"],
                    help="storage of the weights (default int8)")
     p.add_argument("--no-quantize", action="store_true", help="run in float32 at load time (storage only)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="decode.KEY=VALUE",
+                   help="change a decoding default stored with the model, e.g. --set decode.beam=4 (repeatable)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from s2s_media.export import export_checkpoint
-    s = export_checkpoint(args.checkpoint, args.out, args.weights, quantize=not args.no_quantize)
+    s = export_checkpoint(args.checkpoint, args.out, args.weights, quantize=not args.no_quantize,
+                          decode=args.overrides)
     print(f"{s['dst']}: {s['dst_bytes'] / 1e6:.1f} MB (from {s['src_bytes'] / 1e6:.1f} MB), weights {s['weights']}, "
           f"runtime {'dynamic int8 on CPU' if s['quantize'] else 'float32'}")
     return 0

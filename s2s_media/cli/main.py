@@ -9,7 +9,7 @@ from s2s_media import __version__
 from s2s_media.errors import UserError
 
 SUBCOMMANDS = ["prepare", "tokenizer", "train", "average", "evaluate", "transcribe", "caption", "export",
-               "serve", "stream"]
+               "serve", "stream", "mic"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,9 @@
-"""``s2s-media stream``: a thin protocol-v1 client that streams a file or the microphone to a server.
+"""``s2s-media stream`` and ``s2s-media mic``: thin protocol-v1 clients that stream a file or the
+default microphone to a server.
 
 Partials are redrawn on one line (on a terminal; elsewhere only finals are printed unless
-``--json``), finals get a line each. ``--speed`` streams a file faster than real time
-(0 = as fast as the server takes it).
+``--json``), finals get a line each. A file goes at real-time pace, or as fast as the server takes
+it with ``--fast``.
 """
 from __future__ import annotations
 
@@ -24,44 +25,48 @@ SAMPLE_RATE = 16000
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "stream", help="stream a file or the microphone to an 's2s-media serve' server",
-        description="Stream audio to a streaming server (protocol v1) and print what it recognises: partial "
-                    "text redrawn on one line, each final on its own line.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("file", nargs="?", type=Path, help="audio file (any format s2s-media transcribe reads)")
-    src.add_argument("--mic", action="store_true", help="stream the default microphone until Ctrl-C "
-                                                        "(needs the sounddevice package and PortAudio)")
-    p.add_argument("--url", default=DEFAULT_URL, help="server endpoint (default: %(default)s)")
-    p.add_argument("--token", help="token for a server started with --token")
-    p.add_argument("--speed", type=float, default=1.0,
-                   help="file streaming speed: 1 = real time, 4 = four times faster, 0 = as fast as possible")
-    p.add_argument("--chunk-ms", type=int, default=100, help="audio per message in ms (default: %(default)s)")
-    p.add_argument("--no-partials", action="store_true", help="ask the server for finals only")
-    p.add_argument("--json", action="store_true", help="print every server message as one JSON line")
+        "stream", help="stream an audio file to an 's2s-media serve' server",
+        description="Stream an audio file to a streaming server (protocol v1) at real-time pace and print what "
+                    "it recognises: partial text redrawn on one line, each final on its own line.")
+    p.add_argument("file", type=Path, help="audio file (any format s2s-media transcribe reads)")
+    p.add_argument("--fast", action="store_true", help="send as fast as the server takes it, not in real time")
+    add_client_args(p)
     p.set_defaults(run=run)
 
 
+def add_client_args(p: argparse.ArgumentParser) -> None:
+    """The options ``stream`` and ``mic`` share."""
+    p.add_argument("--url", default=DEFAULT_URL, help="server endpoint (default: %(default)s)")
+    p.add_argument("--token", help="token for a server started with --token")
+    p.add_argument("--chunk-ms", type=int, default=100, help="audio per message in ms (default: %(default)s)")
+    p.add_argument("--no-partials", action="store_true", help="ask the server for finals only")
+    p.add_argument("--json", action="store_true", help="print every server message as one JSON line")
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.speed < 0:
-        raise UserError(f"--speed: {args.speed} is out of range; give 0 (fastest) or a positive factor")
-    if not 10 <= args.chunk_ms <= 10000:
-        raise UserError(f"--chunk-ms: {args.chunk_ms} is out of range; give 10..10000")
-    if args.mic:
-        source = mic_chunks(check_mic(), args.chunk_ms)
-    else:
-        from s2s_media.audio import load_audio
-        source = file_chunks(load_audio(args.file, sr=SAMPLE_RATE), args.chunk_ms, args.speed)
+    from s2s_media.audio import load_audio
+    check_chunk_ms(args.chunk_ms)
+    return send(args, file_chunks(load_audio(args.file, sr=SAMPLE_RATE), args.chunk_ms, fast=args.fast))
+
+
+def check_chunk_ms(chunk_ms: int) -> None:
+    if not 10 <= chunk_ms <= 10000:
+        raise UserError(f"--chunk-ms: {chunk_ms} is out of range; give 10..10000")
+
+
+def send(args: argparse.Namespace, source) -> int:
+    """Stream ``source`` (async PCM16 chunks) with the client options of ``args``; print the replies."""
     printer = Printer(sys.stdout, as_json=args.json)
     return asyncio.run(stream(args.url, source, printer, token=args.token, partials=not args.no_partials))
 
 
-async def file_chunks(wav: np.ndarray, chunk_ms: int, speed: float):
-    """PCM16 chunks of ``wav`` (16 kHz), paced at ``speed`` times real time (0: unpaced)."""
+async def file_chunks(wav: np.ndarray, chunk_ms: int, fast: bool = False):
+    """PCM16 chunks of ``wav`` (16 kHz), paced at real time unless ``fast``."""
     step = SAMPLE_RATE * chunk_ms // 1000
     t0 = time.monotonic()
     for i in range(0, len(wav), step):
-        if speed > 0:
-            await asyncio.sleep(max(0.0, t0 + i / SAMPLE_RATE / speed - time.monotonic()))
+        if not fast:
+            await asyncio.sleep(max(0.0, t0 + i / SAMPLE_RATE - time.monotonic()))
         yield to_pcm16(wav[i:i + step])
 
 
@@ -70,13 +75,13 @@ def check_mic():
     try:
         import sounddevice as sd
     except ImportError:
-        raise UserError("--mic needs the sounddevice package: pip install 's2s-media[mic]'") from None
+        raise UserError("mic needs the sounddevice package: pip install 's2s-media[mic]'") from None
     except OSError as e:   # sounddevice is installed but PortAudio is not
-        raise UserError(f"--mic: {e}; install PortAudio (Debian: apt-get install libportaudio2)") from None
+        raise UserError(f"mic: {e}; install PortAudio (Debian: apt-get install libportaudio2)") from None
     try:
         sd.query_devices(kind="input")
     except (sd.PortAudioError, ValueError) as e:
-        raise UserError(f"--mic: no input device ({e}); plug in a microphone or stream a file") from None
+        raise UserError(f"mic: no input device ({e}); plug in a microphone or stream a file") from None
     return sd
 
 
@@ -146,7 +151,7 @@ async def stream(url: str, chunks, printer, token: str | None = None, partials: 
             try:
                 async for chunk in chunks:
                     await ws.send(chunk)
-            except asyncio.CancelledError:   # Ctrl-C on --mic: stop and collect the last final
+            except asyncio.CancelledError:   # Ctrl-C on mic: stop and collect the last final
                 pass
             finally:
                 try:

@@ -11,7 +11,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import types
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
@@ -69,10 +72,10 @@ def test_sigterm_finishes_sessions_and_exits_0(tiny_ckpt, speech):
 
 def test_stream_client_prints_finals(serve, speech_wav, capsys):
     srv = serve()
-    assert main(["stream", str(speech_wav), "--url", srv.url(), "--speed", "0"]) == 0
+    assert main(["stream", str(speech_wav), "--url", srv.url(), "--fast"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) >= 2 and all(re.match(r"\[\d+\.\d\d-\d+\.\d\d\] ", line) for line in lines), lines
-    assert main(["stream", str(speech_wav), "--url", srv.url(), "--speed", "0", "--json"]) == 0
+    assert main(["stream", str(speech_wav), "--url", srv.url(), "--fast", "--json"]) == 0
     kinds = [json.loads(line)["type"] for line in capsys.readouterr().out.splitlines()]
     assert kinds[0] == "ready" and "partial" in kinds and kinds[-2:] == ["final", "end"]
 
@@ -81,7 +84,7 @@ def test_stream_client_errors(serve, speech_wav, tmp_path, capsys, monkeypatch):
     srv = serve(token="t0k")
     assert main(["stream", str(speech_wav), "--url", srv.url()]) == 2
     assert "(HTTP 401); pass --token" in capsys.readouterr().err
-    assert main(["stream", str(speech_wav), "--url", srv.url(), "--token", "t0k", "--speed", "0"]) == 0
+    assert main(["stream", str(speech_wav), "--url", srv.url(), "--token", "t0k", "--fast"]) == 0
     capsys.readouterr()
     with socket.socket() as s:                        # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -89,10 +92,61 @@ def test_stream_client_errors(serve, speech_wav, tmp_path, capsys, monkeypatch):
     assert main(["stream", str(speech_wav), "--url", f"ws://127.0.0.1:{free}/v1/stream"]) == 2
     assert "cannot connect" in capsys.readouterr().err
     assert main(["stream", str(tmp_path / "missing.wav"), "--url", srv.url()]) == 2
-    assert main(["stream", str(speech_wav), "--speed", "-1"]) == 2
+    assert main(["stream", str(speech_wav), "--chunk-ms", "5"]) == 2
+    assert "--chunk-ms: 5 is out of range" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "sounddevice", None)     # not installed
-    assert main(["stream", "--mic", "--url", srv.url()]) == 2
-    assert "--mic needs the sounddevice package" in capsys.readouterr().err
+    assert main(["mic", "--url", srv.url()]) == 2
+    assert "mic needs the sounddevice package" in capsys.readouterr().err
+
+
+def test_file_chunks_real_time_pace():
+    from s2s_media.cli.stream import file_chunks
+
+    async def collect(fast):
+        t0, out = time.monotonic(), []
+        async for chunk in file_chunks(np.zeros(8000, dtype=np.float32), 100, fast=fast):
+            out.append(chunk)
+        return time.monotonic() - t0, out
+
+    paced, chunks = asyncio.run(collect(False))
+    assert len(chunks) == 5 and all(len(c) == 3200 for c in chunks)      # 100 ms of PCM16 each
+    assert paced >= 0.39                                                  # the last leaves at 0.4 s
+    fast, _ = asyncio.run(collect(True))
+    assert fast < 0.1
+
+
+def test_mic_client_streams_until_ctrl_c(serve, speech_wav, capsys, monkeypatch):
+    """A fake sounddevice feeds the wav as microphone blocks, then Ctrl-C: the last final still prints."""
+    import soundfile as sf
+    wav, sr = sf.read(speech_wav, dtype="int16")
+    assert sr == 16000
+
+    class FakeStream:
+        def __init__(self, samplerate, channels, dtype, blocksize, callback):
+            assert (samplerate, channels, dtype) == (16000, 1, "int16")
+            self.blocksize, self.callback = blocksize, callback
+
+        def feed(self):
+            for i in range(0, len(wav), self.blocksize):
+                self.callback(wav[i:i + self.blocksize].tobytes(), self.blocksize, None, None)
+                time.sleep(0.002)
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        def __enter__(self):
+            threading.Thread(target=self.feed, daemon=True).start()
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    fake = types.SimpleNamespace(RawInputStream=FakeStream, query_devices=lambda kind: {"name": "fake"},
+                                 PortAudioError=RuntimeError)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    srv = serve()
+    assert main(["mic", "--url", srv.url(), "--json"]) == 0
+    kinds = [json.loads(line)["type"] for line in capsys.readouterr().out.splitlines()]
+    assert kinds[0] == "ready" and "final" in kinds and kinds[-1] == "end"
 
 
 def test_serve_usage_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):

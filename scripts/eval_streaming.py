@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     s = result.summary()
     print(f"{result.utterances} utterances, {s['audio_seconds']} s of audio; chunk {cfg.chunk_size} frames "
-          f"({cfg.chunk_size * 40} ms), left chunks {cfg.num_left_chunks}, beam {cfg.beam}, "
+          f"({cfg.chunk_size * 40} ms), left chunks {cfg.num_left_chunks}, beam {rec.beam}, "
           f"rescore {cfg.rescore}, endpointing {cfg.endpoint.enabled}")
     print(f"streaming WER {result.streaming}  RTF {s['streaming_rtf']:.4f}")
     print(f"offline   WER {result.offline}  RTF {s['offline_rtf']:.4f}")

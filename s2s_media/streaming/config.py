@@ -29,10 +29,11 @@ class EndpointConfig:
 
 @dataclass
 class StreamingConfig:
-    chunk_size: int = 16                # encoder frames per chunk (x4 subsampling of 10 ms: 40 ms each)
+    chunk_size: int = 8                 # encoder frames per chunk (x4 subsampling of 10 ms: 40 ms each); 320 ms:
+                                        # the smallest meeting 16 real-time sessions on 2 cores (docs/benchmarks.md)
     num_left_chunks: int = -1           # chunks of left context the encoder sees; -1 = all (up to max_left_chunks)
-    max_left_chunks: int = 64           # memory cap on the left context when num_left_chunks is -1 (41 s at 16)
-    beam: int = 10                      # CTC prefix beam
+    max_left_chunks: int = 64           # memory cap on the left context when num_left_chunks is -1 (20 s at 8)
+    beam: int | None = None             # CTC prefix beam; None = the model's decode.beam
     rescore: bool = True                # attention rescoring of the CTC n-best at each endpoint
     ctc_weight: float | None = None     # CTC share of the rescoring score; None = the model's decode.ctc_weight
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
@@ -60,7 +61,7 @@ class StreamingConfig:
             raise bad("num_left_chunks", ">= 0, or -1 for all", self.num_left_chunks)
         if self.max_left_chunks < 1:
             raise bad("max_left_chunks", ">= 1", self.max_left_chunks)
-        if self.beam < 1:
+        if self.beam is not None and self.beam < 1:
             raise bad("beam", ">= 1", self.beam)
         if self.ctc_weight is not None and not 0.0 <= self.ctc_weight <= 1.0:
             raise bad("ctc_weight", "within [0, 1]", self.ctc_weight)

@@ -35,7 +35,7 @@ def offline_decode(recognizer: StreamingRecognizer, wav: np.ndarray) -> Decoded:
     CTC prefix beam search (+ attention rescoring when ``rescore``) over ``encode`` with the chunk mask."""
     cfg = recognizer.config
     method = "rescoring" if cfg.rescore else "ctc_prefix_beam"
-    dcfg = DecodeConfig(method=method, beam=cfg.beam, ctc_weight=recognizer.ctc_weight,
+    dcfg = DecodeConfig(method=method, beam=recognizer.beam, ctc_weight=recognizer.ctc_weight,
                         chunk_size=cfg.chunk_size, left_chunks=cfg.num_left_chunks)
     feats = _logmel(recognizer.n_mels)(torch.from_numpy(np.asarray(wav, np.float32))[None]).to(recognizer.device)
     lengths = torch.tensor([feats.size(1)], device=recognizer.device)

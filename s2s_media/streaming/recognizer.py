@@ -100,7 +100,7 @@ class Stream:
         self._feats = torch.zeros(0, recognizer.n_mels, device=recognizer.device)  # CMVN'd, from the next window
         self._frames_done = 0             # encoder frames decoded since the stream started
         self._cache = recognizer.encoder.init_cache(1, recognizer.device)
-        self._search = CTCPrefixBeamSearch(recognizer.config.beam)
+        self._search = CTCPrefixBeamSearch(recognizer.beam)
         self._endpointer = Endpointer(recognizer.config.endpoint, recognizer.frame_shift)
         self._segment = 0
         self._segment_start = 0           # encoder frame where the open segment starts
@@ -281,6 +281,7 @@ class StreamingRecognizer:
         self.prefix = self.tokenizer.prefix("asr" if "asr" in self.tokenizer.tasks else None)
         self.ctc_weight = (self.config.ctc_weight if self.config.ctc_weight is not None
                            else loaded.config.decode.ctc_weight)
+        self.beam = self.config.beam if self.config.beam is not None else loaded.config.decode.beam
         self._lock = threading.Lock()
 
     # ---- helpers shared with Stream

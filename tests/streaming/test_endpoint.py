@@ -59,7 +59,7 @@ def test_config_from_yaml_dict_and_bad_values_name_the_field():
     cfg = StreamingConfig.from_dict({"chunk_size": 8, "num_left_chunks": 4,
                                      "endpoint": {"rule1_min_trailing_silence": 0.8}})
     assert (cfg.chunk_size, cfg.endpoint.rule1_min_trailing_silence, cfg.max_cache_frames) == (8, 0.8, 32)
-    assert StreamingConfig().max_cache_frames == 16 * 64
+    assert StreamingConfig().max_cache_frames == 8 * 64
     for data, field in [({"chunk_size": 0}, "streaming.chunk_size"), ({"beam": 0}, "streaming.beam"),
                         ({"num_left_chunks": -2}, "streaming.num_left_chunks"),
                         ({"endpoint": {"blank_threshold": 1.5}}, "streaming.endpoint.blank_threshold"),

@@ -230,3 +230,15 @@ def test_models_that_cannot_stream_are_refused(make_model):
         StreamingRecognizer(no_ctc)
     rec = StreamingRecognizer(make_model(encoder="transformer"), StreamingConfig(endpoint=NO_ENDPOINT))
     assert rec.transcribe_stream(np.zeros(8000, np.float32))[0]["segment"] == 0
+
+
+def test_search_settings_default_to_the_models_decoding_defaults(loaded):
+    import dataclasses
+    model_beam = loaded.config.decode.beam
+    rec = recognizer(loaded)
+    assert rec.beam == model_beam and rec.ctc_weight == loaded.config.decode.ctc_weight
+    assert rec.create_stream()._search.beam == model_beam
+    other = dataclasses.replace(loaded, config=dataclasses.replace(
+        loaded.config, decode=dataclasses.replace(loaded.config.decode, beam=model_beam + 2)))
+    assert recognizer(other).beam == model_beam + 2                  # e.g. set by export --set decode.beam
+    assert recognizer(other, beam=1).beam == 1                       # the streaming config wins when given

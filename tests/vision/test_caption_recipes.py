@@ -49,12 +49,12 @@ def test_synthetic_shapes_recipe(tmp_path):
     run(script, "--stage", 2, "--stop-stage", 7, "--data", data, "--exp", exp, "--size", 32, stand_in=folder)
     calls = log.read_text().splitlines()
     assert calls[0].startswith("s2s-media train conf/resnet_transformer.yaml") and "data.image.size=32" in calls[0]
-    assert calls[1] == f"s2s-media average {exp} --best -n 5 -o {exp}/avg_best_5.pt"
+    assert calls[1] == f"s2s-media average {exp} --best -n 2 -o {exp}/avg_best_2.pt"
     evaluations = [c for c in calls if c.startswith("s2s-media evaluate")]
     assert len(evaluations) == 4 and all("--beam 3" in c for c in evaluations)       # test + test_heldout, twice
     assert any(f"--manifest {data}/test_heldout.jsonl" in c for c in evaluations)
     scst = [c for c in calls if "conf/scst.yaml" in c]
-    assert len(scst) == 1 and f"train.init_from={exp}/avg_best_5.pt" in scst[0]
+    assert len(scst) == 1 and f"train.init_from={exp}/avg_best_2.pt" in scst[0]
     assert f"tokenizer.path={exp}/tokenizer.pt" in scst[0]
 
 

@@ -23,7 +23,7 @@ import random
 from pathlib import Path
 
 from s2s_media.data.captions import CaptionRecord, write_caption_manifest
-from s2s_media.data.preparers import Issues, require_dir
+from s2s_media.data.preparers import Issues, require_dir, write_splits
 from s2s_media.errors import UserError
 from s2s_media.text.normalize import normalize_text
 
@@ -50,20 +50,8 @@ def caption_record(issues: Issues, image_id: str, image: Path, captions: list[st
 
 def write_caption_splits(out: Path, splits: dict[str, list[CaptionRecord]], issues: Issues,
                          expected: str) -> dict[str, Path]:
-    """Write each non-empty split to ``out/<split>.jsonl``; UserError (naming ``expected``) if all are empty."""
-    issues.report()
-    written = {}
-    for split, records in splits.items():
-        if not records:
-            log.warning("%s: split '%s' has no usable images; %s.jsonl not written", issues.name, split, split)
-            continue
-        path = out / f"{split}.jsonl"
-        write_caption_manifest(path, records)
-        written[split] = path
-    if not written:
-        why = f" ({issues.total} entries skipped, see the warnings above)" if issues.total else ""
-        raise UserError(f"{issues.name}: no usable images found{why}; expected {expected}")
-    return written
+    """:func:`~s2s_media.data.preparers.write_splits` for caption manifests."""
+    return write_splits(out, splits, issues, expected, writer=write_caption_manifest, items="images")
 
 
 # --------------------------------------------------------------------------- Karpathy splits

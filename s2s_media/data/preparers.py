@@ -98,25 +98,27 @@ def make_record(issues: Issues, utt_id: str, audio: str | Path, text: str, durat
                        speaker=speaker or None, offset=None if offset is None else round(float(offset), 4))
 
 
-def write_splits(out: Path, splits: dict[str, list[AudioRecord]], issues: Issues,
-                 expected: str) -> dict[str, Path]:
-    """Write each non-empty split to ``out/<split>.jsonl``; returns ``{split: path}``.
+def write_splits(out: Path, splits: dict[str, list], issues: Issues, expected: str,
+                 writer: Callable[[Path, list], object] = write_manifest, items: str = "utterances") -> dict[str, Path]:
+    """Write each non-empty split to ``out/<split>.jsonl`` with ``writer(path, records)``; returns
+    ``{split: path}``.
 
     Empty splits are skipped with a warning. If every split is empty, raises :class:`UserError`
-    with ``expected`` (a description of the expected input) in the message.
+    with ``expected`` (a description of the expected input) in the message. ``items`` names what
+    the records are in those messages (``utterances``; the caption preparers say ``images``).
     """
     issues.report()
     written: dict[str, Path] = {}
     for split, records in splits.items():
         if not records:
-            log.warning("%s: split '%s' has no usable utterances; %s.jsonl not written", issues.name, split, split)
+            log.warning("%s: split '%s' has no usable %s; %s.jsonl not written", issues.name, split, items, split)
             continue
         path = out / f"{split}.jsonl"
-        write_manifest(path, records)
+        writer(path, records)
         written[split] = path
     if not written:
         why = f" ({issues.total} entries skipped, see the warnings above)" if issues.total else ""
-        raise UserError(f"{issues.name}: no usable utterances found{why}; expected {expected}")
+        raise UserError(f"{issues.name}: no usable {items} found{why}; expected {expected}")
     return written
 
 

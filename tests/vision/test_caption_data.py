@@ -110,6 +110,16 @@ def test_prepare_image_folder_with_split_column_and_explicit_file(tmp_path):
     assert len(ids(tmp_path / "out" / "train.jsonl")) == 4
 
 
+
+def test_prepare_image_folder_with_no_usable_image_names_what_happened(tmp_path, capsys):
+    make_image_folder(tmp_path / "src", "csv", n=3)
+    for png in (tmp_path / "src").rglob("*.png"):       # captions left, every image gone
+        png.unlink()
+    assert main(["prepare", "image_folder", str(tmp_path / "src"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "image_folder: no usable images found (3 entries skipped" in err and "\n" not in err.strip()
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+
 # --------------------------------------------------------------------------- synthetic shapes
 def test_synthetic_shapes_is_deterministic_and_holds_pairs_out(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"

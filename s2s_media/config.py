@@ -205,6 +205,10 @@ class DecodeConfig:
     method: Literal["ctc_greedy", "ctc_prefix_beam", "attention", "rescoring"] = "rescoring"
     beam: int = 10
     ctc_weight: float = 0.5             # CTC share of the score when rescoring
+    rescore_nbest: int = 4              # rescoring: the decoder re-ranks this many of the CTC beam's best (0 = all)
+    lm_weight: float = 0.7              # weight of the checkpoint's language model, if it has one (0 = off)
+    lm_bonus: float = 1.0               # reward per token when the language model is on
+    token_floor: float = 1e-3           # CTC prefix search: tokens below this posterior are not tried
     length_penalty: float = 1.0
     batch_seconds: float = 300.0
     chunk_size: int = 0                 # encoder chunk (frames after subsampling); 0 = full context
@@ -330,6 +334,12 @@ def validate(cfg: Config) -> None:
     component_config(DECODERS, m.decoder, m.decoder_conf, "model.decoder")
     if not 0.0 <= m.ctc_weight <= 1.0:
         raise ConfigError(f"model.ctc_weight: must be within [0, 1], got {m.ctc_weight}")
+    dec = cfg.decode
+    if dec.lm_weight < 0 or dec.rescore_nbest < 0:
+        raise ConfigError(f"decode.lm_weight and decode.rescore_nbest: must be >= 0, got {dec.lm_weight} "
+                          f"and {dec.rescore_nbest}")
+    if not 0.0 <= dec.token_floor < 1.0:
+        raise ConfigError(f"decode.token_floor: must be a probability within [0, 1), got {dec.token_floor}")
     if not 0.0 <= m.lsm_weight < 1.0:
         raise ConfigError(f"model.lsm_weight: must be within [0, 1), got {m.lsm_weight}")
     if cfg.optim.accum_grad < 1:

@@ -60,11 +60,12 @@ def _decompress(state: dict, scales: dict) -> dict:
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "int8", quantize: bool = True,
-                      decode: list[str] = ()) -> dict:
+                      decode: list[str] = (), lm: str | Path | None = None) -> dict:
     """Write an exported copy of checkpoint ``src`` to ``dst``; returns a summary with both sizes.
 
     decode: ``decode.KEY=VALUE`` overrides of the decoding defaults stored with the model (e.g.
     ``decode.beam=4``): what ``transcribe``, ``evaluate`` and ``serve`` use unless told otherwise.
+    lm: an LM file (``s2s-media lm``) to store with the model; it is then fused into its CTC searches.
     """
     from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
     if weights not in WEIGHT_FORMATS:
@@ -78,14 +79,17 @@ def export_checkpoint(src: str | Path, dst: str | Path, weights: str = "int8", q
                             "e.g. decode.beam=4)")
     if decode:
         ckpt["config"] = apply_overrides(copy.deepcopy(ckpt["config"]), list(decode))
-    model_from_checkpoint(ckpt, str(src))  # fail now, with the usual message, if it does not load
+    loaded = model_from_checkpoint(ckpt, str(src))  # fail now, with the usual message, if it does not load
+    if lm is not None:
+        from s2s_media.lm.corpus import lm_for_model
+        ckpt["lm"] = lm_for_model(lm, loaded.tokenizer).to_dict()
     state, scales = _compress(ckpt["model"], weights)
-    keep = {k: ckpt[k] for k in ("version", "config", "tokenizer", "cmvn", "meta") if k in ckpt}
+    keep = {k: ckpt[k] for k in ("version", "config", "tokenizer", "cmvn", "meta", "lm") if k in ckpt}
     out = {**keep, "model": state, "scales": scales,
            "export": {"weights": weights, "quantize": "dynamic_int8" if quantize else None}}
     save_checkpoint(out, dst)
     return {"src": str(src), "dst": str(dst), "src_bytes": Path(src).stat().st_size,
-            "dst_bytes": Path(dst).stat().st_size, **out["export"]}
+            "dst_bytes": Path(dst).stat().st_size, "lm": "lm" in out, **out["export"]}
 
 
 def restore_exported(ckpt: dict, where: str, quantize: bool = True) -> LoadedModel:

@@ -69,6 +69,7 @@ class TranscribeOptions:
     decoding: str | None = None         # ctc_greedy | ctc_prefix_beam | attention | rescoring; None = the model's
     beam: int | None = None             # beam size; None = the model's decode.beam
     ctc_weight: float | None = None     # CTC share of the rescoring score; None = the model's
+    lm_weight: float | None = None      # weight of the model's language model (0 = off); None = the model's
     batch_seconds: float | None = None  # padded seconds of audio per decoding batch; None = the model's
     chunk_size: int = 0                 # encoder chunk in frames after subsampling; 0 = full context
     workers: int = 1                    # threads loading audio and computing features (0 = the main thread)
@@ -309,13 +310,15 @@ class Transcriber:
         if self.method != "attention" and self.model.ctc is None:
             raise UserError(f"--decoding {self.method}: this model has no CTC head (ctc_weight 0); "
                             "use --decoding attention")
-        overrides = {"beam": options.beam, "ctc_weight": options.ctc_weight, "batch_seconds": options.batch_seconds}
+        overrides = {"beam": options.beam, "ctc_weight": options.ctc_weight, "batch_seconds": options.batch_seconds,
+                     "lm_weight": options.lm_weight}
         self.dcfg = dataclasses.replace(dec, chunk_size=options.chunk_size,
                                         **{k: v for k, v in overrides.items() if v is not None})
         if self.dcfg.beam < 1:
             raise UserError(f"--beam {self.dcfg.beam}: must be at least 1")
         if self.dcfg.batch_seconds <= 0:
             raise UserError(f"--batch-seconds {self.dcfg.batch_seconds}: must be positive")
+        self.lm = loaded.fusion(self.dcfg)
         self.shift = encoder_frame_shift(self.model)
         self.logmel = LogMel(loaded.config.model.n_mels)
         self.prefix = self.tokenizer.prefix("asr" if "asr" in self.tokenizer.tasks else None)
@@ -370,7 +373,7 @@ class Transcriber:
         x, lengths = x.to(self.device), lengths.to(self.device)
         memory, mask = self.model.encode(x, lengths, chunk_size=self.dcfg.chunk_size,
                                          left_chunks=self.dcfg.left_chunks)
-        hyps = SEARCHES[self.method](self.model, memory, mask, self.prefix, self.dcfg)
+        hyps = SEARCHES[self.method](self.model, memory, mask, self.prefix, self.dcfg, self.lm)
         log_probs = None
         for j, (i, h) in enumerate(zip(todo, hyps)):
             if h.tokens and len(h.frames) != len(h.tokens) and self.model.ctc is not None:

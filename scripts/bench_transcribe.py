@@ -57,7 +57,9 @@ def child_ours(args, paths: list[str]) -> dict:
     if failed:
         raise SystemExit(f"{len(failed)} files failed, e.g. {failed[0]}")
     return {"hyps": [r["text"] for r in recs], "durations": [r["duration"] for r in recs], "wall_s": wall,
-            "decoding": tr.method, "beam": tr.dcfg.beam, "model": str(args.model or "bundled")}
+            "decoding": tr.method, "beam": tr.dcfg.beam, "model": str(args.model or "bundled"),
+            "lm": (f"{tr.lm.lm.order}-gram LM, weight {tr.lm.weight:g}, bonus {tr.lm.bonus:g}, "
+                   f"rescoring the best {tr.dcfg.rescore_nbest}") if tr.lm is not None else "no LM"}
 
 
 def _read_pcm16(path: str) -> tuple[bytes, float]:
@@ -247,7 +249,7 @@ def main() -> int:
     print("\n".join(checks))
     m = summary["machine"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}; "
-          f"model {one['model']}, decoding {one['decoding']} (beam {one['beam']})")
+          f"model {one['model']}, decoding {one['decoding']} (beam {one['beam']}, {one['lm']})")
     Path(args.json).write_text(json.dumps(summary, indent=1))
     print(f"results in {args.json}", file=sys.stderr)
     return 0

@@ -118,6 +118,12 @@ def test_range_checks():
         config_from_dict({"model": {"ctc_weight": 1.5}})
     with pytest.raises(ConfigError, match="optim.accum_grad"):
         config_from_dict({"optim": {"accum_grad": 0}})
+    with pytest.raises(ConfigError, match="decode.lm_weight"):
+        config_from_dict({"decode": {"lm_weight": -0.1}})
+    with pytest.raises(ConfigError, match="decode.rescore_nbest"):
+        config_from_dict({"decode": {"rescore_nbest": -1}})
+    with pytest.raises(ConfigError, match="decode.token_floor"):
+        config_from_dict({"decode": {"token_floor": 1.0}})
 
 
 def test_error_message_names_the_file(tmp_path):

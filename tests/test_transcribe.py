@@ -53,7 +53,7 @@ def fake_search(text: str, tokenizer):
     """A search that "hears" ``text`` in every segment: tokens at frames 2, 4, 6, ... with known posteriors."""
     ids = tokenizer.encode(text)
 
-    def search(model, memory, mask, prefix, cfg):
+    def search(model, memory, mask, prefix, cfg, lm=None):
         return [Decoded(list(ids), 0.0, [2 + 2 * k for k in range(len(ids))], [0.9 - 0.01 * k for k in range(len(ids))])
                 for _ in range(memory.size(0))]
     return search
@@ -213,7 +213,7 @@ def test_a_decoding_failure_fails_only_its_file(model, tiny_corpus, monkeypatch)
     longest = max(load_audio(f).size for f in files) // 160 + 1
     real = SEARCHES["ctc_greedy"]
 
-    def fragile(model_, memory, mask, prefix, cfg):
+    def fragile(model_, memory, mask, prefix, cfg, lm=None):
         if mask.size(1) == (((longest - 1) // 2 - 1) // 2):
             raise RuntimeError("out of memory\nmore detail")
         return real(model_, memory, mask, prefix, cfg)
@@ -266,7 +266,7 @@ def test_ctc_forced_alignment_finds_the_peaks():
 def test_attention_hypotheses_get_ctc_frames(model, tiny_corpus, monkeypatch):
     ids = model.tokenizer.encode("the cat")
 
-    def no_frames(model_, memory, mask, prefix, cfg):
+    def no_frames(model_, memory, mask, prefix, cfg, lm=None):
         return [Decoded(list(ids), 0.0) for _ in range(memory.size(0))]
     monkeypatch.setitem(SEARCHES, "attention", no_frames)
     rec = model.transcribe(tiny_corpus / "wav/u00.wav", decoding="attention")

@@ -15,6 +15,7 @@ conf=conf/conformer.yaml
 exp=exp/conformer
 average=3           # best checkpoints averaged (dev WER is scored every 500 steps: ~11 checkpoints in 85 min)
 decoding=all
+lm_order=6          # character n-gram language model
 extra=""            # extra arguments for 's2s-media train', e.g. "--set train.max_minutes=10"
 source ../common.sh "$@"
 
@@ -23,8 +24,10 @@ if run_stage 0 "synthesise the corpus ($hours h train) into $data/"; then
     --test-utts "$test_utts" --seed "$seed" --workers "$workers"
 fi
 
-if run_stage 1 "train the tokenizer"; then
+if run_stage 1 "train the tokenizer, and a character $lm_order-gram LM on the fortunes (dev/test sentences left out)"; then
   s2s-media tokenizer "$conf" --set train.exp_dir="$exp" --set data.train="$data/train.jsonl"
+  s2s-media lm fortunes --tokenizer "$exp/tokenizer.pt" -o "$exp/lm.pt" --order "$lm_order" \
+    --exclude "$data/dev.jsonl" "$data/test.jsonl" --dev "$data/dev.jsonl"
 fi
 
 if run_stage 2 "train ($conf -> $exp)"; then
@@ -39,5 +42,7 @@ fi
 
 if run_stage 4 "evaluate on the test split (unseen voices, unseen sentences)"; then
   s2s-media evaluate --model "$exp/avg_best_$average.pt" --manifest "$data/test.jsonl" \
-    --decoding "$decoding" --out "$exp/decode_test"
+    --decoding "$decoding" --out "$exp/decode_test" --lm-weight 0
+  s2s-media evaluate --model "$exp/avg_best_$average.pt" --manifest "$data/test.jsonl" \
+    --decoding ctc_prefix_beam,rescoring --lm "$exp/lm.pt" --out "$exp/decode_test_lm"
 fi

@@ -27,6 +27,12 @@ def add_parser(sub) -> None:
                    help="ctc_greedy, ctc_prefix_beam, attention, rescoring, a comma list, or all (default rescoring)")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's decode.beam)")
     p.add_argument("--ctc-weight", type=float, default=None, help="CTC share of the rescoring score")
+    p.add_argument("--lm", metavar="LM.pt", help="fuse this language model (from s2s-media lm) into the CTC "
+                   "searches, instead of the one stored in the checkpoint, if any")
+    p.add_argument("--lm-weight", type=float, default=None,
+                   help="language model weight (default: the model's decode.lm_weight; 0 turns the LM off)")
+    p.add_argument("--lm-bonus", type=float, default=None,
+                   help="reward per token with the language model on (default: the model's decode.lm_bonus)")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="decode the encoder in chunks of this many frames (streaming); 0 = full context")
     p.add_argument("--batch-seconds", type=float, default=None, help="seconds of audio per batch")
@@ -94,9 +100,14 @@ def run_audio(args) -> int:
     methods = parse_methods(args.decoding)
     device = pick_device(args.device)
     loaded = load_model_file(args.model, quantize=device.type == "cpu")
+    if args.lm:
+        from s2s_media.lm.corpus import lm_for_model
+        loaded.lm = lm_for_model(args.lm, loaded.tokenizer)
     overrides = {k: v for k, v in {"beam": args.beam, "ctc_weight": args.ctc_weight, "chunk_size": args.chunk_size,
-                                   "batch_seconds": args.batch_seconds}.items() if v is not None}
+                                   "batch_seconds": args.batch_seconds, "lm_weight": args.lm_weight,
+                                   "lm_bonus": args.lm_bonus}.items() if v is not None}
     dcfg = dataclasses.replace(loaded.config.decode, **overrides)
+    lm = loaded.fusion(dcfg)
     model = loaded.model.to(device)
     records = read_manifest(args.manifest)
     if args.limit:
@@ -119,7 +130,7 @@ def run_audio(args) -> int:
             if feats is None:
                 continue
             audio_s += batch["seconds"]
-            results = decode_batch(model, feats, lengths, prefix, methods, dcfg)
+            results = decode_batch(model, feats, lengths, prefix, methods, dcfg, lm)
             refs.extend(batch["texts"])
             for m in methods:
                 for uid, ref, r in zip(batch["ids"], batch["texts"], results[m]):
@@ -143,7 +154,8 @@ def run_audio(args) -> int:
         print(f"{m:16s} WER {100 * w.rate:6.2f}%  CER {100 * c.rate:6.2f}%  ({w})")
     summary = {"model": str(args.model), "manifest": str(args.manifest), "utterances": len(refs),
                "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
-               "rtf": elapsed / max(audio_s, 1e-9), "beam": dcfg.beam, "scores": scores}
+               "rtf": elapsed / max(audio_s, 1e-9), "beam": dcfg.beam,
+               "lm": {"weight": dcfg.lm_weight, "bonus": dcfg.lm_bonus} if lm is not None else None, "scores": scores}
     (out_dir / "scores.json").write_text(json.dumps(summary, indent=1))
     print(f"{len(refs)} utterances, {audio_s / 3600:.2f} h, RTF {summary['rtf']:.3f}; "
           f"{skipped} skipped; hypotheses in {out_dir}")

@@ -15,6 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", default="int8", choices=["int8", "float16"],
                    help="storage of the weights (default int8)")
     p.add_argument("--no-quantize", action="store_true", help="run in float32 at load time (storage only)")
+    p.add_argument("--lm", metavar="LM.pt", help="store this language model (from s2s-media lm) with the model: "
+                   "transcribe, evaluate and serve then fuse it into the CTC searches")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="decode.KEY=VALUE",
                    help="change a decoding default stored with the model, e.g. --set decode.beam=4 (repeatable)")
     p.set_defaults(run=run)
@@ -23,7 +25,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from s2s_media.export import export_checkpoint
     s = export_checkpoint(args.checkpoint, args.out, args.weights, quantize=not args.no_quantize,
-                          decode=args.overrides)
+                          decode=args.overrides, lm=args.lm)
     print(f"{s['dst']}: {s['dst_bytes'] / 1e6:.1f} MB (from {s['src_bytes'] / 1e6:.1f} MB), weights {s['weights']}, "
-          f"runtime {'dynamic int8 on CPU' if s['quantize'] else 'float32'}")
+          f"runtime {'dynamic int8 on CPU' if s['quantize'] else 'float32'}"
+          f"{', with a language model' if s['lm'] else ''}")
     return 0

@@ -55,6 +55,8 @@ def add_parser(sub) -> None:
     p.add_argument("--decoding", choices=["ctc_greedy", "ctc_prefix_beam", "attention", "rescoring"],
                    help="search method (default: the model's, usually rescoring)")
     p.add_argument("--beam", type=int, help="beam size (default: the model's decode.beam)")
+    p.add_argument("--lm-weight", type=float, help="weight of the model's language model, if it has one "
+                   "(default: its decode.lm_weight; 0 turns it off)")
     p.add_argument("--batch-seconds", type=float, help="padded seconds of audio per decoding batch "
                    "(default: the model's decode.batch_seconds)")
     p.add_argument("--max-segment", type=float, default=20.0, metavar="S",
@@ -107,7 +109,7 @@ def run(args) -> int:
     except ValueError as e:
         raise UserError(f"--max-segment {args.max_segment}: {e}") from None
     options = TranscribeOptions(decoding=args.decoding, beam=args.beam, batch_seconds=args.batch_seconds,
-                                workers=args.workers, vad=vad)
+                                lm_weight=args.lm_weight, workers=args.workers, vad=vad)
     index, count, auto = parse_shard(args.shard)
     out = args.out
     if auto:

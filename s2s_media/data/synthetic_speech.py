@@ -173,7 +173,7 @@ def read_fortunes(root: Path = FORTUNES_DIR) -> list[str]:
     return paragraphs
 
 
-def _source_paragraphs(text_source: str) -> list[str]:
+def source_paragraphs(text_source: str) -> list[str]:
     """Paragraphs of ``text_source`` ("fortunes" or a text file); raises UserError if missing."""
     if text_source == "fortunes":
         if not FORTUNES_DIR.is_dir():
@@ -197,7 +197,7 @@ def load_sentences(text_source: str, min_words: int = 3, max_words: int = 16) ->
     """
     seen: set[str] = set()
     sentences: list[str] = []
-    for paragraph in _source_paragraphs(text_source):
+    for paragraph in source_paragraphs(text_source):
         for raw in split_sentences(paragraph):
             sentence = clean_sentence(raw, min_words, max_words)
             if sentence is None:

@@ -2,9 +2,11 @@
 
 Every hypothesis of every utterance is teacher-forced through the decoder in one padded
 batch; its attention score is the summed log-probability of ``hyp + [eos]`` after the prefix.
-The final score is ``ctc_weight * ctc_score + (1 - ctc_weight) * att_score``. Both are raw
-(not length-normalised) log-probabilities of the whole sequence, so they are on the same scale
-and a length normalisation of one would only bias the mix.
+The final score is ``ctc_weight * ctc_score + (1 - ctc_weight) * att_score + lm_score``. Both
+model scores are raw (not length-normalised) log-probabilities of the whole sequence, so they are
+on the same scale and a length normalisation of one would only bias the mix. ``lm_score`` is
+the weighted score of a language model fused into the CTC search (0 without one), kept as the
+search computed it.
 """
 from __future__ import annotations
 
@@ -25,13 +27,35 @@ class RescoredHyp(CTCHyp):
     att_score: float = 0.0
 
 
+ROWS = 64   # hypotheses teacher-forced together: sorted by length first, so little padding
+
+
 @torch.no_grad()
 def attention_scores(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor,
                      hyps: list[list[int]], utt: list[int], prefix: list[int], eos: int = EOS) -> torch.Tensor:
     """Summed decoder log-probabilities of ``hyps[i] + [eos]`` given ``prefix``, attending to ``memory[utt[i]]``.
 
     memory: (B, T, D); memory_mask: (B, T) bool. Returns (len(hyps),) float on memory's device.
+    Hypotheses go through the decoder in groups of similar length (``ROWS`` at a time), each
+    group with only the memory rows it attends to.
     """
+    device = memory.device
+    out = torch.zeros(len(hyps), device=device)
+    order = sorted(range(len(hyps)), key=lambda i: len(hyps[i]))
+    for start in range(0, len(order), ROWS):
+        rows = order[start:start + ROWS]
+        used = sorted({utt[i] for i in rows})
+        where = {u: j for j, u in enumerate(used)}
+        pick = torch.tensor(used, dtype=torch.long, device=device)
+        out[torch.tensor(rows, device=device)] = _scores(
+            decoder, memory.index_select(0, pick), memory_mask.index_select(0, pick), [hyps[i] for i in rows],
+            [where[utt[i]] for i in rows], prefix, eos)
+    return out
+
+
+def _scores(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor, hyps: list[list[int]],
+            utt: list[int], prefix: list[int], eos: int) -> torch.Tensor:
+    """:func:`attention_scores` of one group, in one padded decoder pass."""
     device = memory.device
     n, p = len(hyps), len(prefix)
     longest = max((len(h) for h in hyps), default=0)
@@ -43,7 +67,7 @@ def attention_scores(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.
         targets[i, :len(h) + 1] = torch.tensor(h + [eos], dtype=torch.long)
     tokens, targets = tokens.to(device), targets.to(device)
     index = torch.tensor(utt, dtype=torch.long, device=device)
-    logits = decoder(tokens, memory.index_select(0, index), memory_mask.index_select(0, index))
+    logits = decoder(tokens, memory, memory_mask, memory_index=index)
     # position p-1 (the last prefix token) predicts the first output token
     log_probs = logits[:, p - 1:].float().log_softmax(dim=-1)
     picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -75,7 +99,7 @@ def attention_rescoring(decoder: Decoder, memory: torch.Tensor, memory_mask: tor
     for (b, h), a in zip(flat, att):
         # a weight of exactly 0 or 1 ignores the other score, even when it is -inf
         score = (h.score if ctc_weight == 1.0 else a if ctc_weight == 0.0
-                 else ctc_weight * h.score + (1.0 - ctc_weight) * a)
+                 else ctc_weight * h.score + (1.0 - ctc_weight) * a) + h.lm_score
         if best[b] is None or score > best[b].score:
-            best[b] = RescoredHyp(list(h.tokens), score, list(h.frames), list(h.probs), h.score, a)
+            best[b] = RescoredHyp(list(h.tokens), score, list(h.frames), list(h.probs), h.lm_score, h.score, a)
     return [r if r is not None else RescoredHyp([], float("-inf")) for r in best]

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import torch
 
-from s2s_media.config import Config, config_from_dict
+from s2s_media.config import Config, DecodeConfig, config_from_dict
 from s2s_media.errors import UserError
+from s2s_media.lm import LMFusion, NgramLM
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.text.tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -17,6 +18,13 @@ class LoadedModel:
     tokenizer: Tokenizer
     config: Config
     meta: dict
+    lm: NgramLM | None = None       # a language model stored with the checkpoint
+
+    def fusion(self, decode: DecodeConfig) -> LMFusion | None:
+        """The language model fused into the CTC searches under ``decode``, or None (none stored, or weight 0)."""
+        if self.lm is None or decode.lm_weight == 0:
+            return None
+        return LMFusion(self.lm, decode.lm_weight, decode.lm_bonus)
 
 
 def model_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> LoadedModel:
@@ -36,7 +44,20 @@ def model_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> LoadedModel:
         raise UserError(f"{where}: weights do not match the model in its config "
                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
-    return LoadedModel(model, tokenizer, cfg, ckpt.get("meta", {}))
+    lm = lm_from_dict(ckpt["lm"], tokenizer, where) if ckpt.get("lm") is not None else None
+    return LoadedModel(model, tokenizer, cfg, ckpt.get("meta", {}), lm)
+
+
+def lm_from_dict(d: dict, tokenizer: Tokenizer, where: str) -> NgramLM:
+    """The n-gram of a checkpoint's or LM file's ``lm`` entry, checked against the model's tokenizer."""
+    try:
+        lm = NgramLM.from_dict(d)
+    except (KeyError, ValueError, TypeError) as e:
+        raise UserError(f"{where}: language model entry is unusable ({e})") from None
+    if lm.vocab_size != tokenizer.vocab_size:
+        raise UserError(f"{where}: the language model covers {lm.vocab_size} tokens but the model's tokenizer "
+                        f"has {tokenizer.vocab_size}; train the LM with this model's tokenizer (s2s-media lm)")
+    return lm
 
 
 def load_model_file(path, quantize: bool = True) -> LoadedModel:

@@ -40,11 +40,14 @@ class Decoder(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
-                return_attention: bool = False):
+                return_attention: bool = False, memory_index: torch.Tensor | None = None):
         """Teacher-forced pass.
 
         tokens: (batch, U) long, the decoder input (prefix + targets), padded with any valid id
         memory: (batch, T, d_model); memory_mask: (batch, T) bool
+        memory_index: (batch,) long, or None. Row ``i`` of ``tokens`` then attends to memory row
+            ``memory_index[i]`` (memory has its own batch size): many hypotheses of one utterance
+            share the memory's projections instead of copies of it.
         Returns logits (batch, U, vocab), and with ``return_attention`` also the cross-attention
         weights (batch, U, T) (averaged over heads, last layer for the Transformer).
         """

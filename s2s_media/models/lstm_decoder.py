@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from s2s_media.models.decoder import Decoder, State
+from s2s_media.models.decoder import Decoder, State, select_state
 
 
 @dataclass
@@ -77,8 +77,11 @@ class LSTMDecoder(Decoder):
         new = {"h": torch.stack(hs, 1), "c": torch.stack(cs, 1), "context": context, "projected": state["projected"]}
         return logits, new, weights
 
-    def forward(self, tokens, memory, memory_mask, return_attention: bool = False):
+    def forward(self, tokens, memory, memory_mask, return_attention: bool = False, memory_index=None):
         state = self.init_state(memory, memory_mask)
+        if memory_index is not None:       # project each utterance once, then pick rows
+            state = select_state(state, memory_index)
+            memory, memory_mask = memory.index_select(0, memory_index), memory_mask.index_select(0, memory_index)
         logits, attn = [], []
         for u in range(tokens.size(1)):
             lg, state, w = self._advance(tokens[:, u], state, memory, memory_mask)

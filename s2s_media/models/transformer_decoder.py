@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from s2s_media.models.decoder import Decoder, State
+from s2s_media.models.decoder import Decoder, State, select_state
 from s2s_media.models.layers import FeedForward, MultiHeadAttention, PositionalEncoding
 
 
@@ -72,12 +72,16 @@ class TransformerDecoder(Decoder):
     def _memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [layer.cross_attn.project_kv(memory) for layer in self.layers]
 
-    def forward(self, tokens, memory, memory_mask, return_attention: bool = False):
+    def forward(self, tokens, memory, memory_mask, return_attention: bool = False, memory_index=None):
         u = tokens.size(1)
         x = self.pos(self.embed(tokens))
         causal = torch.ones(u, u, dtype=torch.bool, device=tokens.device).tril().unsqueeze(0)
         attn = None
-        for i, (layer, kv) in enumerate(zip(self.layers, self._memory_kv(memory))):
+        memory_kv = self._memory_kv(memory)
+        if memory_index is not None:       # project each utterance once, then pick rows
+            memory_kv = select_state(memory_kv, memory_index)
+            memory_mask = memory_mask.index_select(0, memory_index)
+        for i, (layer, kv) in enumerate(zip(self.layers, memory_kv)):
             last = return_attention and i == len(self.layers) - 1
             x, _, a = layer(x, None, causal, kv, memory_mask, need_weights=last)
             attn = a if last else attn

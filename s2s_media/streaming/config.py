@@ -36,6 +36,7 @@ class StreamingConfig:
     beam: int | None = None             # CTC prefix beam; None = the model's decode.beam
     rescore: bool = True                # attention rescoring of the CTC n-best at each endpoint
     ctc_weight: float | None = None     # CTC share of the rescoring score; None = the model's decode.ctc_weight
+    lm_weight: float | None = None      # weight of the model's language model (0 = off); None = decode.lm_weight
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
 
     @classmethod
@@ -65,6 +66,8 @@ class StreamingConfig:
             raise bad("beam", ">= 1", self.beam)
         if self.ctc_weight is not None and not 0.0 <= self.ctc_weight <= 1.0:
             raise bad("ctc_weight", "within [0, 1]", self.ctc_weight)
+        if self.lm_weight is not None and self.lm_weight < 0:
+            raise bad("lm_weight", ">= 0", self.lm_weight)
         ep = self.endpoint
         if not 0.0 < ep.blank_threshold < 1.0:
             raise bad("endpoint.blank_threshold", "a probability in (0, 1)", ep.blank_threshold)

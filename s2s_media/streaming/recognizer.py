@@ -43,6 +43,7 @@ everything after run in ``decode_streams``.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -100,7 +101,8 @@ class Stream:
         self._feats = torch.zeros(0, recognizer.n_mels, device=recognizer.device)  # CMVN'd, from the next window
         self._frames_done = 0             # encoder frames decoded since the stream started
         self._cache = recognizer.encoder.init_cache(1, recognizer.device)
-        self._search = CTCPrefixBeamSearch(recognizer.beam)
+        self._search = CTCPrefixBeamSearch(recognizer.beam, lm=recognizer.lm,
+                                           token_floor=recognizer.token_floor)
         self._endpointer = Endpointer(recognizer.config.endpoint, recognizer.frame_shift)
         self._segment = 0
         self._segment_start = 0           # encoder frame where the open segment starts
@@ -282,6 +284,12 @@ class StreamingRecognizer:
         self.ctc_weight = (self.config.ctc_weight if self.config.ctc_weight is not None
                            else loaded.config.decode.ctc_weight)
         self.beam = self.config.beam if self.config.beam is not None else loaded.config.decode.beam
+        decode = loaded.config.decode
+        if self.config.lm_weight is not None:
+            decode = dataclasses.replace(decode, lm_weight=self.config.lm_weight)
+        self.lm = loaded.fusion(decode)
+        self.token_floor = decode.token_floor or None
+        self.rescore_nbest = decode.rescore_nbest or None
         self._lock = threading.Lock()
 
     # ---- helpers shared with Stream
@@ -366,7 +374,7 @@ class StreamingRecognizer:
             for j, m in enumerate(mems):
                 memory[j, :m.size(0)] = m
             rescored = attention_rescoring(self.model.decoder, memory, lengths_to_mask(lengths),
-                                           [streams[i]._search.nbest() for i in todo], self.prefix, self.ctc_weight)
+                                           [streams[i]._search.nbest(self.rescore_nbest) for i in todo], self.prefix, self.ctc_weight)
             for i, r in zip(todo, rescored):
                 best[i] = r
         return best

@@ -38,7 +38,9 @@ class GRUDecoder(Decoder):
         ctx = torch.einsum("bt,btd->bd", attn, memory)
         return self.out(h + ctx).log_softmax(-1), {"h": h}, attn
 
-    def forward(self, tokens, memory, memory_mask, return_attention=False):
+    def forward(self, tokens, memory, memory_mask, return_attention=False, memory_index=None):
+        if memory_index is not None:
+            memory, memory_mask = memory[memory_index], memory_mask[memory_index]
         state = self.init_state(memory, memory_mask)
         logits, attns = [], []
         for u in range(tokens.size(1)):
@@ -71,7 +73,9 @@ class MarkovDecoder(Decoder):
     def step(self, tokens, state, memory, memory_mask):
         return self.table[tokens], [state[0] + 1], self._attn(memory_mask)
 
-    def forward(self, tokens, memory, memory_mask, return_attention=False):
+    def forward(self, tokens, memory, memory_mask, return_attention=False, memory_index=None):
+        if memory_index is not None:
+            memory_mask = memory_mask[memory_index]
         logits = self.table[tokens]
         attn = self._attn(memory_mask)[:, None].expand(-1, tokens.size(1), -1)
         return (logits, attn) if return_attention else logits
@@ -247,3 +251,29 @@ def test_rescoring_edge_cases():
         attention_rescoring(dec, memory, mask, [[]], [SOS])
     with pytest.raises(ValueError):
         attention_rescoring(dec, memory, mask, [[], []], [SOS], ctc_weight=1.5)
+
+
+def test_attention_scores_do_not_depend_on_grouping(monkeypatch):
+    import s2s_media.decoding.rescoring as rescoring
+    dec = GRUDecoder(seed=3).eval()
+    memory, mask = toy_memory([4, 7, 6])
+    hyps = [[A, B, C], [], [D], [C, C, A, B, D], [B], [A, A]]
+    utt = [2, 0, 1, 1, 0, 2]
+    together = attention_scores(dec, memory, mask, hyps, utt, [SOS])
+    monkeypatch.setattr(rescoring, "ROWS", 2)      # three groups, each with its own memory rows
+    assert attention_scores(dec, memory, mask, hyps, utt, [SOS]).tolist() == pytest.approx(together.tolist(), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer", "lstm"])
+def test_decoders_share_memory_through_memory_index(name):
+    from s2s_media.models.registry import DECODERS
+    torch.manual_seed(0)
+    cls = DECODERS[name]
+    dec = cls(12, 16, cls.Config(**({"n_layers": 2, "n_heads": 2, "ffn_dim": 32} if name == "transformer"
+                                    else {}))).eval()
+    memory, mask = torch.randn(2, 7, 16), torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    index = torch.tensor([1, 0, 1])
+    tokens = torch.randint(0, 12, (3, 5))
+    copied = dec(tokens, memory[index], mask[index])
+    shared = dec(tokens, memory, mask, memory_index=index)
+    assert torch.allclose(copied, shared, atol=1e-5)

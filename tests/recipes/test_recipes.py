@@ -191,3 +191,19 @@ def test_commonvoice_commands(recorder, tmp_path):
     assert converted == ["s2s-media", "prepare", "commonvoice", str(tmp_path / "cv"), str(tmp_path / "data"),
                          "--convert", "--workers", "3"]
     assert plain == converted[:5] + ["--workers", "3"]
+
+
+def test_synthetic_speech_commands(recorder, tmp_path):
+    bin_dir, log = recorder
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    ok(run(RECIPES / "synthetic_speech" / "run.sh", "--stage", 1, "--data", data, "--exp", exp, "--lm-order", 7,
+           path_prefix=bin_dir))
+    tokenizer, lm, train, average, plain, fused = calls(log)
+    assert tokenizer[:3] == ["s2s-media", "tokenizer", "conf/conformer.yaml"]
+    assert lm == ["s2s-media", "lm", "fortunes", "--tokenizer", f"{exp}/tokenizer.pt", "-o", f"{exp}/lm.pt",
+                  "--order", "7", "--exclude", f"{data}/dev.jsonl", f"{data}/test.jsonl", "--dev", f"{data}/dev.jsonl"]
+    assert train[:3] == ["s2s-media", "train", "conf/conformer.yaml"] and average[:2] == ["s2s-media", "average"]
+    # the test split is scored without the LM (every method) and with it (the CTC searches it fuses into)
+    assert plain[plain.index("--lm-weight") + 1] == "0" and "--lm" not in plain
+    assert fused[fused.index("--lm") + 1] == f"{exp}/lm.pt"
+    assert fused[fused.index("--decoding") + 1] == "ctc_prefix_beam,rescoring"

@@ -1,0 +1,35 @@
+"""Shallow fusion: a language model's score added to a search, token by token."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from s2s_media.lm.ngram import NgramLM
+
+
+@dataclass
+class LMFusion:
+    """``weight * log P_lm(token | state) + bonus`` for every token a hypothesis emits.
+
+    The bonus (a per-token insertion reward) offsets the LM's preference for short outputs.
+    A state is the tuple of the last ``order - 1`` ids; ``()`` is a sentence start.
+    """
+
+    lm: NgramLM
+    weight: float
+    bonus: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._keep = self.lm.order - 1
+
+    def next_scores(self, state: tuple[int, ...]) -> list[float]:
+        """The fused score of every id after ``state`` (a list indexed by id)."""
+        w, b = self.weight, self.bonus
+        return [w * lp + b for lp in self.lm.log_probs(state)]
+
+    def advance(self, state: tuple[int, ...], token: int) -> tuple[int, ...]:
+        """The state after ``token``."""
+        return (state + (token,))[-self._keep:] if self._keep else ()
+
+    def end(self, state: tuple[int, ...]) -> float:
+        """Score of ending the sentence after ``state``."""
+        return self.weight * self.lm.log_probs(state)[self.lm.eos]

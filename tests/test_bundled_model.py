@@ -18,11 +18,14 @@ CARD = ASSETS / "asr_default.md"
 
 def test_bundled_model_is_a_small_plain_checkpoint_with_a_card():
     assert BUNDLED.is_file(), f"{BUNDLED} is missing: the package must ship its default model"
-    assert BUNDLED.stat().st_size < 8 * 2**20, f"{BUNDLED} is {BUNDLED.stat().st_size / 2**20:.1f} MiB; a few MB expected"
+    assert BUNDLED.stat().st_size < 12 * 2**20, f"{BUNDLED} is {BUNDLED.stat().st_size / 2**20:.1f} MiB; a few MB expected"
     ckpt = torch.load(BUNDLED, map_location="cpu", weights_only=True)
-    assert {"model", "config", "tokenizer", "cmvn", "version"} <= set(ckpt)
+    assert {"model", "config", "tokenizer", "cmvn", "version", "lm"} <= set(ckpt)
+    from s2s_media.models.build import load_model_file
+    loaded = load_model_file(BUNDLED)
+    assert loaded.fusion(loaded.config.decode) is not None       # its language model is on by default
     card = CARD.read_text(encoding="utf-8")
-    for must in ("trained on", "test split", "real speech"):
+    for must in ("trained on", "test split", "real speech", "language model"):
         assert must in card.lower(), f"the model card must say {must!r}"
 
 

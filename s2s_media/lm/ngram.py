@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 FORMAT = 1
+CACHE_SIZE = 50_000    # contexts whose distributions are kept (~1 kB each for 32 units)
 
 
 class NgramLM:
@@ -101,7 +102,7 @@ class NgramLM:
             p *= t["gamma"][i]
             p[t["words"][lo:hi]] += t["a"][lo:hi]
         out = np.log(np.maximum(p, 1e-30)).tolist()
-        if len(self._cache) > 500_000:
+        if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         self._cache[context] = out
         return out

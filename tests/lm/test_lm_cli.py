@@ -124,3 +124,18 @@ def test_rescoring_the_best_one_keeps_the_ctc_choice(ckpt, lm_file, tiny_corpus)
                        cfg, loaded.fusion(cfg))
     assert out["rescoring"] and [h.tokens for h in out["rescoring"]] == [h.tokens for h in out["ctc_prefix_beam"]]
     assert out["rescoring"][0].score != out["ctc_prefix_beam"][0].score      # it was rescored, to the same end
+
+
+def test_tune_script_prints_a_sorted_grid(ckpt, lm_file, tiny_corpus, capsys):
+    import importlib.util
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[2] / "scripts/tune_lm.py"
+    spec = importlib.util.spec_from_file_location("tune_lm", script)
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    assert tune.main(["--model", str(ckpt), "--lm", str(lm_file), "--manifest", str(tiny_corpus / "dev.jsonl"),
+                      "--beams", "2", "4", "--weights", "0", "0.5", "--bonuses", "0.5", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "%" in line]
+    assert len(rows) == 2 * (1 + 2)                          # per beam: no LM once, then two bonuses
+    rates = [float(r.split("|")[1].strip(" %")) for r in rows]
+    assert rates == sorted(rates)

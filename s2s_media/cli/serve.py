@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--keyfile", type=Path, help="TLS private key (PEM)")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="encoder frames per decoding chunk (40 ms each); default: the streaming library's")
+    p.add_argument("--beam", type=int, default=None, help="CTC prefix beam (default: the model's decode.beam)")
+    p.add_argument("--lm-weight", type=float, default=None,
+                   help="weight of the model's language model, if it has one; 0 turns it off (default: the model's)")
     p.add_argument("--idle-timeout", type=float, default=30.0,
                    help="end a session that sends nothing for this many seconds (default: %(default)s)")
     p.add_argument("--max-session", type=float, default=3600.0,
@@ -64,8 +67,12 @@ def server_config(args: argparse.Namespace):
                         engine=EngineConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms))
 
 
-def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "cpu"):
+def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "cpu", beam: int | None = None,
+                    lm_weight: float | None = None):
     """One :class:`~s2s_media.streaming.StreamingRecognizer` for the checkpoint (default: the bundled model)."""
+    import dataclasses
+
+    from s2s_media.errors import ConfigError
     from s2s_media.models.build import load_model_file
     from s2s_media.streaming import StreamingConfig, StreamingRecognizer
     from s2s_media.transcribe import default_model_path
@@ -74,6 +81,11 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "c
         if chunk_size < 1:
             raise UserError(f"--chunk-size: {chunk_size} is out of range; give encoder frames >= 1")
         config = StreamingConfig(chunk_size=chunk_size)
+    config = dataclasses.replace(config, beam=beam, lm_weight=lm_weight)
+    try:
+        config.validate("serve")
+    except ConfigError as e:
+        raise UserError(str(e).replace("serve.", "--").replace("_", "-")) from None
     return StreamingRecognizer(load_model_file(model if model is not None else default_model_path()), config,
                                device=device)
 
@@ -81,7 +93,7 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "c
 def run(args: argparse.Namespace) -> int:
     from server import App
     config = server_config(args)
-    app = App(load_recognizer(args.model, args.chunk_size, args.device), config)
+    app = App(load_recognizer(args.model, args.chunk_size, args.device, args.beam, args.lm_weight), config)
     try:
         asyncio.run(app.run(install_signals=True))
     except OSError as e:  # the port is taken, the address is not ours, a TLS file is unreadable

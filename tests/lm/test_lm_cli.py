@@ -139,3 +139,21 @@ def test_tune_script_prints_a_sorted_grid(ckpt, lm_file, tiny_corpus, capsys):
     assert len(rows) == 2 * (1 + 2)                          # per beam: no LM once, then two bonuses
     rates = [float(r.split("|")[1].strip(" %")) for r in rows]
     assert rates == sorted(rates)
+
+
+def test_streaming_fuses_the_stored_lm_unless_told_not_to(ckpt, lm_file, tmp_path):
+    from s2s_media.streaming import StreamingConfig, StreamingRecognizer
+    out = tmp_path / "with_lm.pt"
+    assert main(["export", str(ckpt), str(out), "--lm", str(lm_file), "--weights", "float16"]) == 0
+    rec = StreamingRecognizer(load_model_file(out))
+    assert isinstance(rec.lm, LMFusion) and rec.create_stream()._search.lm is rec.lm
+    off = StreamingRecognizer(load_model_file(out), StreamingConfig(lm_weight=0.0))
+    assert off.lm is None and off.create_stream()._search.lm is None
+    with pytest.raises(Exception, match="lm_weight"):
+        StreamingConfig.from_dict({"lm_weight": -1})
+
+
+@pytest.mark.parametrize("flag, value", [("--beam", "0"), ("--lm-weight", "-1")])
+def test_serve_rejects_a_bad_beam_or_lm_weight_before_listening(flag, value, capsys):
+    assert main(["serve", flag, value]) == 2
+    assert f"error: {flag}: must be >= " in capsys.readouterr().err

@@ -208,7 +208,9 @@ class DecodeConfig:
     rescore_nbest: int = 4              # rescoring: the decoder re-ranks this many of the CTC beam's best (0 = all)
     lm_weight: float = 0.7              # weight of the checkpoint's language model, if it has one (0 = off)
     lm_bonus: float = 1.0               # reward per token when the language model is on
-    token_floor: float = 1e-3           # CTC prefix search: tokens below this posterior are not tried
+    token_floor: float = 3e-3           # CTC prefix search: tokens below this posterior are not tried
+    blank_skip: float = 0.99            # CTC prefix search: frames whose blank posterior exceeds this only extend
+                                        # prefixes with blank (1.0: never skip)
     length_penalty: float = 1.0
     batch_seconds: float = 300.0
     chunk_size: int = 0                 # encoder chunk (frames after subsampling); 0 = full context
@@ -340,6 +342,8 @@ def validate(cfg: Config) -> None:
                           f"and {dec.rescore_nbest}")
     if not 0.0 <= dec.token_floor < 1.0:
         raise ConfigError(f"decode.token_floor: must be a probability within [0, 1), got {dec.token_floor}")
+    if not 0.0 < dec.blank_skip <= 1.0:
+        raise ConfigError(f"decode.blank_skip: must be a probability within (0, 1], got {dec.blank_skip}")
     if not 0.0 <= m.lsm_weight < 1.0:
         raise ConfigError(f"model.lsm_weight: must be within [0, 1), got {m.lsm_weight}")
     if cfg.optim.accum_grad < 1:

@@ -124,6 +124,8 @@ def test_range_checks():
         config_from_dict({"decode": {"rescore_nbest": -1}})
     with pytest.raises(ConfigError, match="decode.token_floor"):
         config_from_dict({"decode": {"token_floor": 1.0}})
+    with pytest.raises(ConfigError, match="decode.blank_skip"):
+        config_from_dict({"decode": {"blank_skip": 0.0}})
 
 
 def test_error_message_names_the_file(tmp_path):

@@ -44,8 +44,8 @@ def search_ctc_greedy(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded
 
 
 def _ctc_nbest(model, memory, mask, cfg, lm):
-    return ctc_prefix_beam_search_batch(model.ctc(memory), mask.sum(1), beam=cfg.beam, lm=lm,
-                                        token_floor=cfg.token_floor or None)
+    return ctc_prefix_beam_search_batch(model.ctc(memory), mask.sum(1), beam=cfg.beam, blank_skip=cfg.blank_skip,
+                                        lm=lm, token_floor=cfg.token_floor or None)
 
 
 def search_ctc_prefix_beam(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:

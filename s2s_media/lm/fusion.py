@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from s2s_media.lm.ngram import NgramLM
+from s2s_media.lm.ngram import CACHE_SIZE, NgramLM
 
 
 @dataclass
@@ -20,11 +20,17 @@ class LMFusion:
 
     def __post_init__(self) -> None:
         self._keep = self.lm.order - 1
+        self._cache: dict[tuple[int, ...], list[float]] = {}
 
     def next_scores(self, state: tuple[int, ...]) -> list[float]:
-        """The fused score of every id after ``state`` (a list indexed by id)."""
-        w, b = self.weight, self.bonus
-        return [w * lp + b for lp in self.lm.log_probs(state)]
+        """The fused score of every id after ``state`` (a list indexed by id; cached, do not modify)."""
+        scores = self._cache.get(state)
+        if scores is None:
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            w, b = self.weight, self.bonus
+            scores = self._cache[state] = [w * lp + b for lp in self.lm.log_probs(state)]
+        return scores
 
     def advance(self, state: tuple[int, ...], token: int) -> tuple[int, ...]:
         """The state after ``token``."""

@@ -101,7 +101,7 @@ class Stream:
         self._feats = torch.zeros(0, recognizer.n_mels, device=recognizer.device)  # CMVN'd, from the next window
         self._frames_done = 0             # encoder frames decoded since the stream started
         self._cache = recognizer.encoder.init_cache(1, recognizer.device)
-        self._search = CTCPrefixBeamSearch(recognizer.beam, lm=recognizer.lm,
+        self._search = CTCPrefixBeamSearch(recognizer.beam, blank_skip=recognizer.blank_skip, lm=recognizer.lm,
                                            token_floor=recognizer.token_floor)
         self._endpointer = Endpointer(recognizer.config.endpoint, recognizer.frame_shift)
         self._segment = 0
@@ -289,6 +289,7 @@ class StreamingRecognizer:
             decode = dataclasses.replace(decode, lm_weight=self.config.lm_weight)
         self.lm = loaded.fusion(decode)
         self.token_floor = decode.token_floor or None
+        self.blank_skip = decode.blank_skip
         self.rescore_nbest = decode.rescore_nbest or None
         self._lock = threading.Lock()
 

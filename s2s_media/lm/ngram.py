@@ -42,7 +42,33 @@ class NgramLM:
             raise ValueError(f"an order-{order} model needs {order} context tables, got {len(tables)}")
         self.order, self.vocab_size, self.bos, self.eos = order, vocab_size, bos, eos
         self.tables = tables
+        # context key -> row, per order: a dict lookup is ~50x cheaper than a search of the sorted keys
+        self._rows = [dict(zip(t["keys"].tolist(), range(len(t["keys"])))) for t in tables]
+        self._log = self._distributions()
         self._cache: dict[tuple[int, ...], list[float]] = {}
+
+    def _distributions(self) -> list[np.ndarray]:
+        """``log P(. | context)`` of every stored context: per order a ``(contexts, vocab)`` float32 table.
+
+        Built order by order from the recursion in the module docstring: a context's distribution is
+        its discounted counts plus ``gamma`` times the distribution of its suffix one id shorter.
+        """
+        v = self.vocab_size
+        below = np.full((1, v), 1.0 / v)                 # "order -1": the uniform distribution
+        out = []
+        for k, t in enumerate(self.tables):
+            n = len(t["keys"])
+            if k == 0:
+                parent = np.zeros(n, dtype=np.int64)
+            else:                                        # the suffix: the key without its oldest id
+                parent = np.searchsorted(self.tables[k - 1]["keys"], t["keys"] % v ** (k - 1))
+                parent = np.minimum(parent, len(self.tables[k - 1]["keys"]) - 1)   # a pruned suffix: unreachable
+            p = t["gamma"].astype(np.float64)[:, None] * below[parent]
+            rows = np.repeat(np.arange(n), np.diff(t["ptr"]))
+            p[rows, t["words"]] += t["a"]
+            out.append(np.log(np.maximum(p, 1e-30)).astype(np.float32))
+            below = p
+        return out
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -91,17 +117,17 @@ class NgramLM:
         hit = self._cache.get(context)
         if hit is not None:
             return hit
-        p = np.full(self.vocab_size, 1.0 / self.vocab_size)
-        for n in range(self.order):
-            t = self.tables[n]
-            key = _pack(context[len(context) - n:], self.vocab_size)
-            i = int(np.searchsorted(t["keys"], key))
-            if i == len(t["keys"]) or t["keys"][i] != key:
+        key, scale, found = 0, 1, None
+        for n in range(self.order):                     # the longest stored suffix of the context
+            if n:                                       # the packed key of the last n ids, grown leftwards
+                key += context[-n] * scale
+                scale *= self.vocab_size
+            i = self._rows[n].get(key)
+            if i is None:
                 break                                   # longer contexts were never seen either
-            lo, hi = t["ptr"][i], t["ptr"][i + 1]
-            p *= t["gamma"][i]
-            p[t["words"][lo:hi]] += t["a"][lo:hi]
-        out = np.log(np.maximum(p, 1e-30)).tolist()
+            found = (n, i)
+        out = (self._log[found[0]][found[1]].tolist() if found is not None
+               else [-math.log(self.vocab_size)] * self.vocab_size)
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         self._cache[context] = out

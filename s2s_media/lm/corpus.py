@@ -47,10 +47,9 @@ class _WordSpans:
     """Whole-word containment, either way, between a text and a set of texts."""
 
     def __init__(self, texts: Iterable[str]):
-        self.texts = [t.split() for t in set(texts) if t]
         self.by_first: dict[str, list[list[str]]] = {}
         self.spans: set[tuple[str, ...]] = set()          # every word span of every text
-        for words in self.texts:
+        for words in (t.split() for t in set(texts) if t):
             self.by_first.setdefault(words[0], []).append(words)
             for i in range(len(words)):
                 for j in range(i + 1, len(words) + 1):

@@ -217,6 +217,10 @@ class DecodeConfig:
     left_chunks: int = -1
     caption_max_len: int = 30           # most tokens in a caption (image decoding)
 
+    def override(self, **values: Any) -> DecodeConfig:
+        """A copy with the given fields replaced; ``None`` values (an option not given) leave a field as it is."""
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
 
 @dataclass
 class Config:

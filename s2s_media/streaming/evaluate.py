@@ -8,6 +8,7 @@ at each endpoint. With endpointing disabled and utterances shorter than the cap,
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,7 +18,6 @@ import numpy as np
 import torch
 
 from s2s_media.audio import SAMPLE_RATE, LogMel
-from s2s_media.config import DecodeConfig
 from s2s_media.data.manifest import read_manifest
 from s2s_media.decoding.recognizer import Decoded, decode_batch
 from s2s_media.errors import UserError
@@ -32,14 +32,16 @@ def _logmel(n_mels: int) -> LogMel:
 
 def offline_decode(recognizer: StreamingRecognizer, wav: np.ndarray) -> Decoded:
     """Decode ``wav (samples,)`` (16 kHz) whole, as ``evaluate`` would with the recognizer's settings:
-    CTC prefix beam search (+ attention rescoring when ``rescore``) over ``encode`` with the chunk mask."""
+    CTC prefix beam search (+ attention rescoring when ``rescore``), with its language model if any,
+    over ``encode`` with the chunk mask."""
     cfg = recognizer.config
     method = "rescoring" if cfg.rescore else "ctc_prefix_beam"
-    dcfg = DecodeConfig(method=method, beam=recognizer.beam, ctc_weight=recognizer.ctc_weight,
-                        chunk_size=cfg.chunk_size, left_chunks=cfg.num_left_chunks)
+    dcfg = dataclasses.replace(recognizer.decode, method=method, chunk_size=cfg.chunk_size,
+                               left_chunks=cfg.num_left_chunks)
     feats = _logmel(recognizer.n_mels)(torch.from_numpy(np.asarray(wav, np.float32))[None]).to(recognizer.device)
     lengths = torch.tensor([feats.size(1)], device=recognizer.device)
-    return decode_batch(recognizer.model, feats, lengths, recognizer.prefix, [method], dcfg)[method][0]
+    return decode_batch(recognizer.model, feats, lengths, recognizer.prefix, [method], dcfg,
+                        recognizer.lm)[method][0]
 
 
 @dataclass

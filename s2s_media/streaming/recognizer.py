@@ -43,7 +43,6 @@ everything after run in ``decode_streams``.
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
 
 import numpy as np
@@ -101,8 +100,9 @@ class Stream:
         self._feats = torch.zeros(0, recognizer.n_mels, device=recognizer.device)  # CMVN'd, from the next window
         self._frames_done = 0             # encoder frames decoded since the stream started
         self._cache = recognizer.encoder.init_cache(1, recognizer.device)
-        self._search = CTCPrefixBeamSearch(recognizer.beam, blank_skip=recognizer.blank_skip, lm=recognizer.lm,
-                                           token_floor=recognizer.token_floor)
+        dec = recognizer.decode
+        self._search = CTCPrefixBeamSearch(dec.beam, blank_skip=dec.blank_skip, lm=recognizer.lm,
+                                           token_floor=dec.token_floor or None)
         self._endpointer = Endpointer(recognizer.config.endpoint, recognizer.frame_shift)
         self._segment = 0
         self._segment_start = 0           # encoder frame where the open segment starts
@@ -281,17 +281,19 @@ class StreamingRecognizer:
         self.right_context = self.encoder.subsampling.right_context
         self.frame_shift = encoder_frame_shift(self.model)
         self.prefix = self.tokenizer.prefix("asr" if "asr" in self.tokenizer.tasks else None)
-        self.ctc_weight = (self.config.ctc_weight if self.config.ctc_weight is not None
-                           else loaded.config.decode.ctc_weight)
-        self.beam = self.config.beam if self.config.beam is not None else loaded.config.decode.beam
-        decode = loaded.config.decode
-        if self.config.lm_weight is not None:
-            decode = dataclasses.replace(decode, lm_weight=self.config.lm_weight)
-        self.lm = loaded.fusion(decode)
-        self.token_floor = decode.token_floor or None
-        self.blank_skip = decode.blank_skip
-        self.rescore_nbest = decode.rescore_nbest or None
+        # the model's decoding options, with what the streaming config sets in their place
+        self.decode = loaded.config.decode.override(beam=self.config.beam, ctc_weight=self.config.ctc_weight,
+                                                    lm_weight=self.config.lm_weight)
+        self.lm = loaded.fusion(self.decode)
         self._lock = threading.Lock()
+
+    @property
+    def beam(self) -> int:
+        return self.decode.beam
+
+    @property
+    def ctc_weight(self) -> float:
+        return self.decode.ctc_weight
 
     # ---- helpers shared with Stream
     def encoder_frames(self, feature_frames: int) -> int:
@@ -375,7 +377,8 @@ class StreamingRecognizer:
             for j, m in enumerate(mems):
                 memory[j, :m.size(0)] = m
             rescored = attention_rescoring(self.model.decoder, memory, lengths_to_mask(lengths),
-                                           [streams[i]._search.nbest(self.rescore_nbest) for i in todo], self.prefix, self.ctc_weight)
+                                           [streams[i]._search.nbest(self.decode.rescore_nbest or None) for i in todo],
+                                           self.prefix, self.ctc_weight)
             for i, r in zip(todo, rescored):
                 best[i] = r
         return best

@@ -157,3 +157,25 @@ def test_streaming_fuses_the_stored_lm_unless_told_not_to(ckpt, lm_file, tmp_pat
 def test_serve_rejects_a_bad_beam_or_lm_weight_before_listening(flag, value, capsys):
     assert main(["serve", flag, value]) == 2
     assert f"error: {flag}: must be >= " in capsys.readouterr().err
+
+
+def test_offline_side_of_the_streaming_comparison_uses_the_same_lm(ckpt, lm_file, tiny_corpus, tmp_path,
+                                                                    monkeypatch):
+    import s2s_media.streaming.evaluate as streaming_eval
+    from s2s_media.audio import load_audio
+    from s2s_media.streaming import StreamingConfig, StreamingRecognizer
+    out = tmp_path / "with_lm.pt"
+    assert main(["export", str(ckpt), str(out), "--lm", str(lm_file), "--weights", "float16"]) == 0
+    rec = StreamingRecognizer(load_model_file(out), StreamingConfig(beam=3))
+    seen = []
+    real = streaming_eval.decode_batch
+
+    def spy(model, feats, lengths, prefix, methods, cfg, lm=None):
+        seen.append((cfg, lm))
+        return real(model, feats, lengths, prefix, methods, cfg, lm)
+    monkeypatch.setattr(streaming_eval, "decode_batch", spy)
+    streaming_eval.offline_decode(rec, load_audio(tiny_corpus / "wav/u00.wav"))
+    cfg, lm = seen[-1]
+    assert lm is rec.lm and lm is not None
+    assert (cfg.beam, cfg.lm_weight, cfg.token_floor, cfg.rescore_nbest) == \
+        (3, rec.decode.lm_weight, rec.decode.token_floor, rec.decode.rescore_nbest)

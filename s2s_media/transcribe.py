@@ -33,7 +33,6 @@ from the entry's ``offset``); a failure is ``{"path", "error"}``. Times are seco
 """
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -310,10 +309,8 @@ class Transcriber:
         if self.method != "attention" and self.model.ctc is None:
             raise UserError(f"--decoding {self.method}: this model has no CTC head (ctc_weight 0); "
                             "use --decoding attention")
-        overrides = {"beam": options.beam, "ctc_weight": options.ctc_weight, "batch_seconds": options.batch_seconds,
-                     "lm_weight": options.lm_weight}
-        self.dcfg = dataclasses.replace(dec, chunk_size=options.chunk_size,
-                                        **{k: v for k, v in overrides.items() if v is not None})
+        self.dcfg = dec.override(chunk_size=options.chunk_size, beam=options.beam, ctc_weight=options.ctc_weight,
+                                 batch_seconds=options.batch_seconds, lm_weight=options.lm_weight)
         if self.dcfg.beam < 1:
             raise UserError(f"--beam {self.dcfg.beam}: must be at least 1")
         if self.dcfg.batch_seconds <= 0:

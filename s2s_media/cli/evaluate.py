@@ -85,8 +85,6 @@ def run_captions(args) -> int:
 
 
 def run_audio(args) -> int:
-    import dataclasses
-
     import torch
     from tqdm import tqdm
 
@@ -103,10 +101,9 @@ def run_audio(args) -> int:
     if args.lm:
         from s2s_media.lm.corpus import lm_for_model
         loaded.lm = lm_for_model(args.lm, loaded.tokenizer)
-    overrides = {k: v for k, v in {"beam": args.beam, "ctc_weight": args.ctc_weight, "chunk_size": args.chunk_size,
-                                   "batch_seconds": args.batch_seconds, "lm_weight": args.lm_weight,
-                                   "lm_bonus": args.lm_bonus}.items() if v is not None}
-    dcfg = dataclasses.replace(loaded.config.decode, **overrides)
+    dcfg = loaded.config.decode.override(beam=args.beam, ctc_weight=args.ctc_weight, chunk_size=args.chunk_size,
+                                         batch_seconds=args.batch_seconds, lm_weight=args.lm_weight,
+                                         lm_bonus=args.lm_bonus)
     lm = loaded.fusion(dcfg)
     model = loaded.model.to(device)
     records = read_manifest(args.manifest)

@@ -144,6 +144,7 @@ class DataConfig:
     max_duration: float = 20.0
     num_buckets: int = 20
     num_workers: int = 2
+    feature_cache: str = ""             # folder of stored log-mels (data/feature_cache.py); "" = compute each epoch
     cmvn_utterances: int = 2000         # utterances sampled to estimate global mean/variance
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -182,6 +183,7 @@ class TrainConfig:
     epochs: int = 50
     max_minutes: float = 0.0            # stop (and save) after this wall time; 0 = no limit
     max_steps: int = 0                  # stop (and save) after this many optimizer steps; 0 = no limit
+    max_audio_hours: float = 0.0        # stop (and save) after this much audio trained on, all ranks; 0 = no limit
     seed: int = 0
     log_interval: int = 20              # steps
     valid_interval: int = 0             # steps between validations; 0 = once per epoch

@@ -1,5 +1,8 @@
 """ASR dataset: manifest records -> (log-mel features, token ids), with augmentation in training.
 
+With a :class:`~s2s_media.data.feature_cache.FeatureCache` the features come from disk (computed
+once), and only SpecAugment is applied on the fly; waveform augmentation is then refused.
+
 Every random choice of an item comes from a NumPy generator seeded by (seed, epoch, index),
 so results do not depend on the number of DataLoader workers and resume exactly.
 A bad utterance (unreadable audio, empty transcript) is not fatal: the item carries the
@@ -14,6 +17,7 @@ import torch
 
 from s2s_media.audio import HOP_LENGTH, LogMel, SAMPLE_RATE
 from s2s_media.augment import AugmentConfig, SpecAugment, WaveAugment
+from s2s_media.data.feature_cache import FeatureCache
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.data.sampler import BucketingBatchSampler
 from s2s_media.errors import UserError
@@ -22,7 +26,8 @@ from s2s_media.text.tokenizer import Tokenizer
 
 
 # the ×4 convolutional subsampling needs 7 feature frames for one output frame
-MIN_SAMPLES = 7 * HOP_LENGTH
+MIN_FRAMES = 7
+MIN_SAMPLES = MIN_FRAMES * HOP_LENGTH
 
 
 @dataclass
@@ -36,11 +41,16 @@ class AudioDataset(torch.utils.data.Dataset):
     """``__getitem__(i)`` -> dict(id, feats (T, n_mels) float32, tokens list[int], text) or :class:`Bad`."""
 
     def __init__(self, records: list[AudioRecord], tokenizer: Tokenizer, n_mels: int = 80,
-                 augment: AugmentConfig | None = None, seed: int = 0):
+                 augment: AugmentConfig | None = None, seed: int = 0, feature_cache: FeatureCache | None = None):
         self.records = records
         self.tokenizer = tokenizer
         self.logmel = LogMel(n_mels)
+        self.cache = feature_cache
         self.wave_aug = WaveAugment(augment) if augment is not None else None
+        if self.cache is not None and augment is not None and any(
+                getattr(augment, part).enabled for part in ("speed", "noise", "reverb")):
+            raise UserError("data.feature_cache: stored features can't take waveform augmentation; turn off "
+                            "data.augment.speed, .noise and .reverb (bake them into the corpus) or unset the cache")
         self.spec_aug = SpecAugment(augment.spec_augment) if augment is not None else None
         self.seed = seed
         self.epoch = 0
@@ -56,21 +66,28 @@ class AudioDataset(torch.utils.data.Dataset):
         text = normalize_text(r.text)
         if not text:
             return Bad(r.id, f"empty transcript after normalisation ({r.text!r})")
+        rng = np.random.default_rng([self.seed, self.epoch, i])
         try:
-            wav = r.load()
+            feats, seconds = self._features(r, rng)
         except UserError as e:
             return Bad(r.id, str(e))
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        if self.wave_aug is not None:
-            wav = self.wave_aug(wav, rng)
-        if len(wav) < MIN_SAMPLES:
-            return Bad(r.id, f"too short ({len(wav) / SAMPLE_RATE:.3f} s; the encoders need at least "
-                             f"{MIN_SAMPLES / SAMPLE_RATE:.2f} s)")
-        feats = self.logmel(torch.from_numpy(np.ascontiguousarray(wav)).unsqueeze(0))[0]
+        if feats.size(0) < MIN_FRAMES:
+            return Bad(r.id, f"too short ({feats.size(0) * HOP_LENGTH / SAMPLE_RATE:.3f} s; the encoders need at "
+                             f"least {MIN_SAMPLES / SAMPLE_RATE:.2f} s)")
         if self.spec_aug is not None:
             feats = self.spec_aug(feats, rng)
         return {"id": r.id, "feats": feats, "tokens": self.tokenizer.encode(text), "text": text,
-                "duration": len(wav) / SAMPLE_RATE}
+                "duration": seconds}
+
+    def _features(self, r: AudioRecord, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        """``(feats (frames, n_mels), seconds)``: from the cache (the manifest's duration), or from
+        the (augmented) waveform."""
+        if self.cache is not None:
+            return self.cache.get(r), r.duration
+        wav = r.load()
+        if self.wave_aug is not None:
+            wav = self.wave_aug(wav, rng)
+        return self.logmel(torch.from_numpy(np.ascontiguousarray(wav)).unsqueeze(0))[0], len(wav) / SAMPLE_RATE
 
 
 def collate(items: list) -> dict:
@@ -95,9 +112,9 @@ def worker_init(_: int) -> None:
 
 
 def eval_loader(records: list[AudioRecord], tokenizer: Tokenizer, n_mels: int, batch_seconds: float,
-                workers: int = 0) -> torch.utils.data.DataLoader:
+                workers: int = 0, feature_cache: FeatureCache | None = None) -> torch.utils.data.DataLoader:
     """Batches for scoring: no augmentation, duration-bucketed, in a fixed order."""
-    ds = AudioDataset(records, tokenizer, n_mels, augment=None)
+    ds = AudioDataset(records, tokenizer, n_mels, augment=None, feature_cache=feature_cache)
     sampler = BucketingBatchSampler([r.duration for r in records], batch_seconds, shuffle=False)
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                                        worker_init_fn=worker_init if workers else None)

@@ -1,5 +1,10 @@
 """Transformer and Conformer encoders over ×4 convolutional subsampling.
 
+Optionally a run of middle blocks works at half the frame rate (``half_rate_blocks``, Zipformer
+style): frame pairs are merged with learned weights before the run, and after it each merged frame
+is repeated twice and mixed into the frames that entered the run (a learned per-channel bypass).
+The output keeps the ×4 rate that CTC over characters needs, while those blocks cost about half.
+
 Both support dynamic-chunk training (U2): each training batch draws either full context or
 a random chunk size (1..``max_chunk`` frames after subsampling), optionally with a random
 number of left chunks. With causal convolutions the same weights then decode with full
@@ -12,7 +17,7 @@ the whole input, without recomputing the past.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +25,7 @@ from torch import nn
 
 from s2s_media.errors import UserError
 from s2s_media.models.layers import FeedForward, MultiHeadAttention, PositionalEncoding, chunk_mask, lengths_to_mask
-from s2s_media.models.subsampling import Conv2dSubsampling4
+from s2s_media.models.subsampling import SUBSAMPLING
 
 
 @dataclass
@@ -31,7 +36,9 @@ class TransformerEncoderConfig:
     ffn_dim: int = 1024
     dropout: float = 0.1
     attn_dropout: float = 0.0
+    subsampling: str = "conv2d"         # the x4 front: conv2d or dwconv2d (models/subsampling.py)
     subsampling_channels: int = 0       # 0 = d_model
+    half_rate_blocks: list[int] = field(default_factory=list)  # [first, stop): blocks at half frame rate
     dynamic_chunk: bool = True          # U2 dynamic-chunk training
     max_chunk: int = 25                 # largest random chunk (frames after subsampling)
     dynamic_left_chunks: bool = False   # also randomise how many chunks to the left are seen
@@ -161,10 +168,11 @@ class EncoderCache:
 
     offset: (B,) long, encoder frames each stream has produced (the position of its next frame).
     lengths: (B,) long, cached frames per stream (at most the cap given to ``forward_chunk``).
-    keys, values: one ``(B, h, L, dk)`` per block, left-padded: stream ``b``'s frames are the last
-        ``lengths[b]`` positions, ``L = max(lengths)``.
+    keys, values: one ``(B, h, L, dk)`` per block at this frame rate, left-padded: stream ``b``'s
+        frames are the last ``lengths[b]`` positions, ``L = max(lengths)``.
     conv: one ``(B, d, kernel_size - 1)`` per block, the causal depthwise conv's input over the
         stream's last frames (Conformer; empty for the Transformer).
+    inner: the same for the half-rate blocks (their own offset, lengths and ``L``), or None.
 
     ``stack`` batches the caches of several streams; ``unstack`` splits them again, each part a
     copy sized to its own frames, so a stream's memory never depends on its batch mates.
@@ -175,6 +183,7 @@ class EncoderCache:
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     conv: list[torch.Tensor]
+    inner: EncoderCache | None = None
 
     @property
     def batch_size(self) -> int:
@@ -186,7 +195,8 @@ class EncoderCache:
         return self.keys[0].size(2) if self.keys else 0
 
     def num_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values + self.conv)
+        own = sum(t.numel() * t.element_size() for t in self.keys + self.values + self.conv)
+        return own + (self.inner.num_bytes() if self.inner is not None else 0)
 
     @staticmethod
     def stack(caches: list[EncoderCache]) -> EncoderCache:
@@ -206,23 +216,65 @@ class EncoderCache:
             return out
 
         n = len(caches[0].keys)
+        inner = EncoderCache.stack([c.inner for c in caches]) if caches[0].inner is not None else None
         return EncoderCache(torch.cat([c.offset for c in caches]), torch.cat([c.lengths for c in caches]),
                             [padded([c.keys[i] for c in caches]) for i in range(n)],
                             [padded([c.values[i] for c in caches]) for i in range(n)],
-                            [torch.cat([c.conv[i] for c in caches]) for i in range(len(caches[0].conv))])
+                            [torch.cat([c.conv[i] for c in caches]) for i in range(len(caches[0].conv))], inner)
 
     def unstack(self) -> list[EncoderCache]:
         """One cache per stream, each trimmed to its own frames (copies, unless the batch is one stream)."""
         if self.batch_size == 1:
             return [self]
+        inner = self.inner.unstack() if self.inner is not None else [None] * self.batch_size
         out = []
         length = self.frames
         for b, n in enumerate(self.lengths.tolist()):
             out.append(EncoderCache(self.offset[b:b + 1].clone(), self.lengths[b:b + 1].clone(),
                                     [k[b:b + 1, :, length - n:].clone() for k in self.keys],
                                     [v[b:b + 1, :, length - n:].clone() for v in self.values],
-                                    [c[b:b + 1].clone() for c in self.conv]))
+                                    [c[b:b + 1].clone() for c in self.conv], inner[b]))
         return out
+
+
+class PairMerge(nn.Module):
+    """Half the frame rate: frames ``2k`` and ``2k + 1`` merged with learned (softmax) weights.
+
+    ``forward(x: (B, T, d), pad_mask: (B, T)) -> (B, ceil(T / 2), d)``; padding counts as zeros,
+    so a chunk of a stream gives the frames that the whole stream gives.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        x = x.masked_fill(~pad_mask.unsqueeze(-1), 0.0)
+        if x.size(1) % 2:
+            x = F.pad(x, (0, 0, 0, 1))
+        w = torch.softmax(self.logits, 0)
+        return w[0] * x[:, 0::2] + w[1] * x[:, 1::2]
+
+
+class Bypass(nn.Module):
+    """Back to the full rate: each half-rate frame twice, mixed into the frames that entered the run.
+
+    ``forward(x_full: (B, T, d), x_half: (B, ceil(T / 2), d)) -> x_full + c * (up - x_full)`` with a
+    learned per-channel ``c`` (0.5 at the start).
+    """
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((d_model,), 0.5))
+
+    def forward(self, x_full: torch.Tensor, x_half: torch.Tensor) -> torch.Tensor:
+        up = x_half.repeat_interleave(2, dim=1)[:, : x_full.size(1)]
+        return x_full + self.scale * (up - x_full)
+
+
+def half_lengths(lengths: torch.Tensor) -> torch.Tensor:
+    """Frames after :class:`PairMerge`: ``ceil(lengths / 2)``."""
+    return torch.div(lengths + 1, 2, rounding_mode="floor")
 
 
 class AttentionEncoder(nn.Module):
@@ -230,7 +282,8 @@ class AttentionEncoder(nn.Module):
 
     ``forward(feats: (B, T, n_mels), lengths: (B,), chunk_size=0, left_chunks=-1)``
     returns ``(out: (B, T', d_model), out_lengths: (B,))``. ``chunk_size > 0`` decodes in
-    chunks; in training with ``dynamic_chunk`` the chunk size is drawn per batch.
+    chunks; in training with ``dynamic_chunk`` the chunk size is drawn per batch. With
+    ``half_rate_blocks`` the chunk size must be even (a merged pair never straddles two chunks).
     """
 
     Config = TransformerEncoderConfig
@@ -240,10 +293,32 @@ class AttentionEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.output_dim = cfg.d_model
-        self.subsampling = Conv2dSubsampling4(n_mels, cfg.d_model, cfg.subsampling_channels)
+        if cfg.subsampling not in SUBSAMPLING:
+            raise UserError(f"model.encoder_conf.subsampling: unknown {cfg.subsampling!r}; "
+                            f"choose one of {', '.join(SUBSAMPLING)}")
+        self.subsampling = SUBSAMPLING[cfg.subsampling](n_mels, cfg.d_model, cfg.subsampling_channels)
         self.pos = PositionalEncoding(cfg.d_model, cfg.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(cfg, self.conformer) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model)
+        self.half_rate = self._half_rate_range(cfg)
+        if self.half_rate:
+            self.merge, self.bypass = PairMerge(), Bypass(cfg.d_model)
+
+    @staticmethod
+    def _half_rate_range(cfg: TransformerEncoderConfig) -> range:
+        hr = list(cfg.half_rate_blocks)
+        if not hr:
+            return range(0)
+        if len(hr) != 2 or not 0 <= hr[0] < hr[1] <= cfg.n_layers:
+            raise UserError(f"model.encoder_conf.half_rate_blocks: expected [first, stop) with "
+                            f"0 <= first < stop <= n_layers={cfg.n_layers}, got {hr}")
+        return range(hr[0], hr[1])
+
+    def _check_chunk(self, chunk_size: int) -> None:
+        if self.half_rate and chunk_size > 0 and chunk_size % 2:
+            raise UserError(f"chunk size {chunk_size}: this encoder runs blocks at half rate "
+                            "(half_rate_blocks), so chunks need an even number of frames; use "
+                            f"{chunk_size + 1}")
 
     def sample_chunk(self, t: int) -> tuple[int, int]:
         """Draw (chunk_size, left_chunks) for one training batch; (0, -1) means full context."""
@@ -251,22 +326,39 @@ class AttentionEncoder(nn.Module):
         if r > t // 2:
             return 0, -1
         chunk = r % self.cfg.max_chunk + 1
+        if self.half_rate:
+            chunk += chunk % 2
         left = int(torch.randint(0, self.cfg.max_left_chunks + 1, (1,))) if self.cfg.dynamic_left_chunks else -1
         return chunk, left
+
+    @staticmethod
+    def _masks(lengths: torch.Tensor, t: int, chunk_size: int, left_chunks: int,
+               device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pad_mask (B, t)`` and the attention mask ``(B, 1 or t, t)`` of one frame rate."""
+        pad_mask = lengths_to_mask(lengths, t)
+        att_mask = pad_mask.unsqueeze(1)
+        if chunk_size > 0:
+            att_mask = att_mask & chunk_mask(t, chunk_size, left_chunks, device).unsqueeze(0)
+        return pad_mask, att_mask
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int = 0,
                 left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
         x, out_lengths = self.subsampling(feats, lengths)
         x = self.pos(x)
-        t = x.size(1)
-        pad_mask = lengths_to_mask(out_lengths, t)
         if self.training and self.cfg.dynamic_chunk and chunk_size == 0:
-            chunk_size, left_chunks = self.sample_chunk(t)
-        att_mask = pad_mask.unsqueeze(1)                                   # (B, 1, T)
-        if chunk_size > 0:
-            att_mask = att_mask & chunk_mask(t, chunk_size, left_chunks, x.device).unsqueeze(0)
-        for block in self.blocks:
+            chunk_size, left_chunks = self.sample_chunk(x.size(1))
+        self._check_chunk(chunk_size)
+        pad_mask, att_mask = self._masks(out_lengths, x.size(1), chunk_size, left_chunks, x.device)
+        full = None
+        for i, block in enumerate(self.blocks):
+            if self.half_rate and i == self.half_rate.start:
+                full = (x, pad_mask, att_mask)
+                x = self.merge(x, pad_mask)
+                pad_mask, att_mask = self._masks(half_lengths(out_lengths), x.size(1), chunk_size // 2,
+                                                 left_chunks, x.device)
             x = block(x, att_mask, pad_mask)
+            if full is not None and i == self.half_rate.stop - 1:
+                x, pad_mask, att_mask = self.bypass(full[0], x), full[1], full[2]
         return self.final_norm(x), out_lengths
 
     # ---- streaming
@@ -282,10 +374,15 @@ class AttentionEncoder(nn.Module):
         dtype = self.final_norm.weight.dtype
         h = cfg.n_heads
         empty = torch.zeros(batch_size, h, 0, cfg.d_model // h, device=device, dtype=dtype)
-        conv = ([torch.zeros(batch_size, cfg.d_model, cfg.kernel_size - 1, device=device, dtype=dtype)
-                 for _ in self.blocks] if self.conformer else [])
-        zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
-        return EncoderCache(zeros, zeros.clone(), [empty] * len(self.blocks), [empty] * len(self.blocks), conv)
+
+        def level(n_blocks: int, inner: EncoderCache | None = None) -> EncoderCache:
+            conv = ([torch.zeros(batch_size, cfg.d_model, cfg.kernel_size - 1, device=device, dtype=dtype)
+                     for _ in range(n_blocks)] if self.conformer else [])
+            zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
+            return EncoderCache(zeros, zeros.clone(), [empty] * n_blocks, [empty] * n_blocks, conv, inner)
+
+        n_half = len(self.half_rate)
+        return level(len(self.blocks) - n_half, level(n_half) if n_half else None)
 
     def forward_chunk(self, feats: torch.Tensor, lengths: torch.Tensor, cache: EncoderCache,
                       max_cache_frames: int = -1) -> tuple[torch.Tensor, torch.Tensor, EncoderCache]:
@@ -300,30 +397,59 @@ class AttentionEncoder(nn.Module):
             ``C * N`` reproduces ``forward(..., chunk_size=C, left_chunks=N)``; a cap below the
             context that ``forward`` would see changes the output.
 
-        Every output frame of the call belongs to one chunk (they see each other and the cache).
+        Every output frame of the call belongs to one chunk (they see each other and the cache);
+        with half-rate blocks every chunk but a stream's last must have an even number of frames.
         Returns ``(out (B, C, d_model), out_lengths (B,), new_cache)``.
         """
         self.check_streamable()
         x, out_lengths = self.subsampling(feats, lengths)
         x = self.pos(x, cache.offset)
-        c, cached = x.size(1), cache.frames
-        pad_mask = lengths_to_mask(out_lengths, c)                             # (B, C)
-        left_valid = torch.arange(cached, device=x.device) >= cached - cache.lengths.unsqueeze(1)
-        valid = torch.cat([left_valid, pad_mask], dim=1)                       # (B, L + C)
-        keys, values, conv = [], [], []
+        outer = _ChunkLevel(cache, lengths_to_mask(out_lengths, x.size(1)))
+        inner = full = None
         for i, block in enumerate(self.blocks):
-            x, k, v, state = block.forward_chunk(x, valid.unsqueeze(1), pad_mask, cache.keys[i], cache.values[i],
-                                                 cache.conv[i] if self.conformer else None)
-            keys.append(k)
-            values.append(v)
-            if state is not None:
-                conv.append(state)
-        new_lengths = cache.lengths + out_lengths
-        if max_cache_frames >= 0:
-            new_lengths = new_lengths.clamp(max=max_cache_frames)
-        keys, values = _keep_last_valid(keys, values, valid, new_lengths)
-        return self.final_norm(x), out_lengths, EncoderCache(cache.offset + out_lengths, new_lengths,
-                                                              keys, values, conv)
+            if self.half_rate and i == self.half_rate.start:
+                full = x
+                x = self.merge(x, outer.pad_mask)
+                inner = _ChunkLevel(cache.inner, lengths_to_mask(half_lengths(out_lengths), x.size(1)))
+            level = inner if i in self.half_rate else outer
+            x = level.run(block, x)
+            if full is not None and i == self.half_rate.stop - 1:
+                x = self.bypass(full, x)
+        half_cap = max_cache_frames // 2 if max_cache_frames >= 0 else -1
+        new_inner = inner.new_cache(half_cap) if inner is not None else None
+        return self.final_norm(x), out_lengths, outer.new_cache(max_cache_frames, new_inner)
+
+
+class _ChunkLevel:
+    """One frame rate's part of :meth:`AttentionEncoder.forward_chunk`: its blocks run in order
+    against ``cache``'s entries, and the new cache is gathered at the end."""
+
+    def __init__(self, cache: EncoderCache, pad_mask: torch.Tensor):
+        self.cache, self.pad_mask = cache, pad_mask
+        cached = cache.frames
+        left_valid = torch.arange(cached, device=pad_mask.device) >= cached - cache.lengths.unsqueeze(1)
+        self.valid = torch.cat([left_valid, pad_mask], dim=1)                     # (B, L + C)
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.conv: list[torch.Tensor] = []
+
+    def run(self, block: EncoderBlock, x: torch.Tensor) -> torch.Tensor:
+        i = len(self.keys)
+        x, k, v, state = block.forward_chunk(x, self.valid.unsqueeze(1), self.pad_mask, self.cache.keys[i],
+                                             self.cache.values[i], self.cache.conv[i] if block.conformer else None)
+        self.keys.append(k)
+        self.values.append(v)
+        if state is not None:
+            self.conv.append(state)
+        return x
+
+    def new_cache(self, cap: int, inner: EncoderCache | None = None) -> EncoderCache:
+        n = self.pad_mask.sum(1)
+        lengths = self.cache.lengths + n
+        if cap >= 0:
+            lengths = lengths.clamp(max=cap)
+        keys, values = _keep_last_valid(self.keys, self.values, self.valid, lengths)
+        return EncoderCache(self.cache.offset + n, lengths, keys, values, self.conv, inner)
 
 
 def _keep_last_valid(keys: list[torch.Tensor], values: list[torch.Tensor], valid: torch.Tensor,

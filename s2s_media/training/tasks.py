@@ -23,6 +23,7 @@ from s2s_media.config import Config
 from s2s_media.data.captions import (CaptionDataset, CaptionRecord, ImageBatchSampler, caption_eval_loader,
                                      collate as collate_captions)
 from s2s_media.data.dataset import AudioDataset, collate as collate_audio, eval_loader
+from s2s_media.data.feature_cache import FeatureCache
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.data.sampler import BucketingBatchSampler, EpochBatches
 from s2s_media.decoding.beam_search import greedy_search
@@ -62,7 +63,9 @@ class AsrTask:
         self.prefix = tokenizer.prefix("asr" if "asr" in tokenizer.tasks else None)
         d, t = cfg.data, cfg.train
         train = [r for r in train if d.min_duration <= r.duration <= d.max_duration]
-        self.dataset = AudioDataset(train, tokenizer, cfg.model.n_mels, d.augment, seed=t.seed)
+        self.cache = FeatureCache(d.feature_cache, cfg.model.n_mels) if d.feature_cache else None
+        self.dataset = AudioDataset(train, tokenizer, cfg.model.n_mels, d.augment, seed=t.seed,
+                                    feature_cache=self.cache)
         self.sampler = BucketingBatchSampler([r.duration for r in train], d.max_batch_seconds, d.max_batch_size,
                                              d.num_buckets, shuffle=True, seed=t.seed, rank=dist.rank,
                                              world_size=dist.world_size)
@@ -80,7 +83,8 @@ class AsrTask:
 
     def validate(self, model, device) -> dict[str, float]:
         """Dev loss and CTC-greedy WER (NaN without a CTC head)."""
-        loader = eval_loader(self.dev, self.tokenizer, self.cfg.model.n_mels, self.cfg.decode.batch_seconds)
+        loader = eval_loader(self.dev, self.tokenizer, self.cfg.model.n_mels, self.cfg.decode.batch_seconds,
+                             feature_cache=self.cache)
         refs, hyps, loss_sum, n = [], [], 0.0, 0
         for batch in loader:
             if not batch["ids"]:

@@ -43,6 +43,7 @@ class TrainerState:
     epoch: int = 0
     consumed: int = 0             # batches of the current epoch already trained on
     elapsed: float = 0.0          # seconds of training so far, over all restarts
+    data_wait: float = 0.0        # of which spent waiting for the next batch (the data pipeline's share)
     audio_seconds: float = 0.0
     images: int = 0               # images trained on (captioning)
     skipped: int = 0              # bad utterances/images skipped
@@ -180,7 +181,9 @@ class Trainer:
                    disable=not self.dist.is_main, dynamic_ncols=True, mininterval=2.0)
         window = {task.unit: 0.0 for task in self.tasks}
         window_start = time.time()
+        waiting = time.time()
         for batch in self._loader():
+            st.data_wait += time.time() - waiting
             st.consumed += 1
             bar.update(1)
             self._count_bad(batch)
@@ -197,6 +200,7 @@ class Trainer:
                 st.images += batch.get("images", 0)
                 window[task.unit] += task.amount(batch)
             if not boundary:
+                waiting = time.time()
                 continue
             self._optimizer_step()
             if st.step % self.cfg.train.log_interval == 0 and batch["ids"]:
@@ -211,16 +215,20 @@ class Trainer:
             if st.step % self.cfg.train.save_interval == 0:
                 self.save_resume()
             if self._out_of_budget(budget):
-                log.info("stopping at step %d after %.1f min (train.max_minutes=%g, train.max_steps=%d)",
-                         st.step, st.elapsed / 60, self.cfg.train.max_minutes, self.cfg.train.max_steps)
+                log.info("stopping at step %d after %.1f min (train.max_minutes=%g, train.max_steps=%d, "
+                         "train.max_audio_hours=%g)", st.step, st.elapsed / 60, self.cfg.train.max_minutes,
+                         self.cfg.train.max_steps, self.cfg.train.max_audio_hours)
                 bar.close()
                 return True
+            waiting = time.time()
         bar.close()
         return False
 
     def _out_of_budget(self, budget_s: float) -> bool:
-        max_steps = self.cfg.train.max_steps
-        return self.state.elapsed >= budget_s or (max_steps > 0 and self.state.step >= max_steps)
+        t = self.cfg.train
+        audio_hours = self.state.audio_seconds * self.dist.world_size / 3600   # ranks see equal shares
+        return (self.state.elapsed >= budget_s or (t.max_steps > 0 and self.state.step >= t.max_steps)
+                or (t.max_audio_hours > 0 and audio_hours >= t.max_audio_hours))
 
     def _optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)
@@ -343,8 +351,10 @@ class Trainer:
 
     def _write_final(self, in_sync: bool) -> None:
         summary = {"step": self.state.step, "epoch": self.state.epoch, "elapsed_s": self.state.elapsed,
-                   "audio_hours": self.state.audio_seconds / 3600, "skipped": self.state.skipped,
-                   "audio_s_per_s": self.state.audio_seconds / max(1e-6, self.state.elapsed),
+                   # all ranks: each rank counts its own batches, and the ranks' shares are equal
+                   "audio_hours": self.state.audio_seconds * self.dist.world_size / 3600, "skipped": self.state.skipped,
+                   "audio_s_per_s": self.state.audio_seconds * self.dist.world_size / max(1e-6, self.state.elapsed),
+                   "data_wait_share": self.state.data_wait / max(1e-6, self.state.elapsed),
                    "images": self.state.images, "images_per_s": self.state.images / max(1e-6, self.state.elapsed),
                    "world_size": self.dist.world_size, "ranks_in_sync": in_sync, "best": self.state.best}
         (self.exp / "summary.json").write_text(json.dumps(summary, indent=1))

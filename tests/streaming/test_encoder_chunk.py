@@ -98,3 +98,49 @@ def test_noncausal_conformer_cannot_stream():
     x, lengths = feats([40])
     with pytest.raises(UserError, match="causal"):
         enc.forward_chunk(x, lengths, enc.init_cache(1))
+
+
+HALF = dict(n_layers=4, half_rate_blocks=[1, 3])       # block 0 full rate, 1-2 half rate, 3 full rate
+
+
+@pytest.mark.parametrize("kind", ["conformer", "transformer"])
+@pytest.mark.parametrize("over", [dict(subsampling="dwconv2d"), HALF, dict(HALF, half_rate_blocks=[0, 4]),
+                                  dict(HALF, subsampling="dwconv2d")])
+@pytest.mark.parametrize("chunk, left", [(2, -1), (8, -1), (4, 2), (6, 0)])
+def test_new_fronts_stream_like_forward_with_chunk_mask(kind, over, chunk, left):
+    """The depthwise-separable front and the half-rate blocks keep chunked streaming exact."""
+    enc = make(kind, **over)
+    x, lengths = feats([203, 131, 57])             # odd and even frame counts: partial last chunks
+    with torch.no_grad():
+        full, full_len = enc(x, lengths, chunk_size=chunk, left_chunks=left)
+        outs, _ = run_chunks(enc, x, lengths, chunk, cap=chunk * left if left >= 0 else -1)
+    for i in range(3):
+        assert outs[i].size(0) == full_len[i]
+        torch.testing.assert_close(outs[i], full[i, :full_len[i]], atol=1e-4, rtol=0)
+
+
+def test_half_rate_blocks_see_half_the_frames_and_keep_the_output_rate():
+    enc = make("conformer", **HALF)
+    seen = []
+    for i in (1, 2):
+        enc.blocks[i].register_forward_hook(lambda m, args, out: seen.append(args[0].size(1)))
+    x, lengths = feats([207])
+    with torch.no_grad():
+        out, out_len = enc(x, lengths)
+    assert out.size(1) == int(out_len[0]) == 51                     # x4 as without half-rate blocks
+    assert seen == [26, 26]                                          # ceil(51 / 2)
+    cache = enc.init_cache(1)
+    assert len(cache.keys) == 2 and len(cache.inner.keys) == 2
+
+
+def test_half_rate_blocks_refuse_odd_chunks_and_bad_ranges():
+    enc = make("conformer", **HALF)
+    x, lengths = feats([80])
+    with pytest.raises(UserError, match="even number of frames"):
+        enc(x, lengths, chunk_size=3)
+    with pytest.raises(UserError, match="half_rate_blocks"):
+        make("conformer", n_layers=4, half_rate_blocks=[2, 6])
+    with pytest.raises(UserError, match="subsampling"):
+        make("conformer", subsampling="conv3d")
+    enc.train()
+    assert all(enc.sample_chunk(200)[0] % 2 == 0 for _ in range(200))  # training draws even chunks only

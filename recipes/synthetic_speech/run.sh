@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Synthetic speech recipe: espeak-ng + flite read the Debian fortunes; a streaming Conformer
+# Synthetic speech recipe: hibari and Piper (neural), festival, espeak-ng and flite voices read the
+# Debian fortunes, as many perturbed speakers through simulated rooms, microphones, noise, telephone
+# and codecs (bash ../../scripts/setup.sh installs them all); a streaming Conformer
 # with the shared Transformer decoder learns to transcribe them. Runs end to end on a CPU.
 #   ./run.sh                          all stages
 #   ./run.sh --stage 2 --stop-stage 2 only training
@@ -19,7 +21,7 @@ lm_order=6          # character n-gram language model
 extra=""            # extra arguments for 's2s-media train', e.g. "--set train.max_minutes=10"
 source ../common.sh "$@"
 
-if run_stage 0 "synthesise the corpus ($hours h train) into $data/"; then
+if run_stage 0 "synthesise the corpus ($hours h train; dev/test WER per voice family: s2s_media.data.voice_family) into $data/"; then
   s2s-media prepare synthetic fortunes "$data" --hours "$hours" --dev-utts "$dev_utts" \
     --test-utts "$test_utts" --seed "$seed" --workers "$workers"
 fi

@@ -40,7 +40,10 @@ datasets and the SRC layout each one expects:
                convention: the recipe dir), then the data dir's grandparent, parent and itself.
 
   synthetic    SRC = "fortunes" (the system fortune files) or a text file, one sentence per line;
-               the sentences are synthesised to speech (options --hours ... --max-words)
+               the sentences are synthesised to speech (options --hours ... --max-words) by
+               hibari, Piper, festival, espeak-ng and flite voices, many with moved formants
+               (speakers "engine:voice+vtl<factor>"), through simulated rooms, microphones,
+               noise, telephone and codecs; see OUT/voices.json. 50 h: about an hour on 2 cores
 
 captioning (caption manifests train.jsonl, val.jsonl, test.jsonl: id, image, captions, split):
 

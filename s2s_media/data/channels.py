@@ -33,7 +33,8 @@ from s2s_media.augment import NOISE_KINDS, add_noise, generate_noise, simulate_r
 CLEAN = "clean"
 CLEAN_SHARE = 0.3          # utterances recorded on a clean channel
 REVERB_PROB, MIC_PROB, NOISE_PROB = 0.35, 0.6, 0.45
-TELEPHONE_PROB, CODEC_PROB = 0.12, 0.25   # exclusive: one or the other or neither
+TELEPHONE_PROB, CODEC_PROB = 0.12, 0.15   # exclusive: one or the other or neither
+OPUS_SHARE = 0.3          # of the codec round trips (Opus encodes at ~30x real time, MP3 ~100x)
 RT60_RANGE = (0.15, 0.8)
 SNR_RANGE = (3.0, 25.0)
 NOISE_WEIGHTS = {"white": 1, "pink": 2, "brown": 1, "babble": 4, "hum": 1}
@@ -56,7 +57,7 @@ def draw_channel(rng: random.Random) -> str:
     if u < TELEPHONE_PROB:
         parts.append("tel")
     elif u < TELEPHONE_PROB + CODEC_PROB:
-        codec = rng.choice(("mp3", "opus"))
+        codec = "opus" if rng.random() < OPUS_SHARE else "mp3"
         parts.append(f"{codec}q{rng.uniform(0.3, 0.95):.2f}")
     return ",".join(parts) or CLEAN
 

@@ -1,28 +1,49 @@
-"""A synthetic speech corpus: sentences read by espeak-ng and flite voices.
+"""A synthetic speech corpus: sentences read by neural, diphone and formant TTS voices.
 
 ``generate_corpus(text_source, out_dir)`` turns text (the Debian ``fortunes`` or a UTF-8 file)
-into a train/dev/test speech corpus for smoke-testing and pre-training ASR models:
+into a train/dev/test speech corpus for training ASR models that must hear voices they never met:
 
 * **Text.** Fortunes are joined into paragraphs (attributions ``-- Author`` dropped), split into
   sentences, and only sentences that a TTS engine reads the same way as :func:`normalize_text`
   writes them are kept (see :func:`clean_sentence`). Sentences are deduplicated by normalised text
-  and are disjoint across the splits.
-* **Voices.** An espeak-ng voice is an English language plus a variant (``espeak:en-us+f3``); a
-  flite voice is one of its built-in voices (``flite:slt``). About 30% of the utterances are read
-  by flite, and 40% of the espeak ones by female variants. Each utterance gets a random speaking
-  rate (x0.78..1.2), pitch shift (-4..+4 semitones), peak level (-12..-1 dBFS) and edge silences
-  (0.1..0.2 s).
-* **Held-out voices.** espeak variants come in families that share formant settings (m7, m8 and
-  Nguyen are one speaker at different pitches). Test holds out 2 male families and 1 female
-  family, dev 1 and 1 (its own, not test's), each read in all 8 languages; no held-out family
-  ever reads training data. One of flite's distinct CG voices (awb, rms, slt) is held out of
-  train and reads in both dev and test (flite has too few voices to hold out two). So every dev
-  and test voice is unseen in train; ``out_dir/voices.json`` lists the voices of every split.
-* **Determinism.** The whole plan (sentence, voice, prosody of each utterance id) is drawn up
-  front from ``random.Random(seed)``, so the corpus does not depend on the number of workers.
-  Growing ``hours`` with the same seed keeps the earlier utterances (the plan only gets longer).
-* **Resumable.** An existing non-empty FLAC is not synthesised again; a failing utterance is
-  logged and left out of the manifest, never stopping the run.
+  and are disjoint across the splits (the LM recipe excludes dev/test sentences).
+* **Voices** (:data:`ENGINE_SHARES` of the utterances; ``tts_voices`` for the engines):
+  hibari's ``heart`` (neural, Kokoro-distilled, 50 %), Piper's ``joe`` (neural VITS, 6 %; its
+  ``noise_scale``/``noise_w`` drawn per utterance), festival's ``ked_diphone`` (4 %), espeak-ng
+  (an English language plus a variant, ``espeak:en-us+f3``, 30 %) and flite (``awb``, ``rms``, 10 %).
+  The neural shares are as large as the 2 cores allow: Piper and festival make about 6-7
+  audio-seconds per CPU-second, hibari 35, espeak-ng 43, flite 28 (speaker and channel included).
+* **Reserved voices.** festival's kal (festvox-kallpc16k/8k) and slt (festvox-us-slt-hts) voices
+  and flite's slt, kal and kal16 belong to an independent evaluation: they are never planned in
+  any split (:func:`is_reserved`, checked by :func:`assign_voices`).
+* **Speakers.** Each utterance gets a speaking rate (x0.78..1.2), a pitch shift (-4..+4 semitones;
+  native in espeak-ng, flite and hibari, Praat PSOLA for Piper and festival), a peak level
+  (-12..-1 dBFS) and edge silences (0.1..0.2 s). Half the utterances are read by a *perturbed
+  speaker*: the formants move by a vocal-tract factor (Praat's "Change gender",
+  ``speakers.change_voice``), and the manifest speaker becomes ``engine:voice+vtl<factor>``.
+* **Channels.** Each utterance gets a recording channel drawn in the plan (``channels``): 30 %
+  clean, the rest a mix of simulated room reverb, microphone colouring, background noise or
+  babble at 3..25 dB SNR, and a telephone band (8 kHz, mu-law) or an MP3/Opus round trip. It is
+  baked into the FLAC, so features can be cached.
+* **Held-out voices and speakers: WER per family.** espeak variants come in families that share
+  formant settings (m7, m8 and Nguyen are one speaker at different pitches). Test holds out 2 male
+  families and 1 female family, dev 1 and 1 (its own, not test's), each read in all 8 languages;
+  no held-out family ever reads training data. One of flite's awb and rms is held out of train
+  and reads in dev and test. Piper, hibari and festival have one voice each, so they read in
+  every split; their unseen part is the perturbed speakers: train draws vocal-tract factors from
+  ``speakers.VTL_FACTORS["train"]`` and dev/test from values at least 0.02 away that train never
+  uses. So dev and test report WER per family (``voice_family.voice_family(speaker)``): espeak-ng
+  and flite (unseen voices), festival, piper and hibari (seen voices, unseen sentences), and
+  perturbed (unseen speakers); the perturbed neural utterances (``voice_family.is_natural_voice``)
+  are the natural-voice part. ``out_dir/voices.json`` lists the voices and factors of every split.
+* **Determinism.** The whole plan (sentence, voice, prosody, speaker, channel of each utterance
+  id) is drawn up front from ``random.Random(seed)``, and the random parts of synthesis are seeded
+  by the utterance id, so the corpus does not depend on the number of workers. Growing ``hours``
+  with the same seed keeps the earlier utterances (the plan only gets longer).
+* **Resumable.** FLACs are written atomically, so a killed run loses nothing written; an existing
+  non-empty FLAC is not synthesised again. A failing utterance is logged, counted per voice and
+  left out of the manifest, never stopping the run. A missing engine stops the run before it
+  starts with a one-line error naming the package to install.
 
 Layout: ``out_dir/audio/{train,dev,test}/<id>.flac`` (16 kHz mono, 16-bit FLAC) and
 ``out_dir/{train,dev,test}.jsonl`` whose audio paths are relative to ``out_dir``.
@@ -255,8 +276,9 @@ _RESERVED_SPEAKERS = ("kal", "slt")
 
 # Share of the utterances each engine reads (the split's voices decide among what is left when an
 # engine has no voice in a split). The neural voices get the largest share; Piper's is limited by
-# its cost (about 7 audio-seconds per CPU-second against 40..100 for the others).
-ENGINE_SHARES: dict[str, float] = {"hibari": 0.42, "piper": 0.07, "festival": 0.08, "flite": 0.11, "espeak": 0.32}
+# its cost and festival's (about 6-7 audio-seconds per CPU-second, hibari 35, espeak-ng 43, flite 28,
+# all with speaker and channel changes), so that 50 h take about an hour of the 2 cores.
+ENGINE_SHARES: dict[str, float] = {"hibari": 0.50, "piper": 0.06, "festival": 0.04, "flite": 0.10, "espeak": 0.30}
 FEMALE_SHARE = 0.4           # share of the espeak utterances read by female families
 PERTURB_SHARE = 0.5          # share of utterances whose formants move (a new speaker of the voice)
 PIPER_NOISE_SCALE = (0.35, 0.9)   # Piper's generator noise (its default 0.667)

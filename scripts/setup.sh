@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 # festival + festvox-kdlpc16k: the ked_diphone voice of the synthetic corpus. Never install festvox-kallpc16k,
 # festvox-kallpc8k or festvox-us-slt-hts here: those voices belong to an independent evaluation.
-APT_PACKAGES=(espeak-ng flite fortunes fortunes-min festival festvox-kdlpc16k)
+# wordnet-base: WordNet's example sentences, more text for the corpus and the LM.
+APT_PACKAGES=(espeak-ng flite fortunes fortunes-min festival festvox-kdlpc16k wordnet-base)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

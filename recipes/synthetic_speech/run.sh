@@ -7,6 +7,7 @@
 #   ./run.sh --stage 2 --stop-stage 2 only training
 #   ./run.sh --hours 1 --conf conf/conformer.yaml --extra "--set train.max_minutes=10"
 cd "$(dirname "$0")"
+text=fortunes+wordnet  # sentences: the fortunes and WordNet's example sentences
 hours=10            # synthetic training audio
 dev_utts=300
 test_utts=500
@@ -22,13 +23,13 @@ extra=""            # extra arguments for 's2s-media train', e.g. "--set train.m
 source ../common.sh "$@"
 
 if run_stage 0 "synthesise the corpus ($hours h train; dev/test WER per voice family: s2s_media.data.voice_family) into $data/"; then
-  s2s-media prepare synthetic fortunes "$data" --hours "$hours" --dev-utts "$dev_utts" \
+  s2s-media prepare synthetic "$text" "$data" --hours "$hours" --dev-utts "$dev_utts" \
     --test-utts "$test_utts" --seed "$seed" --workers "$workers"
 fi
 
-if run_stage 1 "train the tokenizer, and a character $lm_order-gram LM on the fortunes (dev/test sentences left out)"; then
+if run_stage 1 "train the tokenizer, and a character $lm_order-gram LM on $text (dev/test sentences left out)"; then
   s2s-media tokenizer "$conf" --set train.exp_dir="$exp" --set data.train="$data/train.jsonl"
-  s2s-media lm fortunes --tokenizer "$exp/tokenizer.pt" -o "$exp/lm.pt" --order "$lm_order" \
+  s2s-media lm "$text" --tokenizer "$exp/tokenizer.pt" -o "$exp/lm.pt" --order "$lm_order" \
     --exclude "$data/dev.jsonl" "$data/test.jsonl" --dev "$data/dev.jsonl"
 fi
 

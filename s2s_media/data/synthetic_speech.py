@@ -82,6 +82,8 @@ from s2s_media.text.normalize import normalize_text
 log = logging.getLogger(__name__)
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
+WORDNET_DIR = Path("/usr/share/wordnet")      # apt wordnet-base: example sentences in the glosses
+TEXT_SOURCES = {"fortunes": "fortunes", "wordnet": "wordnet-base"}   # named source -> apt package
 SPLITS = ("train", "dev", "test")
 PLAN_VERSION = 2  # bump when the planning changes, so old output dirs are not silently reused
 
@@ -150,9 +152,22 @@ def _word_is_readable(word: str) -> bool:
     return not _TRIPLE_LETTER.search(lower)
 
 
+# a plain number token: 7, 1984, 1,200, 3.5, 2nd (not $5, 5pm, 1990s, 4x4, 10:30, v1.2)
+_NUMBER_TOKEN = re.compile(r"(?<![\w$%.,:/-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(st|nd|rd|th)?(?![\w$%:/]|[.,]\d)")
+
+
+def verbalize_numbers(text: str) -> str:
+    """Plain numbers spelled the way :func:`normalize_text` spells them: ``"In 1984 he was 3rd."`` ->
+    ``"In nineteen eighty four he was third."``, so the TTS reads exactly the transcript's words."""
+    return _NUMBER_TOKEN.sub(lambda m: normalize_text(m.group(0)), text)
+
+
 def clean_sentence(sentence: str, min_words: int = 3, max_words: int = 16) -> str | None:
     """Return the sentence tidied up, or ``None`` if TTS and :func:`normalize_text` may disagree.
 
+    Plain numbers (``7``, ``1984``, ``1,200``, ``3.5``, ``2nd``) are first written as the words that
+    :func:`normalize_text` makes of them (:func:`verbalize_numbers`); any digit left over
+    (``$5``, ``5pm``, ``10:30``) rejects the sentence.
     Kept: ASCII letters, spaces and ``, . ! ? ' ; : - "`` only; no digits; no words with two
     capitals in a row (acronyms); no abbreviations or dotted words (``a.out``); no vowel-less
     or stretched words (``hmm``, ``Q``, ``sooo``: spelled out or drawn out); no ``etc``/``ok``
@@ -160,7 +175,7 @@ def clean_sentence(sentence: str, min_words: int = 3, max_words: int = 16) -> st
     ``min_words..max_words`` words after normalisation. ````quotes''`` become ``"``, and
     unbalanced double quotes are dropped.
     """
-    text = " ".join(sentence.replace("``", '"').replace("''", '"').split())
+    text = " ".join(verbalize_numbers(sentence.replace("``", '"').replace("''", '"')).split())
     if text.count('"') % 2:
         text = " ".join(text.replace('"', " ").split())
     if not text or not _ALLOWED_CHARS.fullmatch(text):
@@ -199,8 +214,41 @@ def read_fortunes(root: Path = FORTUNES_DIR) -> list[str]:
     return paragraphs
 
 
+def read_wordnet_examples(root: Path = WORDNET_DIR) -> list[str]:
+    """WordNet's example sentences (the quoted parts of its glosses), as sentences.
+
+    They are mostly lower-case fragments without a full stop (``"he ran to the store"``); the first
+    letter is capitalised and a full stop added where no ``.!?`` ends them.
+    """
+    examples: list[str] = []
+    for pos in ("noun", "verb", "adj", "adv"):
+        path = root / f"data.{pos}"
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="latin-1").splitlines():
+            if line.startswith(" ") or "|" not in line:
+                continue                                     # the licence header
+            for example in re.findall(r'"([^"]+)"', line.partition("|")[2]):
+                example = example.strip()
+                if not example or "..." in example:
+                    continue
+                example = example[0].upper() + example[1:]
+                examples.append(example if example[-1] in ".!?" else example + ".")
+    return examples
+
+
 def source_paragraphs(text_source: str) -> list[str]:
-    """Paragraphs of ``text_source`` ("fortunes" or a text file); raises UserError if missing."""
+    """Paragraphs of ``text_source``; raises UserError if missing.
+
+    ``text_source``: "fortunes", "wordnet" (WordNet's example sentences), a UTF-8 text file, or
+    several of these joined by ``+`` (``fortunes+wordnet``).
+    """
+    if "+" in text_source and not Path(text_source).is_file():
+        return [p for part in text_source.split("+") for p in source_paragraphs(part)]
+    if text_source == "wordnet":
+        if not (WORDNET_DIR / "data.noun").is_file():
+            raise UserError(f"wordnet: {WORDNET_DIR}/data.noun not found; install it with `apt-get install wordnet-base`")
+        return read_wordnet_examples(WORDNET_DIR)
     if text_source == "fortunes":
         if not FORTUNES_DIR.is_dir():
             raise UserError(f"fortunes: {FORTUNES_DIR} not found; install it with `apt-get install fortunes` "

@@ -41,7 +41,7 @@ GOOD = [
     "Practice makes perfect, or so they say.",
 ]
 BAD = [
-    "I have 3 apples and 12 pears.",           # digits
+    "It costs $5 at 5pm, or 3.50 in the 1990s.",   # digits that are not plain numbers
     "The NASA team launched a rocket.",        # acronym, spelled out by TTS
     "The IBM's screens were designed for text.",
     "It is a.out, the old binary format.",     # dotted word

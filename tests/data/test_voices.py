@@ -224,6 +224,36 @@ def test_voice_family():
     assert perturbation("piper:joe+vtl1.12") == 1.12 and perturbation("piper:joe") == 1.0
 
 
+# --------------------------------------------------------------------------- text
+
+def test_numbers_are_read_as_the_transcript_writes_them():
+    sentence = syn.clean_sentence("In 1984 he came 3rd of 12, with 1,200 votes.")
+    assert sentence == "In nineteen eighty four he came third of twelve, with one thousand two hundred votes."
+    assert syn.normalize_text(sentence) == syn.normalize_text("In 1984 he came 3rd of 12, with 1,200 votes.")
+    for unsure in ("It costs $5 today, they say.", "We left at 5pm on the dot.", "The 1990s were long ago.",
+                   "Meet me at 10:30 sharp."):
+        assert syn.clean_sentence(unsure) is None
+
+
+def test_lm_still_leaves_out_a_verbalised_held_out_sentence(tmp_path):
+    from s2s_media.lm.corpus import lm_sentences
+    raw = "I paid 12 dollars for the old red bicycle in 1984."
+    source = tmp_path / "text.txt"
+    source.write_text(raw + "\nA completely different sentence stays in.\n")
+    held_out = syn.normalize_text(syn.clean_sentence(raw))          # what a dev/test manifest holds
+    assert list(lm_sentences([str(source)], exclude=[held_out])) == ["a completely different sentence stays in"]
+
+
+@pytest.mark.skipif(not (syn.WORDNET_DIR / "data.noun").is_file(), reason="needs wordnet-base")
+def test_wordnet_examples_are_a_text_source():
+    examples = syn.read_wordnet_examples()
+    assert len(examples) > 30000
+    assert all(e[0].isupper() or not e[0].isalpha() for e in examples[:500])
+    assert all(e[-1] in ".!?" for e in examples)
+    both = syn.source_paragraphs("fortunes+wordnet")
+    assert len(both) == len(syn.source_paragraphs("fortunes")) + len(examples)
+
+
 # --------------------------------------------------------------------------- resume
 
 def test_killed_run_resumes_to_the_same_corpus(tmp_path, monkeypatch):

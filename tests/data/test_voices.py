@@ -132,9 +132,35 @@ def test_change_voice_is_reproducible_for_a_seed(hibari_wav):
     assert np.array_equal(a, speakers.change_voice(hibari_wav, SR, formant=1.1, seed=5))
 
 
-def test_hibari_native_pitch(hibari_wav):
+def _envelope_shift(a: np.ndarray, b: np.ndarray) -> float:
+    """The frequency factor that best maps the mean LPC envelope of ``a`` onto that of ``b``.
+
+    On real speech this is steadier than formant tracking: order-18 LPC per 32 ms frame of the
+    loud frames, log envelopes averaged, then the factor k in 0.8..1.25 whose ``env_b(k f)`` best
+    correlates with ``env_a(f)`` over 250..4500 Hz.
+    """
+    import librosa
+
+    def envelope(wav):
+        frames = librosa.util.frame(wav.astype(np.float64), frame_length=512, hop_length=160).T
+        energy = (frames ** 2).mean(axis=1)
+        frames = frames[energy > 0.1 * energy.max()] * np.hanning(512)
+        noise = 1e-9 * np.random.default_rng(0).standard_normal(512)
+        return np.mean([-np.log(np.abs(np.fft.rfft(librosa.lpc(f + noise, order=18), 1024)) + 1e-9)
+                        for f in frames], axis=0)
+    freqs, grid = np.fft.rfftfreq(1024, 1 / SR), np.linspace(250, 4500, 300)
+    ea, eb = np.interp(grid, freqs, envelope(a)), envelope(b)
+    return max((np.corrcoef(ea, np.interp(grid * k, freqs, eb))[0, 1], k) for k in np.linspace(0.8, 1.25, 91))[1]
+
+
+def test_hibari_native_pitch_and_formant(hibari_wav):
     higher = syn.render(_utt("hibari:heart", semitones=4.0))
     assert speakers.median_f0(higher, SR) / speakers.median_f0(hibari_wav, SR) == pytest.approx(2 ** (4 / 12), rel=0.06)
+    for factor in (0.87, 1.15):
+        moved = syn.render(_utt("hibari:heart", formant=factor))
+        assert _envelope_shift(hibari_wav, moved) == pytest.approx(factor, abs=0.02)
+        assert speakers.median_f0(moved, SR) / speakers.median_f0(hibari_wav, SR) == pytest.approx(1.0, rel=0.05)
+    assert _envelope_shift(hibari_wav, speakers.change_voice(hibari_wav, SR, formant=1.15)) == pytest.approx(1.15, abs=0.02)
 
 
 # --------------------------------------------------------------------------- channels

@@ -45,7 +45,7 @@ datasets and the SRC layout each one expects:
                the sentences are synthesised to speech (options --hours ... --max-words) by
                hibari, Piper, festival, espeak-ng and flite voices, many with moved formants
                (speakers "engine:voice+vtl<factor>"), through simulated rooms, microphones,
-               noise, telephone and codecs; see OUT/voices.json. 50 h: about an hour on 2 cores
+               noise, telephone and codecs; see OUT/voices.json. 50 h: about 1 h on 2 idle cores
 
 captioning (caption manifests train.jsonl, val.jsonl, test.jsonl: id, image, captions, split):
 

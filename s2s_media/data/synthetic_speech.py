@@ -9,10 +9,11 @@ into a train/dev/test speech corpus for training ASR models that must hear voice
   and are disjoint across the splits (the LM recipe excludes dev/test sentences).
 * **Voices** (:data:`ENGINE_SHARES` of the utterances; ``tts_voices`` for the engines):
   hibari's ``heart`` (neural, Kokoro-distilled, 50 %), Piper's ``joe`` (neural VITS, 6 %; its
-  ``noise_scale``/``noise_w`` drawn per utterance), festival's ``ked_diphone`` (4 %), espeak-ng
-  (an English language plus a variant, ``espeak:en-us+f3``, 30 %) and flite (``awb``, ``rms``, 10 %).
-  The neural shares are as large as the 2 cores allow: Piper and festival make about 6-7
-  audio-seconds per CPU-second, hibari 35, espeak-ng 43, flite 28 (speaker and channel included).
+  ``noise_scale``/``noise_w`` drawn per utterance), festival's ``ked_diphone`` (6 %), espeak-ng
+  (an English language plus a variant, ``espeak:en-us+f3``, 28 %) and flite (``awb``, ``rms``, 10 %).
+  Measured audio-seconds per CPU-second, speaker and channel changes included: espeak-ng 52,
+  hibari 31, flite 28, festival 27, Piper 5; the mix 26.5, so 50 h take about 57 minutes of
+  2 idle cores. Piper costs a third of that with 6 % of the audio; :data:`ENGINE_SHARES` is the knob.
 * **Reserved voices.** festival's kal (festvox-kallpc16k/8k) and slt (festvox-us-slt-hts) voices
   and flite's slt, kal and kal16 belong to an independent evaluation: they are never planned in
   any split (:func:`is_reserved`, checked by :func:`assign_voices`).
@@ -324,8 +325,8 @@ _RESERVED_SPEAKERS = ("kal", "slt")
 
 # Share of the utterances each engine reads (the split's voices decide among what is left when an
 # engine has no voice in a split). The neural voices get the largest share; Piper's is limited by
-# its cost and festival's (about 6-7 audio-seconds per CPU-second, hibari 35, espeak-ng 43, flite 28,
-# all with speaker and channel changes), so that 50 h take about an hour of the 2 cores.
+# its cost: 5 audio-seconds per CPU-second against hibari 31, festival 27, flite 28, espeak-ng 52
+# (speaker and channel changes included), the mix 26.5: 50 h in about 57 minutes of 2 idle cores.
 ENGINE_SHARES: dict[str, float] = {"hibari": 0.50, "piper": 0.06, "festival": 0.06, "flite": 0.10, "espeak": 0.28}
 FEMALE_SHARE = 0.4           # share of the espeak utterances read by female families
 PERTURB_SHARE = 0.5          # share of utterances whose formants move (a new speaker of the voice)

@@ -7,7 +7,7 @@
 #   ./run.sh --stage 2 --stop-stage 2 only training
 #   ./run.sh --hours 1 --conf conf/conformer.yaml --extra "--set train.max_minutes=10"
 cd "$(dirname "$0")"
-text=fortunes+wordnet  # sentences: the fortunes and WordNet's example sentences
+text=fortunes       # sentences; fortunes+wordnet adds WordNet's example sentences (apt wordnet-base)
 hours=10            # synthetic training audio
 dev_utts=300
 test_utts=500

@@ -39,7 +39,9 @@ into a train/dev/test speech corpus for training ASR models that must hear voice
   are the natural-voice part. ``out_dir/voices.json`` lists the voices and factors of every split.
 * **Determinism.** The whole plan (sentence, voice, prosody, speaker, channel of each utterance
   id) is drawn up front from ``random.Random(seed)``, and the random parts of synthesis are seeded
-  by the utterance id, so the corpus does not depend on the number of workers. Growing ``hours``
+  by the utterance id, so the corpus does not depend on the number of workers. One exception:
+  Piper draws its noise inside its ONNX graph, which cannot be seeded, so a Piper utterance made
+  twice differs slightly (its plan and text do not; resuming never remakes it). Growing ``hours``
   with the same seed keeps the earlier utterances (the plan only gets longer).
 * **Resumable.** FLACs are written atomically, so a killed run loses nothing written; an existing
   non-empty FLAC is not synthesised again. A failing utterance is logged, counted per voice and

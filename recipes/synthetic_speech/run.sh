@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Synthetic speech recipe: espeak-ng + flite read the Debian fortunes; a streaming Conformer
+# Synthetic speech recipe: hibari and Piper (neural), festival, espeak-ng and flite voices read the
+# Debian fortunes, as many perturbed speakers through simulated rooms, microphones, noise, telephone
+# and codecs (bash ../../scripts/setup.sh installs them all); a streaming Conformer
 # with the shared Transformer decoder learns to transcribe them. Runs end to end on a CPU.
 #   ./run.sh                          all stages
 #   ./run.sh --stage 2 --stop-stage 2 only training
 #   ./run.sh --hours 1 --conf conf/conformer.yaml --extra "--set train.max_minutes=10"
 cd "$(dirname "$0")"
+text=fortunes       # sentences; fortunes+wordnet adds WordNet's example sentences (apt wordnet-base)
 hours=10            # synthetic training audio
 dev_utts=300
 test_utts=500
@@ -19,14 +22,14 @@ lm_order=6          # character n-gram language model
 extra=""            # extra arguments for 's2s-media train', e.g. "--set train.max_minutes=10"
 source ../common.sh "$@"
 
-if run_stage 0 "synthesise the corpus ($hours h train) into $data/"; then
-  s2s-media prepare synthetic fortunes "$data" --hours "$hours" --dev-utts "$dev_utts" \
+if run_stage 0 "synthesise the corpus ($hours h train; dev/test WER per voice family: s2s_media.data.voice_family) into $data/"; then
+  s2s-media prepare synthetic "$text" "$data" --hours "$hours" --dev-utts "$dev_utts" \
     --test-utts "$test_utts" --seed "$seed" --workers "$workers"
 fi
 
-if run_stage 1 "train the tokenizer, and a character $lm_order-gram LM on the fortunes (dev/test sentences left out)"; then
+if run_stage 1 "train the tokenizer, and a character $lm_order-gram LM on $text (dev/test sentences left out)"; then
   s2s-media tokenizer "$conf" --set train.exp_dir="$exp" --set data.train="$data/train.jsonl"
-  s2s-media lm fortunes --tokenizer "$exp/tokenizer.pt" -o "$exp/lm.pt" --order "$lm_order" \
+  s2s-media lm "$text" --tokenizer "$exp/tokenizer.pt" -o "$exp/lm.pt" --order "$lm_order" \
     --exclude "$data/dev.jsonl" "$data/test.jsonl" --dev "$data/dev.jsonl"
 fi
 

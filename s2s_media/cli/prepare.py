@@ -39,8 +39,13 @@ datasets and the SRC layout each one expects:
                Relative paths in wav.scp are resolved against the current directory (Kaldi's
                convention: the recipe dir), then the data dir's grandparent, parent and itself.
 
-  synthetic    SRC = "fortunes" (the system fortune files) or a text file, one sentence per line;
-               the sentences are synthesised to speech (options --hours ... --max-words)
+  synthetic    SRC = "fortunes" (the system fortune files), "wordnet" (WordNet's example sentences,
+               apt wordnet-base), a text file with one sentence per line, or several joined by "+"
+               (fortunes+wordnet); plain numbers are read as the words the transcript holds;
+               the sentences are synthesised to speech (options --hours ... --max-words) by
+               hibari, Piper, festival, espeak-ng and flite voices, many with moved formants
+               (speakers "engine:voice+vtl<factor>"), through simulated rooms, microphones,
+               noise, telephone and codecs; see OUT/voices.json. 50 h: about 1 h on 2 idle cores
 
 captioning (caption manifests train.jsonl, val.jsonl, test.jsonl: id, image, captions, split):
 

@@ -1,34 +1,60 @@
-"""A synthetic speech corpus: sentences read by espeak-ng and flite voices.
+"""A synthetic speech corpus: sentences read by neural, diphone and formant TTS voices.
 
 ``generate_corpus(text_source, out_dir)`` turns text (the Debian ``fortunes`` or a UTF-8 file)
-into a train/dev/test speech corpus for smoke-testing and pre-training ASR models:
+into a train/dev/test speech corpus for training ASR models that must hear voices they never met:
 
 * **Text.** Fortunes are joined into paragraphs (attributions ``-- Author`` dropped), split into
   sentences, and only sentences that a TTS engine reads the same way as :func:`normalize_text`
   writes them are kept (see :func:`clean_sentence`). Sentences are deduplicated by normalised text
-  and are disjoint across the splits.
-* **Voices.** An espeak-ng voice is an English language plus a variant (``espeak:en-us+f3``); a
-  flite voice is one of its built-in voices (``flite:slt``). About 30% of the utterances are read
-  by flite, and 40% of the espeak ones by female variants. Each utterance gets a random speaking
-  rate (x0.78..1.2), pitch shift (-4..+4 semitones), peak level (-12..-1 dBFS) and edge silences
-  (0.1..0.2 s).
-* **Held-out voices.** espeak variants come in families that share formant settings (m7, m8 and
-  Nguyen are one speaker at different pitches). Test holds out 2 male families and 1 female
-  family, dev 1 and 1 (its own, not test's), each read in all 8 languages; no held-out family
-  ever reads training data. One of flite's distinct CG voices (awb, rms, slt) is held out of
-  train and reads in both dev and test (flite has too few voices to hold out two). So every dev
-  and test voice is unseen in train; ``out_dir/voices.json`` lists the voices of every split.
-* **Determinism.** The whole plan (sentence, voice, prosody of each utterance id) is drawn up
-  front from ``random.Random(seed)``, so the corpus does not depend on the number of workers.
-  Growing ``hours`` with the same seed keeps the earlier utterances (the plan only gets longer).
-* **Resumable.** An existing non-empty FLAC is not synthesised again; a failing utterance is
-  logged and left out of the manifest, never stopping the run.
+  and are disjoint across the splits (the LM recipe excludes dev/test sentences).
+* **Voices** (:data:`ENGINE_SHARES` of the utterances; ``tts_voices`` for the engines):
+  hibari's ``heart`` (neural, Kokoro-distilled, 50 %), Piper's ``joe`` (neural VITS, 6 %; its
+  ``noise_scale``/``noise_w`` drawn per utterance), festival's ``ked_diphone`` (6 %), espeak-ng
+  (an English language plus a variant, ``espeak:en-us+f3``, 28 %) and flite (``awb``, ``rms``, 10 %).
+  Measured audio-seconds per CPU-second, speaker and channel changes included: espeak-ng 52,
+  hibari 31, flite 28, festival 27, Piper 5; the mix 26.5, so 50 h take about 57 minutes of
+  2 idle cores. Piper costs a third of that with 6 % of the audio; :data:`ENGINE_SHARES` is the knob.
+* **Reserved voices.** festival's kal (festvox-kallpc16k/8k) and slt (festvox-us-slt-hts) voices
+  and flite's slt, kal and kal16 belong to an independent evaluation: they are never planned in
+  any split (:func:`is_reserved`, checked by :func:`assign_voices`).
+* **Speakers.** Each utterance gets a speaking rate (x0.78..1.2), a pitch shift (-4..+4 semitones;
+  native in espeak-ng, flite and hibari, Praat PSOLA for Piper and festival), a peak level
+  (-12..-1 dBFS) and edge silences (0.1..0.2 s). Half the utterances are read by a *perturbed
+  speaker*: the formants move by a vocal-tract factor (Praat's "Change gender",
+  ``speakers.change_voice``), and the manifest speaker becomes ``engine:voice+vtl<factor>``.
+* **Channels.** Each utterance gets a recording channel drawn in the plan (``channels``): 30 %
+  clean, the rest a mix of simulated room reverb, microphone colouring, background noise or
+  babble at 3..25 dB SNR, and a telephone band (8 kHz, mu-law) or an MP3/Opus round trip. It is
+  baked into the FLAC, so features can be cached.
+* **Held-out voices and speakers: WER per family.** espeak variants come in families that share
+  formant settings (m7, m8 and Nguyen are one speaker at different pitches). Test holds out 2 male
+  families and 1 female family, dev 1 and 1 (its own, not test's), each read in all 8 languages;
+  no held-out family ever reads training data. One of flite's awb and rms is held out of train
+  and reads in dev and test. Piper, hibari and festival have one voice each, so they read in
+  every split; their unseen part is the perturbed speakers: train draws vocal-tract factors from
+  ``speakers.VTL_FACTORS["train"]`` and dev/test from values at least 0.02 away that train never
+  uses. So dev and test report WER per family (``voice_family.voice_family(speaker)``): espeak-ng
+  and flite (unseen voices), festival, piper and hibari (seen voices, unseen sentences), and
+  perturbed (unseen speakers); the perturbed neural utterances (``voice_family.is_natural_voice``)
+  are the natural-voice part. ``out_dir/voices.json`` lists the voices and factors of every split.
+* **Determinism.** The whole plan (sentence, voice, prosody, speaker, channel of each utterance
+  id) is drawn up front from ``random.Random(seed)``, and the random parts of synthesis are seeded
+  by the utterance id, so the corpus does not depend on the number of workers. One exception:
+  Piper draws its noise inside its ONNX graph, which cannot be seeded, so a Piper utterance made
+  twice differs slightly (its plan and text do not; resuming never remakes it). Growing ``hours``
+  with the same seed keeps the earlier utterances (the plan only gets longer).
+* **Resumable.** FLACs are written atomically, so a killed run loses nothing written; an existing
+  non-empty FLAC is not synthesised again. A failing utterance is logged, counted per voice and
+  left out of the manifest, never stopping the run. A missing engine stops the run before it
+  starts with a one-line error naming the package to install.
 
 Layout: ``out_dir/audio/{train,dev,test}/<id>.flac`` (16 kHz mono, 16-bit FLAC) and
 ``out_dir/{train,dev,test}.jsonl`` whose audio paths are relative to ``out_dir``.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -36,6 +62,7 @@ import logging
 import os
 import random
 import re
+import resource
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -49,15 +76,19 @@ import soundfile as sf
 from tqdm import tqdm
 
 from s2s_media.audio import SAMPLE_RATE, resample
+from s2s_media.data import channels, speakers, tts_voices
 from s2s_media.data.manifest import AudioRecord, write_manifest
+from s2s_media.data.voice_family import PERTURBED_MARK, voice_family
 from s2s_media.errors import UserError
 from s2s_media.text.normalize import normalize_text
 
 log = logging.getLogger(__name__)
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
+WORDNET_DIR = Path("/usr/share/wordnet")      # apt wordnet-base: example sentences in the glosses
+TEXT_SOURCES = {"fortunes": "fortunes", "wordnet": "wordnet-base"}   # named source -> apt package
 SPLITS = ("train", "dev", "test")
-PLAN_VERSION = 1  # bump when the planning changes, so old output dirs are not silently reused
+PLAN_VERSION = 2  # bump when the planning changes, so old output dirs are not silently reused
 
 # --------------------------------------------------------------------------- text
 
@@ -124,9 +155,22 @@ def _word_is_readable(word: str) -> bool:
     return not _TRIPLE_LETTER.search(lower)
 
 
+# a plain number token: 7, 1984, 1,200, 3.5, 2nd (not $5, 5pm, 1990s, 4x4, 10:30, v1.2)
+_NUMBER_TOKEN = re.compile(r"(?<![\w$%.,:/-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(st|nd|rd|th)?(?![\w$%:/]|[.,]\d)")
+
+
+def verbalize_numbers(text: str) -> str:
+    """Plain numbers spelled the way :func:`normalize_text` spells them: ``"In 1984 he was 3rd."`` ->
+    ``"In nineteen eighty four he was third."``, so the TTS reads exactly the transcript's words."""
+    return _NUMBER_TOKEN.sub(lambda m: normalize_text(m.group(0)), text)
+
+
 def clean_sentence(sentence: str, min_words: int = 3, max_words: int = 16) -> str | None:
     """Return the sentence tidied up, or ``None`` if TTS and :func:`normalize_text` may disagree.
 
+    Plain numbers (``7``, ``1984``, ``1,200``, ``3.5``, ``2nd``) are first written as the words that
+    :func:`normalize_text` makes of them (:func:`verbalize_numbers`); any digit left over
+    (``$5``, ``5pm``, ``10:30``) rejects the sentence.
     Kept: ASCII letters, spaces and ``, . ! ? ' ; : - "`` only; no digits; no words with two
     capitals in a row (acronyms); no abbreviations or dotted words (``a.out``); no vowel-less
     or stretched words (``hmm``, ``Q``, ``sooo``: spelled out or drawn out); no ``etc``/``ok``
@@ -134,7 +178,7 @@ def clean_sentence(sentence: str, min_words: int = 3, max_words: int = 16) -> st
     ``min_words..max_words`` words after normalisation. ````quotes''`` become ``"``, and
     unbalanced double quotes are dropped.
     """
-    text = " ".join(sentence.replace("``", '"').replace("''", '"').split())
+    text = " ".join(verbalize_numbers(sentence.replace("``", '"').replace("''", '"')).split())
     if text.count('"') % 2:
         text = " ".join(text.replace('"', " ").split())
     if not text or not _ALLOWED_CHARS.fullmatch(text):
@@ -173,8 +217,41 @@ def read_fortunes(root: Path = FORTUNES_DIR) -> list[str]:
     return paragraphs
 
 
+def read_wordnet_examples(root: Path = WORDNET_DIR) -> list[str]:
+    """WordNet's example sentences (the quoted parts of its glosses), as sentences.
+
+    They are mostly lower-case fragments without a full stop (``"he ran to the store"``); the first
+    letter is capitalised and a full stop added where no ``.!?`` ends them.
+    """
+    examples: list[str] = []
+    for pos in ("noun", "verb", "adj", "adv"):
+        path = root / f"data.{pos}"
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="latin-1").splitlines():
+            if line.startswith(" ") or "|" not in line:
+                continue                                     # the licence header
+            for example in re.findall(r'"([^"]+)"', line.partition("|")[2]):
+                example = example.strip()
+                if not example or "..." in example:
+                    continue
+                example = example[0].upper() + example[1:]
+                examples.append(example if example[-1] in ".!?" else example + ".")
+    return examples
+
+
 def source_paragraphs(text_source: str) -> list[str]:
-    """Paragraphs of ``text_source`` ("fortunes" or a text file); raises UserError if missing."""
+    """Paragraphs of ``text_source``; raises UserError if missing.
+
+    ``text_source``: "fortunes", "wordnet" (WordNet's example sentences), a UTF-8 text file, or
+    several of these joined by ``+`` (``fortunes+wordnet``).
+    """
+    if "+" in text_source and not Path(text_source).is_file():
+        return [p for part in text_source.split("+") for p in source_paragraphs(part)]
+    if text_source == "wordnet":
+        if not (WORDNET_DIR / "data.noun").is_file():
+            raise UserError(f"wordnet: {WORDNET_DIR}/data.noun not found; install it with `apt-get install wordnet-base`")
+        return read_wordnet_examples(WORDNET_DIR)
     if text_source == "fortunes":
         if not FORTUNES_DIR.is_dir():
             raise UserError(f"fortunes: {FORTUNES_DIR} not found; install it with `apt-get install fortunes` "
@@ -238,11 +315,25 @@ ESPEAK_TRAIN_ONLY_VARIANTS = (
     "", "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "adam", "benjamin", "david", "edward",
     "edward2", "caleb", "croak", "grandpa", "whisper", "zac", "john", "Tweaky", "norbert", "pablo", "pedro", "Mike")
 # flite's built-in voices with their mean F0 in Hz; rms ignores int_f0_target_mean (None).
-# awb_time only tells the time and is left out; kal and kal16 are the same speaker.
-FLITE_VOICES: dict[str, float | None] = {"kal": 88.0, "kal16": 92.0, "awb": 130.0, "rms": None, "slt": 167.0}
-FLITE_HELD_OUT_CHOICES = ("awb", "rms", "slt")
-FLITE_SHARE = 0.3            # share of utterances read by flite (when the split has flite voices)
+# awb_time only tells the time and is left out. kal, kal16 and slt are reserved (below).
+FLITE_VOICES: dict[str, float | None] = {"awb": 130.0, "rms": None}
+FLITE_HELD_OUT_CHOICES = ("awb", "rms")
+# Reserved for an independent evaluation, never planned in any split: festival's kal
+# (festvox-kallpc16k/8k) and slt (festvox-us-slt-hts) voices and flite's slt, and flite's kal/kal16
+# (the same kal diphone speaker). :func:`is_reserved` also refuses any other kal or slt voice.
+RESERVED_VOICES = frozenset({"flite:slt", "flite:kal", "flite:kal16", "festival:kal_diphone",
+                             "festival:cmu_us_slt_arctic_hts", "festival:cmu_us_slt_cg"})
+_RESERVED_SPEAKERS = ("kal", "slt")
+
+# Share of the utterances each engine reads (the split's voices decide among what is left when an
+# engine has no voice in a split). The neural voices get the largest share; Piper's is limited by
+# its cost: 5 audio-seconds per CPU-second against hibari 31, festival 27, flite 28, espeak-ng 52
+# (speaker and channel changes included), the mix 26.5: 50 h in about 57 minutes of 2 idle cores.
+ENGINE_SHARES: dict[str, float] = {"hibari": 0.50, "piper": 0.06, "festival": 0.06, "flite": 0.10, "espeak": 0.28}
 FEMALE_SHARE = 0.4           # share of the espeak utterances read by female families
+PERTURB_SHARE = 0.5          # share of utterances whose formants move (a new speaker of the voice)
+PIPER_NOISE_SCALE = (0.35, 0.9)   # Piper's generator noise (its default 0.667)
+PIPER_NOISE_W = (0.4, 1.0)        # Piper's phoneme-duration noise (its default 0.8)
 HELD_OUT_FAMILIES = {"test": (2, 1), "dev": (1, 1)}  # (male, female) espeak families held out per split
 
 RATE_RANGE = (0.78, 1.2)     # speaking-rate factor: espeak 137..210 wpm, flite duration_stretch 0.83..1.28
@@ -257,12 +348,18 @@ class Prosody:
     """How one utterance is read; the same meaning for every engine."""
     rate: float        # speaking-rate factor, 1.0 = the engine's default speed
     semitones: float   # pitch shift relative to the voice's default
+    formant: float = 1.0      # vocal-tract factor (>1 raises the formants); applied by render() unless native
+    noise_scale: float = 0.667  # Piper only
+    noise_w: float = 0.8        # Piper only
+    seed: int = 0               # for engines with random noise (hibari)
 
 
 class Voice(ABC):
     """One TTS voice; ``synthesize`` returns ``(wav: (samples,) float32, sample_rate)``."""
     engine: str
     words_per_second: float  # at rate 1.0, for planning durations
+    native_pitch = True      # synthesize() applies prosody.semitones itself
+    native_formant = False   # synthesize() applies prosody.formant itself (else render() does)
 
     def __init__(self, name: str):
         self.name = name
@@ -312,13 +409,28 @@ class FliteVoice(Voice):
         return cmd + ["-t", text, "-o", "/dev/stdout"], None
 
 
-def make_voice(voice_id: str) -> Voice:
-    """``"espeak:en-us+f3"`` or ``"flite:slt"`` -> the voice."""
+def is_reserved(voice_id: str) -> bool:
+    """True for a voice of the independent evaluation (kal and slt in any engine): never planned."""
     engine, _, name = voice_id.partition(":")
+    return voice_id in RESERVED_VOICES or (engine in ("flite", "festival")
+                                           and any(r in name.lower() for r in _RESERVED_SPEAKERS))
+
+
+@functools.lru_cache(maxsize=None)
+def make_voice(voice_id: str):
+    """``"espeak:en-us+f3"``, ``"flite:awb"``, ``"piper:joe"``, ``"hibari:heart"``, ``"festival:ked_diphone"``
+    -> the voice, made once per process (the neural ones load their model on first use)."""
+    engine, _, name = voice_id.partition(":")
+    if is_reserved(voice_id):
+        raise ValueError(f"{voice_id!r} is reserved for the independent evaluation and is never synthesised")
     if engine == "espeak":
         return EspeakVoice(name)
     if engine == "flite" and name in FLITE_VOICES:
         return FliteVoice(name)
+    if engine in tts_voices.IN_PROCESS_VOICES:
+        cls, names = tts_voices.IN_PROCESS_VOICES[engine]
+        if name in names:
+            return cls(name)
     raise ValueError(f"unknown voice {voice_id!r}")
 
 
@@ -328,21 +440,37 @@ def espeak_voice_ids(families: Iterable[Iterable[str]]) -> tuple[str, ...]:
     return tuple(f"espeak:{lang}{'+' + v if v else ''}" for lang in ESPEAK_LANGUAGES for v in variants)
 
 
+NEURAL_VOICES = tuple(f"{engine}:{name}" for engine in ("hibari", "piper")
+                      for name in tts_voices.IN_PROCESS_VOICES[engine][1])
+FESTIVAL_VOICE_IDS = tuple(f"festival:{name}" for name in tts_voices.FESTIVAL_VOICES)
+
+
 @dataclass(frozen=True)
 class VoicePool:
     """The voices one split reads with, as voice ids."""
     male: tuple[str, ...]      # espeak: male families (and, in train, the train-only variants)
     female: tuple[str, ...]    # espeak: female families
     flite: tuple[str, ...]
+    others: tuple[str, ...] = ()   # piper, hibari, festival voices
 
     @property
     def voices(self) -> list[str]:
-        return [*self.male, *self.female, *self.flite]
+        return [*self.male, *self.female, *self.flite, *self.others]
+
+    def by_engine(self) -> dict[str, tuple[str, ...]]:
+        engines: dict[str, tuple[str, ...]] = {"espeak": (*self.male, *self.female), "flite": self.flite}
+        for voice in self.others:
+            engine = voice.partition(":")[0]
+            engines[engine] = (*engines.get(engine, ()), voice)
+        return {engine: voices for engine, voices in engines.items() if voices}
 
     def draw(self, rng: random.Random) -> str:
-        """One voice: flite with probability FLITE_SHARE, else espeak female with FEMALE_SHARE."""
-        if self.flite and rng.random() < FLITE_SHARE:
-            return rng.choice(self.flite)
+        """One voice: an engine by :data:`ENGINE_SHARES`, then espeak female with FEMALE_SHARE."""
+        engines = self.by_engine()
+        names = [e for e in ENGINE_SHARES if e in engines]
+        engine = rng.choices(names, weights=[ENGINE_SHARES[e] for e in names])[0]
+        if engine != "espeak":
+            return rng.choice(engines[engine])
         if self.female and (not self.male or rng.random() < FEMALE_SHARE):
             return rng.choice(self.female)
         return rng.choice(self.male)
@@ -361,10 +489,14 @@ def assign_voices(rng: random.Random) -> dict[str, VoicePool]:
     flite_held = (f"flite:{rng.choice(FLITE_HELD_OUT_CHOICES)}",)
     pools: dict[str, VoicePool] = {}
     for split, (n_male, n_female) in HELD_OUT_FAMILIES.items():
-        pools[split] = VoicePool(espeak_voice_ids(male[:n_male]), espeak_voice_ids(female[:n_female]), flite_held)
+        pools[split] = VoicePool(espeak_voice_ids(male[:n_male]), espeak_voice_ids(female[:n_female]), flite_held,
+                                 NEURAL_VOICES + FESTIVAL_VOICE_IDS)
         del male[:n_male], female[:n_female]
     pools["train"] = VoicePool(espeak_voice_ids([*male, ESPEAK_TRAIN_ONLY_VARIANTS]), espeak_voice_ids(female),
-                               tuple(f"flite:{v}" for v in FLITE_VOICES if f"flite:{v}" not in flite_held))
+                               tuple(f"flite:{v}" for v in FLITE_VOICES if f"flite:{v}" not in flite_held),
+                               NEURAL_VOICES + FESTIVAL_VOICE_IDS)
+    for pool in pools.values():
+        assert not any(is_reserved(v) for v in pool.voices), "a reserved voice was planned"
     return pools
 
 
@@ -382,20 +514,44 @@ class Utterance:
     level_db: float     # peak level, dBFS
     lead: float         # seconds of silence before the speech
     trail: float        # seconds of silence after the speech
+    formant: float = 1.0          # vocal-tract factor; != 1 makes a perturbed speaker
+    noise_scale: float = 0.667    # Piper's generator noise
+    noise_w: float = 0.8          # Piper's duration noise
+    channel: str = channels.CLEAN  # recording channel, see s2s_media.data.channels
+
+    @property
+    def speaker(self) -> str:
+        """The manifest speaker: the voice id, plus ``+vtl<factor>`` for a perturbed speaker."""
+        return self.voice + (f"{PERTURBED_MARK}{self.formant:.2f}" if self.formant != 1.0 else "")
+
+    @property
+    def engine(self) -> str:
+        return self.voice.partition(":")[0]
 
     def estimated_seconds(self) -> float:
         """A duration estimate from the word count, used to fill ``hours`` while planning."""
-        wps = (EspeakVoice if self.voice.startswith("espeak:") else FliteVoice).words_per_second
+        wps = _WORDS_PER_SECOND[self.engine]
         return len(normalize_text(self.text).split()) / (wps * self.rate) + self.lead + self.trail
 
 
+_WORDS_PER_SECOND = {"espeak": EspeakVoice.words_per_second, "flite": FliteVoice.words_per_second,
+                     **{e: cls.words_per_second for e, (cls, _) in tts_voices.IN_PROCESS_VOICES.items()}}
+
+
 def _draw_utterance(rng: random.Random, utt_id: str, split: str, text: str, voice: str) -> Utterance:
-    return Utterance(id=utt_id, split=split, text=text, voice=voice,
-                     rate=round(rng.uniform(*RATE_RANGE), 3),
-                     semitones=round(rng.uniform(*SEMITONE_RANGE), 2),
-                     level_db=round(rng.uniform(*LEVEL_DB_RANGE), 2),
-                     lead=round(rng.uniform(*EDGE_SILENCE_RANGE), 3),
-                     trail=round(rng.uniform(*EDGE_SILENCE_RANGE), 3))
+    utt = Utterance(id=utt_id, split=split, text=text, voice=voice,
+                    rate=round(rng.uniform(*RATE_RANGE), 3),
+                    semitones=round(rng.uniform(*SEMITONE_RANGE), 2),
+                    level_db=round(rng.uniform(*LEVEL_DB_RANGE), 2),
+                    lead=round(rng.uniform(*EDGE_SILENCE_RANGE), 3),
+                    trail=round(rng.uniform(*EDGE_SILENCE_RANGE), 3))
+    formant = rng.choice(speakers.VTL_FACTORS[split]) if rng.random() < PERTURB_SHARE else 1.0
+    noise_scale = round(rng.uniform(*PIPER_NOISE_SCALE), 3)
+    noise_w = round(rng.uniform(*PIPER_NOISE_W), 3)
+    channel = channels.draw_channel(rng)
+    if utt.engine != "piper":
+        noise_scale, noise_w = Utterance.noise_scale, Utterance.noise_w
+    return dataclasses.replace(utt, formant=formant, noise_scale=noise_scale, noise_w=noise_w, channel=channel)
 
 
 def _plan_split(rng: random.Random, split: str, sentences: list[str], pool: VoicePool) -> list[Utterance]:
@@ -481,16 +637,31 @@ def trim_silence(wav: np.ndarray, sr: int, lead: float, trail: float, threshold_
 
 
 def render(utt: Utterance) -> np.ndarray:
-    """Synthesise ``utt`` as 16 kHz mono float32 ``(samples,)``, trimmed and peak-normalised."""
-    wav, sr = make_voice(utt.voice).synthesize(utt.text, Prosody(utt.rate, utt.semitones))
+    """Synthesise ``utt`` as 16 kHz mono float32 ``(samples,)``: voice, speaker change, channel, level.
+
+    The engine reads the text at the planned rate (and pitch and formants where it can); what it
+    cannot do, :func:`speakers.change_voice` does. Then edges are trimmed, the channel applied
+    (seeded by the utterance id) and the peak set to the planned level.
+    """
+    voice = make_voice(utt.voice)
+    prosody = Prosody(utt.rate, utt.semitones, utt.formant, utt.noise_scale, utt.noise_w,
+                      seed=channels.channel_seed(utt.id))
+    wav, sr = voice.synthesize(utt.text, prosody)
     if wav.ndim == 2:
         wav = wav.mean(axis=1)
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     if peak <= 1e-4:
         raise RuntimeError("the engine produced no audible audio")
-    wav = resample(wav, sr, SAMPLE_RATE)
+    wav = resample(wav / peak, sr, SAMPLE_RATE)
+    pitch = 1.0 if voice.native_pitch else 2.0 ** (utt.semitones / 12.0)
+    formant = 1.0 if voice.native_formant else utt.formant
+    wav = speakers.change_voice(wav, SAMPLE_RATE, pitch=pitch, formant=formant, seed=prosody.seed)
     wav = trim_silence(wav, SAMPLE_RATE, utt.lead, utt.trail)
-    return (wav * (10 ** (utt.level_db / 20) / np.abs(wav).max())).astype(np.float32)
+    wav = channels.apply_channel(wav, utt.channel, channels.channel_seed(utt.id))
+    peak = float(np.abs(wav).max())
+    if not np.isfinite(peak) or peak <= 1e-6:
+        raise RuntimeError("no audible audio after the speaker and channel changes")
+    return (wav * (10 ** (utt.level_db / 20) / peak)).astype(np.float32)
 
 
 def write_flac(path: Path, wav: np.ndarray) -> None:
@@ -500,24 +671,35 @@ def write_flac(path: Path, wav: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _synthesize_job(job: tuple[Utterance, str]) -> tuple[str, float | None, str | None]:
-    """Worker: make one FLAC unless it exists. Returns ``(id, duration or None, error or None)``."""
+def _cpu_seconds() -> float:
+    """CPU time of this process, its finished children (espeak-ng, flite) and its live festival."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + tts_voices.helper_cpu_seconds()
+
+
+def _synthesize_job(job: tuple[Utterance, str]) -> tuple[str, float | None, str | None, float]:
+    """Worker: make one FLAC unless it exists.
+
+    Returns ``(id, duration or None, error or None, cpu_seconds)``; ``cpu_seconds`` is 0 for a
+    file that already existed.
+    """
     utt, out = job
     path = Path(out)
     if path.is_file() and path.stat().st_size > 0:
         try:
-            return utt.id, sf.info(str(path)).duration, None
+            return utt.id, sf.info(str(path)).duration, None, 0.0
         except sf.LibsndfileError:
             pass                                             # unreadable: synthesise it again
+    start = _cpu_seconds()
     try:
         wav = render(utt)
         write_flac(path, wav)
-        return utt.id, len(wav) / SAMPLE_RATE, None
+        return utt.id, len(wav) / SAMPLE_RATE, None, _cpu_seconds() - start
     except Exception as e:  # noqa: BLE001 - one bad utterance must never stop the run
-        return utt.id, None, f"{type(e).__name__}: {e}"
+        return utt.id, None, f"{type(e).__name__}: {e}", _cpu_seconds() - start
 
 
-def _run_jobs(jobs: list[tuple[Utterance, str]], workers: int) -> Iterator[tuple[str, float | None, str | None]]:
+def _run_jobs(jobs: list[tuple[Utterance, str]], workers: int) -> Iterator[tuple[str, float | None, str | None, float]]:
     """Run :func:`_synthesize_job` over ``jobs`` in ``workers`` processes, yielding results as they finish."""
     # resample() lazily imports librosa's audio module (3-8 s); do it once here so forked workers inherit it
     resample(np.zeros(441, dtype=np.float32), 22050, SAMPLE_RATE)
@@ -534,27 +716,38 @@ def synthesize(plan: list[Utterance], out_dir: Path, workers: int) -> dict[str, 
     for split in {utt.split for utt in plan}:
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
     durations: dict[str, float] = {}
-    failed = 0
+    failed: dict[str, int] = {}
     seconds = 0.0
+    made: dict[str, list[float]] = {}         # engine -> [audio seconds, cpu seconds] made in this run
     by_id = {utt.id: utt for utt in plan}
     start = time.monotonic()
     with tqdm(total=len(jobs), desc="synthesising", unit="utt", disable=None, dynamic_ncols=True) as bar:
-        for utt_id, duration, error in _run_jobs(jobs, workers):
+        for utt_id, duration, error, cpu in _run_jobs(jobs, workers):
+            utt = by_id[utt_id]
             if error is None and duration is not None:
                 durations[utt_id] = duration
                 seconds += duration
+                if cpu > 0:
+                    totals = made.setdefault(utt.engine, [0.0, 0.0])
+                    totals[0] += duration
+                    totals[1] += cpu
             else:
-                failed += 1
-                if failed <= 20:
-                    utt = by_id[utt_id]
+                failed[utt.voice] = failed.get(utt.voice, 0) + 1
+                if sum(failed.values()) <= 20:
                     log.warning("synthetic: %s (%s, %r) failed and is skipped: %s", utt_id, utt.voice, utt.text, error)
             bar.set_postfix_str(f"{seconds / 3600:.2f} h", refresh=False)
             bar.update(1)
     if failed:
-        log.warning("synthetic: %d of %d utterances failed and are left out of the manifests", failed, len(plan))
+        log.warning("synthetic: %d of %d utterances failed and are left out of the manifests (by voice: %s)",
+                    sum(failed.values()), len(plan), ", ".join(f"{v} {n}" for v, n in sorted(failed.items())))
     elapsed = time.monotonic() - start
     log.info("synthetic: %d utterances (%.2f h of audio) ready in %.0f s with %d workers",
              len(durations), seconds / 3600, elapsed, workers)
+    if made:
+        audio, cpu = (sum(t[i] for t in made.values()) for i in (0, 1))
+        log.info("synthetic: audio-seconds per CPU-second: %s; all %.1f",
+                 ", ".join(f"{e} {a / max(c, 1e-9):.1f} ({a / 3600:.2f} h)" for e, (a, c) in sorted(made.items())),
+                 audio / max(cpu, 1e-9))
     return durations
 
 
@@ -613,15 +806,23 @@ def generate_corpus(text_source: str, out_dir: str | Path, *, hours: float = 10.
              ", ".join(f"{split} {len(utts)} utts" for split, utts in plan.items()))
 
     all_utts = [utt for split in SPLITS for utt in plan[split]]
+    for engine in sorted({utt.engine for utt in all_utts}):
+        tts_voices.check_engine(engine)
+    if any(utt.formant != 1.0 for utt in all_utts):
+        speakers.require_parselmouth()
     durations = synthesize(all_utts, out_dir, workers or os.cpu_count() or 1)
     manifests: dict[str, Path] = {}
     for split in SPLITS:
         records = [AudioRecord(id=utt.id, audio=audio_path(utt), text=utt.text,
-                               duration=round(durations[utt.id], 4), speaker=utt.voice)
+                               duration=round(durations[utt.id], 4), speaker=utt.speaker)
                    for utt in plan[split] if utt.id in durations]
         manifests[split] = out_dir / f"{split}.jsonl"
         write_manifest(manifests[split], records)
-        log.info("synthetic: %s: %d utterances, %.2f h", split, len(records), sum(r.duration for r in records) / 3600)
+        families: dict[str, int] = {}
+        for record in records:
+            families[voice_family(record.speaker)] = families.get(voice_family(record.speaker), 0) + 1
+        log.info("synthetic: %s: %d utterances, %.2f h; by family: %s", split, len(records),
+                 sum(r.duration for r in records) / 3600, ", ".join(f"{f} {n}" for f, n in sorted(families.items())))
     return manifests
 
 
@@ -633,10 +834,20 @@ def _voices_summary(pools: dict[str, VoicePool], settings: dict) -> dict:
         "held_out": {split: {"espeak_male_variants": variants(pools[split].male),
                              "espeak_female_variants": variants(pools[split].female),
                              "espeak_languages": list(ESPEAK_LANGUAGES),
-                             "flite": list(pools[split].flite)}
+                             "flite": list(pools[split].flite),
+                             "vtl_factors": list(speakers.VTL_FACTORS[split])}
                      for split in ("dev", "test")},
+        "train_vtl_factors": list(speakers.VTL_FACTORS["train"]),
+        "engine_shares": ENGINE_SHARES,
+        "perturb_share": PERTURB_SHARE,
+        "reserved_never_used": sorted(RESERVED_VOICES),
         "note": ("dev and test each read with their own espeak variant families (in every language), which never "
-                 "occur in train; the held-out flite voice is read in both dev and test and never in train"),
+                 "occur in train; the held-out flite voice is read in both dev and test and never in train. "
+                 "The neural voices (piper, hibari) and festival read in every split; a share of every split's "
+                 "utterances is read by a perturbed speaker (speaker id '+vtl<factor>', family 'perturbed'), and "
+                 "dev/test draw their vocal-tract factors from values train never uses, so perturbed dev/test "
+                 "speakers (above all the perturbed neural voices: the natural-voice part) are unseen. "
+                 "Family of a speaker id: s2s_media.data.voice_family.voice_family."),
         "voices": {split: pools[split].voices for split in SPLITS},
         "settings": settings,
     }

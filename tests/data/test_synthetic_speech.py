@@ -41,7 +41,7 @@ GOOD = [
     "Practice makes perfect, or so they say.",
 ]
 BAD = [
-    "I have 3 apples and 12 pears.",           # digits
+    "It costs $5 at 5pm, or 3.50 in the 1990s.",   # digits that are not plain numbers
     "The NASA team launched a rocket.",        # acronym, spelled out by TTS
     "The IBM's screens were designed for text.",
     "It is a.out, the old binary format.",     # dotted word
@@ -166,11 +166,12 @@ def test_plan_holds_out_voices_and_sentences(seed):
     train_voices = set(pools["train"].voices)
     train_families = {_family_of(v.partition("+")[2]) for v in train_voices if v.startswith("espeak:")}
     for split in ("dev", "test"):
-        assert not set(pools[split].voices) & train_voices
+        held_out = set(pools[split].voices) - set(pools[split].others)     # piper, hibari, festival read everywhere
+        assert held_out and not held_out & train_voices
         assert {u.voice for u in plan[split]} <= set(pools[split].voices)
         held = {_family_of(v.partition("+")[2]) for v in pools[split].voices if v.startswith("espeak:")}
         assert not held & train_families
-    assert not set(pools["dev"].voices) - set(pools["dev"].flite) & set(pools["test"].voices)
+    assert not (set(pools["dev"].voices) - set(pools["dev"].flite) - set(pools["dev"].others)) & set(pools["test"].voices)
     assert {u.voice for u in plan["train"]} <= train_voices
     texts = {split: {u.text for u in plan[split]} for split in syn.SPLITS}
     assert not texts["train"] & texts["dev"] and not texts["train"] & texts["test"] and not texts["dev"] & texts["test"]
@@ -208,7 +209,8 @@ def test_tiny_corpus_manifests_and_audio(corpus):
             assert abs(info.duration - r.duration) < 1e-3
             wav, _ = sf.read(r.audio)
             assert 0.2 < abs(wav).max() < 0.95
-            assert re.fullmatch(r"(espeak:en[-a-z0-9]*(\+\w+)?|flite:\w+)", r.speaker)
+            assert re.fullmatch(r"(espeak:en[-a-z0-9]*(\+\w+)?|flite:\w+|piper:joe|hibari:heart|festival:ked_diphone)"
+                                r"(\+vtl[01]\.\d\d)?", r.speaker)
     for row in _rows(manifests["train"]):
         assert row["audio"].startswith("audio/train/")
 
@@ -216,11 +218,13 @@ def test_tiny_corpus_manifests_and_audio(corpus):
 def test_tiny_corpus_holds_out_test_voices(corpus):
     out, manifests = corpus
     voices = json.loads((out / "voices.json").read_text())
-    speakers = {split: {r.speaker for r in read_manifest(p)} for split, p in manifests.items()}
+    speakers = {split: {r.speaker for r in read_manifest(p) if r.speaker.split(":")[0] in ("espeak", "flite")
+                        and "+vtl" not in r.speaker} for split, p in manifests.items()}
     texts = {split: {r.text for r in read_manifest(p)} for split, p in manifests.items()}
     assert not speakers["test"] & speakers["train"] and not speakers["dev"] & speakers["train"]
     assert speakers["test"] <= set(voices["voices"]["test"])
-    assert not set(voices["voices"]["test"]) & set(voices["voices"]["train"])
+    shared = {"piper:joe", "hibari:heart", "festival:ked_diphone"}
+    assert set(voices["voices"]["test"]) & set(voices["voices"]["train"]) == shared
     held = voices["held_out"]["test"]
     assert not {f"+{v}" for v in held["espeak_male_variants"] + held["espeak_female_variants"]} & \
         {"+" + s.partition("+")[2] for s in voices["voices"]["train"]}
@@ -231,7 +235,15 @@ def test_same_seed_same_corpus_for_any_worker_count(corpus, text_file, tmp_path)
     _, first = corpus
     second = syn.generate_corpus(str(text_file), tmp_path / "again", workers=1, **OPTIONS)
     for split in syn.SPLITS:
-        assert _rows(first[split]) == _rows(second[split])
+        a, b = _rows(first[split]), _rows(second[split])
+        # Piper draws its noise inside the ONNX graph, unseeded: its durations may differ by a few ms
+        for row in a + b:
+            if row["speaker"].startswith("piper:"):
+                row["duration"] = round(row["duration"], 1)
+        assert [{**r, "duration": None} for r in a] == [{**r, "duration": None} for r in b]
+        assert all(abs(x["duration"] - y["duration"]) < 0.15 for x, y in zip(a, b))
+        assert [r for r in a if not r["speaker"].startswith("piper:")] == \
+            [r for r in b if not r["speaker"].startswith("piper:")]
 
 
 def test_resume_skips_existing_files_and_refuses_other_settings(text_file, tmp_path):
@@ -266,7 +278,7 @@ def test_failing_utterance_is_skipped(text_file, tmp_path, monkeypatch, caplog):
 
 def test_every_engine_and_voice_kind_synthesises():
     text = "Practice makes perfect, or so they say."
-    for voice in ("espeak:en-gb-scotland+f3", "espeak:en-029+klatt4", "flite:kal", "flite:rms", "flite:slt"):
+    for voice in ("espeak:en-gb-scotland+f3", "espeak:en-029+klatt4", "flite:awb", "flite:rms"):
         utt = syn.Utterance("x", "train", text, voice, rate=0.9, semitones=-2.0, level_db=-6.0, lead=0.1, trail=0.2)
         wav = syn.render(utt)
         assert wav.dtype.name == "float32" and wav.ndim == 1

@@ -5,18 +5,24 @@
 # with the shared Transformer decoder learns to transcribe them. Runs end to end on a CPU.
 #   ./run.sh                          all stages
 #   ./run.sh --stage 2 --stop-stage 2 only training
-#   ./run.sh --hours 1 --conf conf/conformer.yaml --extra "--set train.max_minutes=10"
+#   ./run.sh --conf conf/conformer.yaml --exp exp/conformer --feats "" --nproc-per-node 1   the earlier recipe
 cd "$(dirname "$0")"
-text=fortunes       # sentences; fortunes+wordnet adds WordNet's example sentences (apt wordnet-base)
-hours=10            # synthetic training audio
-dev_utts=300
-test_utts=500
+text=fortunes+wordnet  # sentences: the Debian fortunes and WordNet's example sentences (apt wordnet-base)
+hours=50            # synthetic training audio (about an hour of 2 cores to make)
+dev_utts=400
+test_utts=600
 seed=0
 data=data           # corpus folder
+feats=data/feats    # log-mel feature cache (data.feature_cache); "" = none (waveform augmentation on the fly)
 workers=$(nproc)
-conf=conf/conformer.yaml
-exp=exp/conformer
-average=3           # best checkpoints averaged (dev WER is scored every 500 steps: ~11 checkpoints in 85 min)
+conf=conf/conformer_v2.yaml
+exp=exp/conformer_v2
+nproc_per_node=2    # DDP processes of one thread each (train.threads in $conf); 1 = a single process
+nnodes=1
+node_rank=0
+master_addr=127.0.0.1
+master_port=29500
+average=3           # best checkpoints averaged (by dev WER)
 decoding=all
 lm_order=6          # character n-gram language model
 extra=""            # extra arguments for 's2s-media train', e.g. "--set train.max_minutes=10"
@@ -27,15 +33,19 @@ if run_stage 0 "synthesise the corpus ($hours h train; dev/test WER per voice fa
     --test-utts "$test_utts" --seed "$seed" --workers "$workers"
 fi
 
-if run_stage 1 "train the tokenizer, and a character $lm_order-gram LM on $text (dev/test sentences left out)"; then
+if run_stage 1 "train the tokenizer, a character $lm_order-gram LM on $text (dev/test sentences left out), and the feature cache $feats"; then
   s2s-media tokenizer "$conf" --set train.exp_dir="$exp" --set data.train="$data/train.jsonl"
   s2s-media lm "$text" --tokenizer "$exp/tokenizer.pt" -o "$exp/lm.pt" --order "$lm_order" \
     --exclude "$data/dev.jsonl" "$data/test.jsonl" --dev "$data/dev.jsonl"
+  if [ -n "$feats" ]; then
+    s2s-media features "$data/train.jsonl" "$data/dev.jsonl" "$data/test.jsonl" --cache "$feats" --workers "$workers"
+  fi
 fi
 
-if run_stage 2 "train ($conf -> $exp)"; then
+if run_stage 2 "train ($conf -> $exp) on $nproc_per_node process(es); resumes from $exp/last.pt"; then
+  train_launcher
   # shellcheck disable=SC2086
-  s2s-media train "$conf" --set train.exp_dir="$exp" \
+  "${launch[@]}" train "$conf" --set train.exp_dir="$exp" --set data.feature_cache="$feats" \
     --set data.train="$data/train.jsonl" --set data.dev="$data/dev.jsonl" $extra
 fi
 

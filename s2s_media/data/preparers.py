@@ -563,12 +563,11 @@ def prepare_synthetic(src: Path, out: Path, *, hours: float | None = None, dev_u
                       min_words: int | None = None, max_words: int | None = None) -> dict[str, Path]:
     """Synthesise a corpus with :func:`s2s_media.data.synthetic_speech.generate_corpus`.
 
-    ``src`` is ``fortunes`` (the system fortune files) or a text file of sentences. Options left
-    at ``None`` take the generator's defaults.
+    ``src`` is a text source of :func:`s2s_media.data.synthetic_speech.source_paragraphs`
+    (``fortunes``, ``wordnet``, a text file, or several joined by ``+``), which checks it. Options
+    left at ``None`` take the generator's defaults.
     """
     source = str(src)
-    if source != "fortunes" and not src.is_file():
-        raise UserError(f"synthetic: SRC {src} not found; expected 'fortunes' or a text file with one sentence per line")
     from s2s_media.data.synthetic_speech import generate_corpus
 
     options = dict(hours=hours, dev_utts=dev_utts, test_utts=test_utts, seed=seed, workers=workers,

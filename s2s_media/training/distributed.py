@@ -62,6 +62,17 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def main_rank_decides(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank: a decision all ranks must take together (e.g. stopping on a
+    time budget, which each rank would otherwise measure on its own clock and take a step apart,
+    leaving the others waiting in the next gradient all-reduce)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
 def params_checksum(model: torch.nn.Module) -> torch.Tensor:
     """A float64 fingerprint of all parameters, to check that DDP ranks agree."""
     return torch.stack([p.detach().double().sum() + (p.detach().double() ** 2).sum() for p in model.parameters()]).sum()

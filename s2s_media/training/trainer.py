@@ -5,7 +5,9 @@ What is trained comes from :mod:`s2s_media.training.tasks`: ASR, captioning, or 
 multimodal model (batches of the two tasks interleaved, one checkpoint).
 
 Resume state lives in ``<exp_dir>/last.pt``: model, optimizer, scheduler, scaler, sampler
-position, torch/python RNG and the trainer's counters. Data augmentation is seeded by
+position, torch/python RNG and the trainer's counters. SIGINT or SIGTERM (Ctrl-C, ``kill``, a
+container stop; torchrun passes them to every rank) ends the run cleanly after the current
+update, with ``last.pt`` written: nothing trained is lost. A second signal stops at once. Data augmentation is seeded by
 (seed, epoch, index), so a resumed run sees exactly the batches an unbroken run would.
 """
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +33,8 @@ from s2s_media.errors import UserError
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.text.tokenizer import Tokenizer
 from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
-from s2s_media.training.distributed import DistInfo, amp_dtype, barrier, pick_device, ranks_in_sync
+from s2s_media.training.distributed import (DistInfo, amp_dtype, barrier, main_rank_decides, pick_device,
+                                             ranks_in_sync)
 from s2s_media.training.schedule import make_schedule
 from s2s_media.training.tasks import MultiTaskBatchSampler, MultiTaskCollate, MultiTaskDataset, Task
 
@@ -94,6 +99,7 @@ class Trainer:
         self.state = TrainerState()
         self.writer = None
         self.history: list[dict] = []
+        self.stop_requested = False    # set by SIGINT/SIGTERM during fit()
 
     # ------------------------------------------------------------------ checkpoints
     def _base(self) -> dict:
@@ -148,10 +154,11 @@ class Trainer:
         budget = t.max_minutes * 60 if t.max_minutes > 0 else math.inf
         started = time.time() - self.state.elapsed
         stop = self._out_of_budget(budget)
-        while self.state.epoch < t.epochs and not stop:
-            stop = self._train_epoch(started, budget)
-            if not stop:
-                self._end_epoch()
+        with self._stop_on_signals():
+            while self.state.epoch < t.epochs and not stop:
+                stop = self._train_epoch(started, budget)
+                if not stop:
+                    self._end_epoch()
         self.state.elapsed = time.time() - started
         in_sync = ranks_in_sync(self.model, self.dist)
         self.save_resume()
@@ -214,15 +221,39 @@ class Trainer:
             st.elapsed = time.time() - started
             if st.step % self.cfg.train.save_interval == 0:
                 self.save_resume()
-            if self._out_of_budget(budget):
-                log.info("stopping at step %d after %.1f min (train.max_minutes=%g, train.max_steps=%d, "
-                         "train.max_audio_hours=%g)", st.step, st.elapsed / 60, self.cfg.train.max_minutes,
-                         self.cfg.train.max_steps, self.cfg.train.max_audio_hours)
+            if main_rank_decides(self.stop_requested or self._out_of_budget(budget), self.dist, self.device):
+                t = self.cfg.train
+                why = ("on a signal" if self.stop_requested else f"(train.max_minutes={t.max_minutes:g}, "
+                       f"train.max_steps={t.max_steps}, train.max_audio_hours={t.max_audio_hours:g})")
+                log.info("stopping at step %d after %.1f min %s; the same command resumes from %s", st.step,
+                         st.elapsed / 60, why, self.exp / "last.pt")
                 bar.close()
                 return True
             waiting = time.time()
         bar.close()
         return False
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """While training: the first SIGINT/SIGTERM asks for a clean stop after the current update;
+        a second one raises KeyboardInterrupt (stop now, keeping the last saved ``last.pt``)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            log.warning("%s: stopping after this update and saving %s (again to stop at once)",
+                        signal.Signals(signum).name, self.exp / "last.pt")
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _out_of_budget(self, budget_s: float) -> bool:
         t = self.cfg.train

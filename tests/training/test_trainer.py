@@ -145,3 +145,32 @@ def test_max_audio_hours_stops_the_run(tiny_overrides, tmp_path):
     state = run_training(cfg)
     assert 36.0 <= state.audio_seconds < 36.0 + 8.0 + 1e-6                  # stops within one batch (<= 8 s) past it
     assert state.epoch < 50
+
+
+def test_sigterm_stops_cleanly_after_the_update_and_saves(tiny_overrides, tmp_path):
+    """A stop signal mid-run: exit 0, last.pt holds the very last update (not the last periodic save)."""
+    import signal
+    import time
+    exp = tmp_path / "sig"
+    args = [sys.executable, "-m", "s2s_media.cli.main", "train", str(CONF)]
+    for o in tiny_overrides + [f"train.exp_dir={exp}", "train.epochs=500", "train.save_interval=1000",
+                               "train.threads=1"]:
+        args += ["--set", o]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        log = exp / "train_log.jsonl"
+        deadline = time.time() + 180
+        while time.time() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 4):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopping at step" in err and "on a signal" in err
+    ck = load_checkpoint(exp / "last.pt")
+    steps = ck["trainer"]["step"]
+    assert steps >= 4 and ck["trainer"]["epoch"] < 500           # saved at the stop, not at save_interval
+    assert json.loads((exp / "summary.json").read_text())["step"] == steps

@@ -27,6 +27,7 @@ from s2s_media.config import Config, ScheduledSamplingConfig, to_dict
 from s2s_media.data.dataset import worker_init
 from s2s_media.errors import UserError
 from s2s_media.models.seq2seq import Seq2SeqModel
+from s2s_media.plots import plot_training_curves
 from s2s_media.text.tokenizer import Tokenizer
 from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
 from s2s_media.training.distributed import DistInfo, amp_dtype, barrier, pick_device, ranks_in_sync
@@ -350,7 +351,6 @@ class Trainer:
         (self.exp / "summary.json").write_text(json.dumps(summary, indent=1))
         if self.writer is not None:
             self.writer.close()
-        from s2s_media.plots import plot_training_curves
         plot_training_curves(self.history, self.exp / "curves.png")
 
 

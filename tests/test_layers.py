@@ -140,27 +140,31 @@ def test_every_module_imports_on_its_own():
                 __import__(name)
             except Exception:  # noqa: BLE001 - the child reports it
                 pass
-    failed = []
-    for name, _ in _modules():
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:                                      # the child: forget our modules, import one
-            os.close(r)
-            msg = b""
-            try:
-                for m in _ours():
-                    del sys.modules[m]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    __import__(name)
-            except BaseException as e:  # noqa: BLE001 - reported by the parent
-                msg = f"{type(e).__name__}: {e}".encode()[:2000]
-            os.write(w, msg)
-            os._exit(0)
-        os.close(w)
+    failed, running, todo = [], {}, [name for name, _ in _modules()]
+    while todo or running:
+        while todo and len(running) < (os.cpu_count() or 1):     # the children run side by side
+            name = todo.pop()
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:                                  # the child: forget our modules, import one
+                os.close(r)
+                msg = b""
+                try:
+                    for m in _ours():
+                        del sys.modules[m]
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        __import__(name)
+                except BaseException as e:  # noqa: BLE001 - reported by the parent
+                    msg = f"{type(e).__name__}: {e}".encode()[:2000]
+                os.write(w, msg)
+                os._exit(0)
+            os.close(w)
+            running[pid] = (name, r)
+        pid, _ = os.wait()
+        name, r = running.pop(pid)
         with os.fdopen(r, "rb") as f:
             msg = f.read()
-        os.waitpid(pid, 0)
         if msg:
             failed.append(f"{name}: {msg.decode()}")
     assert not failed, "modules that do not import on their own:\n" + "\n".join(failed)

@@ -11,22 +11,20 @@ and score it. :func:`evaluate` takes the task as a parameter:
   utterances, the left-context cap, and the encoder reset at each endpoint. With endpointing
   disabled and utterances shorter than the cap, the texts are equal.
 
-Progress is drawn on stderr only, and only when stderr is a terminal (:func:`progress`).
+Progress is drawn on stderr only, and only when stderr is a terminal (:mod:`s2s_media.progress`).
 """
 from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from s2s_media.caption_metrics import score_captions
 from s2s_media.data.dataset import eval_loader
@@ -40,17 +38,10 @@ from s2s_media.inference.inputs import Item
 from s2s_media.inference.pipeline import Searcher
 from s2s_media.inference.streaming.recognizer import StreamingRecognizer
 from s2s_media.metrics import ErrorRate, cer, wer
+from s2s_media.progress import progress_bar
 
 log = logging.getLogger("s2s_media.evaluate")
-T = TypeVar("T")
 TASKS = ("asr", "caption", "streaming")
-
-
-def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
-    """``iterable`` with a progress bar on stderr, drawn only when stderr is a terminal: never on stdout,
-    never in a log file or a pipe."""
-    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, mininterval=1.0, file=sys.stderr,
-                     disable=not sys.stderr.isatty(), dynamic_ncols=True))
 
 
 def evaluate(task: str, *args, **kwargs):
@@ -89,8 +80,7 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
     hyps: dict[str, list[str]] = {m: [] for m in methods}
     audio_s, skipped, start = 0.0, 0, time.time()
     try:
-        bar = tqdm(total=len(records), unit="utt", desc="decoding", mininterval=1.0, file=sys.stderr,
-                   disable=not sys.stderr.isatty())
+        bar = progress_bar(total=len(records), unit="utt", desc="decoding")
         for batch, feats, lengths in iterate_batches(loader, device):
             for bad in batch["bad"]:
                 skipped += 1
@@ -149,7 +139,7 @@ def evaluate_captions(captioner: Captioner, records: list, out_path: str | Path 
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         out = open(out_path, "w", encoding="utf-8")
     try:
-        for done in progress(captioner.run(items), total=len(items), unit="img", desc="captioning"):
+        for done in progress_bar(captioner.run(items), total=len(items), unit="img", desc="captioning"):
             rec, key = done.record, done.item.id
             if "error" in rec:
                 errors.append(rec["error"])

@@ -14,13 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from tqdm import tqdm
-
 from s2s_media.data.manifest import read_manifest
 from s2s_media.data.synthetic_speech import source_paragraphs, split_sentences
 from s2s_media.errors import UserError
 from s2s_media.lm.files import save_lm_file  # noqa: F401 - s2s-media lm writes what it trains with it
 from s2s_media.lm.ngram import NgramLM
+from s2s_media.progress import progress_bar
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import EOS, SOS, Tokenizer
 
@@ -75,7 +74,7 @@ def train_lm(sources: Iterable[str], tokenizer: Tokenizer, order: int = 6, exclu
     """An n-gram over ``tokenizer``'s ids from the text of ``sources``; returns ``(lm, stats)``."""
     held_out = manifest_texts(exclude)
     seqs, words = [], 0
-    for text in tqdm(lm_sentences(sources, held_out), desc="reading text", unit=" sentences", mininterval=1.0):
+    for text in progress_bar(lm_sentences(sources, held_out), desc="reading text", unit=" sentences"):
         ids = tokenizer.encode(text)
         if ids:
             seqs.append(ids)

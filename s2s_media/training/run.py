@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from s2s_media.frontend.audio import compute_cmvn
 from s2s_media.config import Config, tasks_of
@@ -21,6 +20,7 @@ from s2s_media.data.captions import CaptionRecord, read_caption_manifest
 from s2s_media.data.manifest import AudioRecord, read_manifest
 from s2s_media.errors import ConfigError, UserError
 from s2s_media.models.seq2seq import Seq2SeqModel, param_count
+from s2s_media.progress import progress_bar
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import (CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer,
                                       tokenizer_from_dict)
@@ -136,7 +136,7 @@ def get_cmvn(cfg: Config, records: list[AudioRecord], dist: DistInfo) -> dict:
         sample = rng.sample(records, min(len(records), cfg.data.cmvn_utterances))
 
         def wavs():
-            for r in tqdm(sample, desc="cmvn", unit="utt", mininterval=2.0):
+            for r in progress_bar(sample, desc="cmvn", unit="utt"):
                 try:
                     yield r.load()
                 except UserError as e:

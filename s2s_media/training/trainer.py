@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +179,7 @@ class Trainer:
         self.model.train()
         net = self.ddp or self.model
         bar = tqdm(total=len(self.sampler), initial=st.consumed, desc=f"epoch {st.epoch}", unit="batch",
-                   disable=not self.dist.is_main, dynamic_ncols=True, mininterval=2.0)
+                   disable=not self.dist.is_main or not sys.stderr.isatty(), dynamic_ncols=True, mininterval=2.0)
         window = {task.unit: 0.0 for task in self.tasks}
         window_start = time.time()
         for batch in self._loader():

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_training_curves(history: list[dict], path: str | Path) -> Path | None:
@@ -16,6 +12,9 @@ def plot_training_curves(history: list[dict], path: str | Path) -> Path | None:
     dev = [h for h in history if "dev_loss" in h]
     if not train and not dev:
         return None
+    import matplotlib                    # loads slowly; only rank 0 draws, at the end of training
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     ax = axes[0]
     for key in ("loss", "loss_ctc", "loss_att"):

@@ -46,6 +46,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from server.client import STOP, connect  # noqa: E402 - the one v1 client, from this checkout
 
 SR = 16000
 MESSAGE_S = 0.1                       # audio per binary message
@@ -170,11 +171,10 @@ class Server:
 # ---------------------------------------------------------------- clients
 async def session(url: str, pcm: bytes, delay: float) -> dict:
     """One real-time v1 session: message k is sent at t0 + k x 100 ms, ``stop`` right after the last."""
-    from websockets.asyncio.client import connect
     await asyncio.sleep(delay)
     r = {"first_partial": None, "final_after_stop": None, "lateness": 0.0, "end": False, "finals": [],
          "decode_lag": 0.0, "sent_s": 0.0}
-    async with connect(url, max_size=None, open_timeout=60) as ws:
+    async with await connect(url, open_timeout=60) as ws:
         await ws.send(json.dumps({"type": "start"}))
         msg = json.loads(await ws.recv())
         if msg["type"] != "ready":
@@ -189,7 +189,7 @@ async def session(url: str, pcm: bytes, delay: float) -> dict:
                 r["lateness"] = max(r["lateness"], time.monotonic() - due)
                 r["sent_s"] = min(i + MESSAGE_BYTES, len(pcm)) / 2 / SR
             r["t_stop"] = time.monotonic()
-            await ws.send(json.dumps({"type": "stop"}))
+            await ws.send(STOP)
 
         sender = asyncio.create_task(send())
         try:

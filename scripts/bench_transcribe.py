@@ -45,9 +45,10 @@ def child_ours(args, paths: list[str]) -> dict:
     import torch
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(args.threads)
-    from s2s_media.transcribe import Item, load_speech_model
+    from s2s_media import load_model
+    from s2s_media.inference.inputs import Item
     items = [Item(p, Path(p).stem) for p in paths]
-    model = load_speech_model(args.model, "cpu")
+    model = load_model(args.model, "cpu", task="asr")
     tr = model.transcriber(decoding=args.decoding, workers=0 if args.threads == 1 else 1)
     list(tr.run(items[:1]))  # warm-up, untimed
     start = time.perf_counter()

@@ -4,10 +4,10 @@
     python scripts/eval_streaming.py --model exp/avg.pt --manifest recipes/synthetic_speech/data/test.jsonl
     python scripts/eval_streaming.py --model M --manifest M --chunk-size 8 --no-endpoint --json out.json
 
-Every utterance is fed to a :class:`~s2s_media.streaming.StreamingRecognizer` in pieces of
+Every utterance is fed to a :class:`~s2s_media.inference.streaming.StreamingRecognizer` in pieces of
 ``--piece-ms`` (as a live client would send it; its finals are joined) and decoded offline by the
 toolkit's evaluation path with the same chunk mask, beam and rescoring
-(:func:`~s2s_media.streaming.offline_decode`). Prints both WERs, how many texts are identical, and
+(:func:`~s2s_media.inference.streaming.offline_decode`). Prints both WERs, how many texts are identical, and
 the real-time factors. With ``--no-endpoint`` the two differ only where the left-context cap bites.
 """
 from __future__ import annotations
@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from s2s_media.errors import UserError
-    from s2s_media.models.build import load_model_file
-    from s2s_media.streaming import StreamingConfig, StreamingRecognizer, evaluate_manifest
+    from s2s_media.inference.checkpoint import load_model_file
+    from s2s_media.inference.evaluate import evaluate_streaming
+    from s2s_media.inference.streaming import StreamingConfig, StreamingRecognizer
 
     torch.set_num_threads(args.threads)
     try:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.piece_ms <= 0:
             raise UserError(f"--piece-ms: must be > 0, got {args.piece_ms}")
         rec = StreamingRecognizer(load_model_file(args.model), cfg, device=args.device)
-        result = evaluate_manifest(rec, args.manifest, max(1, int(args.piece_ms * 16)), args.limit)
+        result = evaluate_streaming(rec, args.manifest, max(1, int(args.piece_ms * 16)), args.limit)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

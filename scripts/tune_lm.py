@@ -14,7 +14,6 @@ dev, never on test.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import sys
 import time
@@ -40,36 +39,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from s2s_media.data.dataset import eval_loader
     from s2s_media.data.manifest import read_manifest
-    from s2s_media.decoding.recognizer import search_rescoring
-    from s2s_media.lm.corpus import lm_for_model
+    from s2s_media.inference.checkpoint import load_model_file
+    from s2s_media.inference.pipeline import Searcher
     from s2s_media.metrics import wer
-    from s2s_media.models.build import load_model_file
 
     torch.set_num_threads(args.threads)
-    loaded = load_model_file(args.model, quantize=True)
-    loaded.lm = lm_for_model(args.lm, loaded.tokenizer)
-    model, tok = loaded.model, loaded.tokenizer
-    base = loaded.config.decode
-    if args.rescore_nbest is not None:
-        base = dataclasses.replace(base, rescore_nbest=args.rescore_nbest)
-    prefix = tok.prefix("asr" if "asr" in tok.tasks else None)
+    loaded = load_model_file(args.model, quantize=True, lm=args.lm)
+    tok = loaded.tokenizer
+    base = loaded.config.decode.override(method="rescoring", rescore_nbest=args.rescore_nbest)
+    encoder = Searcher(loaded, base)
     encoded, refs = [], []
     with torch.inference_mode():
         for batch in tqdm(eval_loader(read_manifest(args.manifest), tok, loaded.config.model.n_mels,
-                                      base.batch_seconds), desc="encoding", unit="batch"):
+                                      base.batch_seconds), desc="encoding", unit="batch", file=sys.stderr):
             if batch["ids"]:
-                encoded.append(model.encode(batch["feats"], batch["lengths"]))
+                encoded.append(encoder.encode(batch["feats"], batch["lengths"]))
                 refs += batch["texts"]
     grid = [(b, w, bo) for b, w, bo in itertools.product(args.beams, args.weights, args.bonuses)
             if w > 0 or bo == args.bonuses[0]]                     # without the LM the bonus is moot
     rows = []
-    for beam, weight, bonus in tqdm(grid, desc="grid", unit="point"):
-        cfg = dataclasses.replace(base, beam=beam, lm_weight=weight, lm_bonus=bonus)
-        lm = loaded.fusion(cfg)
+    for beam, weight, bonus in tqdm(grid, desc="grid", unit="point", file=sys.stderr):
+        searcher = Searcher(loaded, base.override(beam=beam, lm_weight=weight, lm_bonus=bonus))
+        lm = searcher.lm
         hyps, start = [], time.perf_counter()
         with torch.inference_mode():
             for memory, mask in encoded:
-                hyps += [tok.decode(d.tokens) for d in search_rescoring(model, memory, mask, prefix, cfg, lm)]
+                hyps += [tok.decode(d.tokens) for d in searcher.search(memory, mask)]
         rows.append((wer(refs, hyps).rate, beam, weight if lm else 0.0, bonus if lm else None,
                      time.perf_counter() - start))
     print(f"\n{args.manifest}: {len(refs)} utterances; rescoring the best {base.rescore_nbest}; "

@@ -2,7 +2,7 @@
 
 ``s2s-media serve`` is the command; :class:`App` is the server itself, usable from Python::
 
-    from s2s_media.streaming import StreamingRecognizer
+    from s2s_media.inference.streaming import StreamingRecognizer
     app = App(StreamingRecognizer(load_model_file(path)), ServerConfig(port=8765))
     asyncio.run(app.run(install_signals=True))
 
@@ -10,7 +10,8 @@ Modules: ``protocol`` (wire formats), ``engine`` (batched decoding in a worker t
 ``session`` (one connection), ``metrics`` (Prometheus text), ``app`` (routes and life cycle).
 ``server/README.md`` specifies the protocol.
 """
-from server.app import App, ServerConfig
+from server.app import App
+from server.config import ServerConfig
 from server.engine import EngineConfig
 
 __all__ = ["App", "ServerConfig", "EngineConfig"]

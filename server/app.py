@@ -15,7 +15,6 @@ import logging
 import mimetypes
 import signal
 import ssl
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +22,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from server.engine import Engine, EngineConfig
+from s2s_media.inference.events import Recognizer
+from server.config import ServerConfig
+from server.engine import Engine
 from server.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
 from server.protocol import MAX_MESSAGE_BYTES
 from server.session import Session, V1Session, VoskSession
@@ -34,24 +35,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 ROUTES = {"/v1/stream": V1Session, "/vosk": VoskSession}
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8765                   # 0 picks a free port (see App.port)
-    max_sessions: int = 64             # concurrent sessions; more are refused with ``overloaded``
-    token: str | None = None           # required from websocket clients when set
-    certfile: str | None = None        # TLS (wss://, https://) when both are set
-    keyfile: str | None = None
-    idle_timeout_s: float = 30.0       # a session that sends nothing for this long ends with ``timeout``
-    max_session_s: float = 3600.0      # a session's maximum length (wall clock from connecting)
-    shutdown_grace_s: float = 30.0     # on SIGTERM/SIGINT, how long sessions get to send their finals
-    engine: EngineConfig = field(default_factory=EngineConfig)   # batching and back-pressure
-
-
 class App:
     """One model, one engine, many sessions. ``await App(...).run()`` serves until stopped."""
 
-    def __init__(self, recognizer, config: ServerConfig | None = None):
+    def __init__(self, recognizer: Recognizer, config: ServerConfig | None = None):
         self.config = config or ServerConfig()
         self.metrics = Metrics()
         self.engine = Engine(recognizer, self.config.engine, self.metrics)
@@ -74,8 +61,15 @@ class App:
             self.metrics.session_closed()
 
     async def handle(self, ws: ServerConnection) -> None:
-        route = urlsplit(ws.request.path).path
-        await ROUTES[route](self, ws).run()
+        """One connection: admitted as a session of its route (or refused with ``overloaded``), served, released."""
+        session = ROUTES[urlsplit(ws.request.path).path](self, ws)
+        if not self.admit(session):
+            await session.refuse(self.config.max_sessions)
+            return
+        try:
+            await session.run()
+        finally:
+            self.release(session)
 
     # ---------------------------------------------------------------- HTTP
     def process_request(self, ws: ServerConnection, request: Request) -> Response | None:

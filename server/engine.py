@@ -1,7 +1,7 @@
 """The batching engine: one recognizer shared by every session, decoded in one worker thread.
 
 Connections live on the asyncio event loop; decoding is blocking and CPU-heavy, so it runs in a
-single worker thread that owns every :class:`~s2s_media.streaming.StreamingRecognizer` stream
+single worker thread that owns every :class:`~s2s_media.inference.streaming.StreamingRecognizer` stream
 (the event loop never touches a stream, so the streams need no locking of their own).
 
 Data flow for one session::
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2s_media.inference.events import Recognizer
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class EngineSession:
 class Engine:
     """Owns the recognizer and the worker thread. Create, :meth:`start`, then open sessions."""
 
-    def __init__(self, recognizer, config: EngineConfig | None = None, metrics: Metrics | None = None):
+    def __init__(self, recognizer: Recognizer, config: EngineConfig | None = None, metrics: Metrics | None = None):
         self.recognizer = recognizer
         self.config = config or EngineConfig()
         self.metrics = metrics or Metrics()

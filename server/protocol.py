@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2s_media.inference.events import Event, Final, Partial
+
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20          # 1 MiB: a larger message is a ``too_large`` error
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000
@@ -139,15 +141,13 @@ def decode_audio(data: bytes, encoding: str) -> np.ndarray:
     return np.clip(samples, -1.0, 1.0, out=samples)
 
 
-def v1_event(event: dict, start: StartRequest) -> dict | None:
+def v1_event(event: Event, start: StartRequest) -> dict | None:
     """A decoder event as the v1 message for this session, or None when the client did not ask for it."""
-    if event["type"] == "partial":
-        if not start.partials:
-            return None
-        return {k: event[k] for k in ("type", "segment", "text", "start", "end")}
-    msg = {k: event[k] for k in ("type", "segment", "text", "start", "end")}
-    if start.words:
-        msg["words"] = event.get("words", [])
+    if isinstance(event, Partial):
+        return event.to_dict() if start.partials else None
+    msg = event.to_dict()
+    if not start.words:
+        del msg["words"]
     return msg
 
 
@@ -173,12 +173,12 @@ def parse_vosk_config(obj: dict, current: VoskConfig) -> VoskConfig:
     return VoskConfig(rate, words)
 
 
-def vosk_result(finals: list[dict], words: bool) -> dict:
+def vosk_result(finals: list[Final], words: bool) -> dict:
     """One Vosk result from the finals decoded since the last reply (several are joined into one)."""
     msg: dict = {}
     if words:
-        msg["result"] = [{"conf": w.get("confidence") if w.get("confidence") is not None else 1.0,
-                          "end": w["end"], "start": w["start"], "word": w["word"]}
-                         for f in finals for w in f.get("words", [])]
-    msg["text"] = " ".join(f["text"] for f in finals if f["text"])
+        msg["result"] = [{"conf": w.confidence if w.confidence is not None else 1.0,
+                          "end": w.end, "start": w.start, "word": w.word}
+                         for f in finals for w in f.words]
+    msg["text"] = " ".join(f.text for f in finals if f.text)
     return msg

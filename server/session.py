@@ -15,17 +15,17 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
 
-from server.engine import DONE, EngineSession
+from s2s_media.inference.events import Final, Partial
+from server.config import ServerConfig
+from server.engine import DONE, Engine, EngineSession
+from server.metrics import Metrics
 from server.protocol import (MAX_REASON_BYTES, PROTOCOL_VERSION, ProtocolError, StartRequest, VoskConfig, check_size,
                              decode_audio, parse_control, parse_json, parse_start, parse_vosk_config, v1_event,
                              vosk_result)
-
-if TYPE_CHECKING:
-    from server.app import App
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,18 @@ class Shutdown(Exception):
     """Raised in a session waiting for its client when the server begins to stop."""
 
 
-class Session:
-    """What every protocol's session does; subclasses implement :meth:`serve`."""
+class Host(Protocol):
+    """What a session uses of the server that admitted it (:class:`server.app.App`)."""
+    config: ServerConfig
+    engine: Engine
+    metrics: Metrics
 
-    def __init__(self, app: "App", ws):
+
+class Session:
+    """What every protocol's session does; subclasses implement :meth:`serve`. The server
+    (:meth:`server.app.App.handle`) admits a session, runs it and releases it."""
+
+    def __init__(self, app: Host, ws):
         self.app = app
         self.ws = ws
         self.es: EngineSession | None = None
@@ -47,12 +55,13 @@ class Session:
         self.close_code, self.close_reason = 1000, ""
         self._shutdown = asyncio.Event()
 
+    async def refuse(self, limit: int) -> None:
+        """The server is full: say so and close."""
+        await self.send_error(ProtocolError("overloaded", f"the server is at its limit of {limit} sessions; "
+                                                          "retry later"))
+
     async def run(self) -> None:
-        """Admit, serve, and always release the session's resources."""
-        if not self.app.admit(self):
-            await self.send_error(ProtocolError(
-                "overloaded", f"the server is at its limit of {self.app.config.max_sessions} sessions; retry later"))
-            return
+        """Serve, and always free the session's decoding stream."""
         try:
             await self.serve()
         except ProtocolError as e:
@@ -66,7 +75,6 @@ class Session:
         finally:
             if self.es is not None:
                 self.app.engine.close(self.es)
-            self.app.release(self)
 
     async def serve(self) -> None:
         raise NotImplementedError
@@ -199,7 +207,7 @@ class V1Session(Session):
         """Outbox -> socket: events, then ``end`` and close; or an error and its close code."""
         while True:
             item = await self.es.queue.get()
-            if isinstance(item, dict):
+            if isinstance(item, (Partial, Final)):
                 msg = v1_event(item, start)
                 if msg is not None:
                     await self.send_json(msg)
@@ -259,12 +267,11 @@ class VoskSession(Session):
 
     def _take(self, item) -> None:
         """One item of the session's queue: a decoder event, DONE, or a failure."""
-        if isinstance(item, dict):
-            if item["type"] == "final":
-                self.finals.append(item)
-                self.partial = ""
-            else:
-                self.partial = item["text"]
+        if isinstance(item, Final):
+            self.finals.append(item)
+            self.partial = ""
+        elif isinstance(item, Partial):
+            self.partial = item.text
         elif item is DONE:
             self.done = True
         else:

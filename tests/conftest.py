@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from s2s_media.audio import SAMPLE_RATE, load_audio
+from s2s_media.frontend.audio import SAMPLE_RATE, load_audio
 from fixtures_make import TINY_MODEL
 
 SENTENCES = [
@@ -67,3 +67,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_ckpt(tiny_corpus, tmp_path_factory) -> Path:
+    """A tiny char Conformer trained for a few steps on :func:`tiny_corpus`, once per session."""
+    from asr_fixtures import train_tiny_asr
+    return train_tiny_asr(tmp_path_factory, tiny_corpus)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory) -> Path:
+    """A tiny synthetic shapes corpus: 16 train, 4 val, 8 test images of 32 pixels."""
+    from s2s_media.data.synthetic_shapes import generate_shapes
+    out = tmp_path_factory.mktemp("shapes")
+    generate_shapes(out, train_images=16, val_images=4, test_images=8, seed=1, size=32, workers=1)
+    return out
+
+
+@pytest.fixture
+def caption_overrides(shapes, tmp_path) -> list[str]:
+    """``--set`` overrides for a seconds-long captioning run on :func:`shapes`."""
+    from caption_fixtures import TINY_IMAGE_MODEL
+    return TINY_IMAGE_MODEL + [f"data.caption_train={shapes / 'train.jsonl'}",
+                               f"data.caption_dev={shapes / 'val.jsonl'}", f"train.exp_dir={tmp_path / 'exp'}",
+                               "train.epochs=2"]

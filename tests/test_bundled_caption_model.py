@@ -4,11 +4,15 @@ mismatched weights, wrong vocabulary, lost normalisation) would fail."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pytest
 import torch
 
 import s2s_media
+from s2s_media.inference.checkpoint import load_model_file
+from s2s_media.models.seq2seq import param_count
 from s2s_media.caption_metrics import score_captions
 from s2s_media.data.synthetic_shapes import generate_shapes
 
@@ -25,6 +29,26 @@ def test_bundled_caption_model_is_a_small_plain_checkpoint_with_a_card():
     card = CARD.read_text(encoding="utf-8")
     for must in ("trained on", "test split", "real photographs"):
         assert must in card.lower(), f"the model card must say {must!r}"
+
+
+def _number(pattern: str, text: str) -> float:
+    m = re.search(pattern, text)
+    assert m, f"the model card no longer says {pattern!r}"
+    return float(m.group(1))
+
+
+def test_the_card_describes_the_file_it_ships_with():
+    """What the card states (parameters, input size, grid, vocabulary, size, beam) is what the file holds."""
+    card = CARD.read_text(encoding="utf-8")
+    loaded = load_model_file(BUNDLED, quantize=False)
+    image = loaded.model.encoders["image"]
+    assert _number(r"([\d.]+) M-parameter", card) == pytest.approx(param_count(loaded.model) / 1e6, abs=0.005)
+    size = int(_number(r"turns a (\d+) x \d+ image", card))
+    assert size == loaded.config.data.image.size
+    assert image.grid_size(size, size) == (int(_number(r"into a (\d+) x \d+ grid", card)),) * 2
+    assert _number(r"vocabulary of (\d+) ids", card) == loaded.tokenizer.vocab_size
+    assert _number(r"\(([\d.]+) MB\)", card) == pytest.approx(BUNDLED.stat().st_size / 1e6, abs=0.05)
+    assert _number(r"beam search, beam (\d+)", card) == loaded.config.decode.beam
 
 
 def test_load_model_caption_describes_unseen_scenes(tmp_path, one_thread):

@@ -51,7 +51,7 @@ def test_config_from_dict_inverts_to_dict():
 def test_recipe_config_loads():
     cfg = load_config(RECIPE)
     assert cfg.model.encoder == "conformer" and cfg.model.encoder_conf["causal"] is True
-    from s2s_media.models.build import param_count
+    from s2s_media.models.seq2seq import param_count
     from s2s_media.models.seq2seq import Seq2SeqModel
     # the issue asks for a Conformer + Transformer decoder of about 5-10 M parameters; the CPU recipe
     # is at the low end (4.1 M with its 32 characters; RESULTS.md says why)

@@ -26,4 +26,4 @@ corpus=coco
 test_images=5000
 source ../common.sh "$@"
 
-source ../karpathy_captions.sh
+karpathy_caption_stages

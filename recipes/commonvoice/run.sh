@@ -25,37 +25,16 @@ chunk_sizes="0 16"      # 0 = full context; 16 frames = 640 ms streaming chunks
 eval_workers=4          # feature-extraction processes for evaluate
 source ../common.sh "$@"
 
-for n in "$nproc_per_node" "$nnodes" "$node_rank"; do
-  case "$n" in ''|*[!0-9]*) echo "error: --nproc-per-node, --nnodes and --node-rank take integers, got '$n'" >&2; exit 2 ;; esac
-done
+check_launch_args
 
 case "$convert" in
   true) convert_args=(--convert) ;;
   false) convert_args=() ;;
   *) echo "error: --convert takes true or false, got '$convert'" >&2; exit 2 ;;
 esac
-tok_args=()
-if [ -n "$bpe_units" ]; then tok_args=(--set tokenizer.vocab_size="$bpe_units"); fi
-data_args=(--set train.exp_dir="$exp" --set data.train="$data/train.jsonl" --set data.dev="$data/dev.jsonl")
 
 if run_stage 0 "manifests from $src into $data/ (convert: $convert)"; then
   s2s-media prepare commonvoice "$src" "$data" "${convert_args[@]}" --workers "$workers"
 fi
 
-if run_stage 1 "train the tokenizer on $data/train.jsonl"; then
-  s2s-media tokenizer "$conf" "${data_args[@]}" "${tok_args[@]}"
-fi
-
-if run_stage 2 "train ($conf -> $exp) on $nnodes x $nproc_per_node process(es)"; then
-  train_launcher
-  # shellcheck disable=SC2086
-  "${launch[@]}" train "$conf" "${data_args[@]}" "${tok_args[@]}" $extra
-fi
-
-if run_stage 3 "average the best $average checkpoints"; then
-  s2s-media average "$exp" --best -n "$average" -o "$exp/avg_best_$average.pt"
-fi
-
-if run_stage 4 "evaluate on $test_sets (chunk sizes: $chunk_sizes)"; then
-  evaluate_test_sets
-fi
+asr_stages_1_to_4

@@ -26,4 +26,4 @@ corpus=flickr8k
 test_images=1000
 source ../common.sh "$@"
 
-source ../karpathy_captions.sh
+karpathy_caption_stages

@@ -61,9 +61,11 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from s2s_media import load_model
-    from s2s_media.caption import CaptionOptions, discover_images
-    from s2s_media.output import infer_format, open_writer, read_records
-    from s2s_media.report import Entry, map_files, save_attention_maps, write_html
+    from s2s_media.inference.captioner import CaptionOptions
+    from s2s_media.inference.inputs import discover_images
+    from s2s_media.progress import progress_bar
+    from s2s_media.inference.writers import infer_format, open_writer, read_records
+    from s2s_media.inference.report import Entry, map_files, save_attention_maps, write_html
 
     fmt = infer_format(args.out, args.format, FORMATS)
     options = CaptionOptions(beam=args.beam, max_len=args.max_len, batch_size=args.batch_size,
@@ -85,9 +87,8 @@ def run(args) -> int:
             key = rec.get("path", "")
             if key in done and key in names:
                 entries[key] = Entry(rec, map_files(args.attention_maps, names[key]) if args.attention_maps else [])
-    start, failed, interrupted = time.time(), 0, False
-    from tqdm import tqdm
-    bar = tqdm(total=len(todo), unit="img", desc="captioning", mininterval=1.0, dynamic_ncols=True)
+    start, failed, interrupted, n = time.time(), 0, False, 0
+    bar = progress_bar(total=len(todo), unit="img", desc="captioning", records_on_stdout=args.out is None)
     try:
         for result in captioner.run(todo):
             rec = result.record
@@ -101,6 +102,7 @@ def run(args) -> int:
             entries[result.item.key] = Entry(rec, maps)
             bar.set_postfix(failed=failed, refresh=False)
             bar.update(1)
+            n += 1
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -111,7 +113,6 @@ def run(args) -> int:
         write_html(args.html, sorted(entries.values(), key=lambda e: order.get(e.record.get("path"), len(order))))
     if len(todo) < len(items):
         print(f"resumed: {len(items) - len(todo)} images already in {args.out} were skipped", file=info)
-    n = bar.n
     print(f"{'interrupted after ' if interrupted else ''}{n} images, {time.time() - start:.1f} s, {failed} failed"
           + (f"; gallery in {args.html}" if args.html else ""), file=info)
     if interrupted:

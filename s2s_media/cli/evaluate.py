@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
+
+from s2s_media.methods import DECODING_METHODS
 
 log = logging.getLogger("s2s_media.evaluate")
 
@@ -24,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--manifest", required=True, help="JSONL manifest: audio (id, audio, text, duration) or "
                    "captions (id, image, captions, split)")
     p.add_argument("--decoding", default="rescoring",
-                   help="ctc_greedy, ctc_prefix_beam, attention, rescoring, a comma list, or all (default rescoring)")
+                   help=f"{', '.join(DECODING_METHODS)}, a comma list, or all (default rescoring)")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's decode.beam)")
     p.add_argument("--ctc-weight", type=float, default=None, help="CTC share of the rescoring score")
     p.add_argument("--lm", metavar="LM.pt", help="fuse this language model (from s2s-media lm) into the CTC "
@@ -56,7 +57,8 @@ def run(args) -> int:
 def run_captions(args) -> int:
     """Caption the manifest's images (the ``caption`` pipeline) and print the caption metrics as JSON."""
     from s2s_media import load_model
-    from s2s_media.caption import CaptionOptions, evaluate_captions
+    from s2s_media.inference.captioner import CaptionOptions
+    from s2s_media.inference.evaluate import evaluate_captions
     from s2s_media.data.captions import read_caption_manifest
     from s2s_media.errors import UserError
 
@@ -85,75 +87,36 @@ def run_captions(args) -> int:
 
 
 def run_audio(args) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from s2s_media.data.dataset import eval_loader
+    """Decode the audio manifest with every asked method (one encoder pass) and print WER/CER."""
     from s2s_media.data.manifest import read_manifest
-    from s2s_media.decoding.recognizer import decode_batch, iterate_batches, parse_methods
-    from s2s_media.metrics import cer, wer
-    from s2s_media.models.build import load_model_file
-    from s2s_media.training.distributed import pick_device
+    from s2s_media.decoding.search import parse_methods
+    from s2s_media.device import pick_device
+    from s2s_media.inference.checkpoint import load_model_file
+    from s2s_media.inference.evaluate import evaluate_asr
+    from s2s_media.inference.pipeline import Searcher
+    from s2s_media.progress import duration_text
 
     methods = parse_methods(args.decoding)
     device = pick_device(args.device)
-    loaded = load_model_file(args.model, quantize=device.type == "cpu")
-    if args.lm:
-        from s2s_media.lm.corpus import lm_for_model
-        loaded.lm = lm_for_model(args.lm, loaded.tokenizer)
+    loaded = load_model_file(args.model, quantize=device.type == "cpu", lm=args.lm)
     dcfg = loaded.config.decode.override(beam=args.beam, ctc_weight=args.ctc_weight, chunk_size=args.chunk_size,
                                          batch_seconds=args.batch_seconds, lm_weight=args.lm_weight,
                                          lm_bonus=args.lm_bonus)
-    lm = loaded.fusion(dcfg)
-    model = loaded.model.to(device)
+    loaded.model.to(device)
+    searcher = Searcher(loaded, dcfg, task="asr", methods=methods)
     records = read_manifest(args.manifest)
     if args.limit:
         records = records[: args.limit]
-    loader = eval_loader(records, loaded.tokenizer, loaded.config.model.n_mels, dcfg.batch_seconds, args.workers)
-    prefix = loaded.tokenizer.prefix("asr" if "asr" in loaded.tokenizer.tasks else None)
     out_dir = Path(args.out) if args.out else Path(args.model).parent / f"decode_{Path(args.manifest).stem}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {m: open(out_dir / f"{m}.jsonl", "w") for m in methods}
-    refs: list[str] = []
-    hyps: dict[str, list[str]] = {m: [] for m in methods}
-    audio_s, skipped, start = 0.0, 0, time.time()
-    try:
-        bar = tqdm(total=len(records), unit="utt", desc="decoding", mininterval=1.0)
-        for batch, feats, lengths in iterate_batches(loader, device):
-            for bad in batch["bad"]:
-                skipped += 1
-                log.warning("skipping %s: %s", bad.id, bad.reason)
-            bar.update(len(batch["ids"]) + len(batch["bad"]))
-            if feats is None:
-                continue
-            audio_s += batch["seconds"]
-            results = decode_batch(model, feats, lengths, prefix, methods, dcfg, lm)
-            refs.extend(batch["texts"])
-            for m in methods:
-                for uid, ref, r in zip(batch["ids"], batch["texts"], results[m]):
-                    text = loaded.tokenizer.decode(r.tokens)
-                    hyps[m].append(text)
-                    files[m].write(json.dumps({"id": uid, "ref": ref, "hyp": text, "score": r.score}) + "\n")
-                files[m].flush()
-        bar.close()
-    finally:
-        for f in files.values():
-            f.close()
-    elapsed = time.time() - start
-    if not refs:
-        print(f"no utterance of {args.manifest} could be decoded ({skipped} skipped)")
+    result = evaluate_asr(loaded, searcher, records, out_dir, device, args.workers)
+    rates = result.pop("rates")
+    if not result["utterances"]:
+        print(f"no utterance of {args.manifest} could be decoded ({result['skipped']} skipped)")
         return 1
-    scores = {}
-    for m in methods:
-        w, c = wer(refs, hyps[m]), cer(refs, hyps[m])
-        scores[m] = {"wer": w.rate, "cer": c.rate, "words": w.ref_len, "substitutions": w.substitutions,
-                     "deletions": w.deletions, "insertions": w.insertions}
+    for m, (w, c) in rates.items():
         print(f"{m:16s} WER {100 * w.rate:6.2f}%  CER {100 * c.rate:6.2f}%  ({w})")
-    summary = {"model": str(args.model), "manifest": str(args.manifest), "utterances": len(refs),
-               "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
-               "rtf": elapsed / max(audio_s, 1e-9), "beam": dcfg.beam,
-               "lm": {"weight": dcfg.lm_weight, "bonus": dcfg.lm_bonus} if lm is not None else None, "scores": scores}
+    summary = {"model": str(args.model), "manifest": str(args.manifest), **result}
     (out_dir / "scores.json").write_text(json.dumps(summary, indent=1))
-    print(f"{len(refs)} utterances, {audio_s / 3600:.2f} h, RTF {summary['rtf']:.3f}; "
-          f"{skipped} skipped; hypotheses in {out_dir}")
-    return 1 if skipped else 0
+    print(f"{result['utterances']} utterances, {duration_text(result['audio_seconds'])}, RTF {result['rtf']:.3f}; "
+          f"{result['skipped']} skipped; hypotheses in {out_dir}")
+    return 1 if result["skipped"] else 0

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from s2s_media.export import export_checkpoint
+    from s2s_media.inference.export import export_checkpoint
     s = export_checkpoint(args.checkpoint, args.out, args.weights, quantize=not args.no_quantize,
                           decode=args.overrides, lm=args.lm)
     print(f"{s['dst']}: {s['dst_bytes'] / 1e6:.1f} MB (from {s['src_bytes'] / 1e6:.1f} MB), weights {s['weights']}, "

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from s2s_media.data.manifest import read_manifest
     from s2s_media.errors import UserError
-    from s2s_media.lm.corpus import save_lm_file, train_lm
+    from s2s_media.training.lm import save_lm_file, train_lm
     from s2s_media.text.normalize import normalize_text
     from s2s_media.training.run import load_tokenizer
 

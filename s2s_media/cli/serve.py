@@ -6,7 +6,12 @@ import asyncio
 import os
 from pathlib import Path
 
+from s2s_media.device import DEVICES
 from s2s_media.errors import UserError
+from server.config import ServerConfig
+from server.engine import EngineConfig
+
+_SERVER, _ENGINE = ServerConfig(), EngineConfig()   # the defaults the options show
 
 
 def add_parser(sub) -> None:
@@ -16,9 +21,9 @@ def add_parser(sub) -> None:
                     "/vosk, a microphone page at /, /healthz and Prometheus /metrics (see server/README.md). "
                     "SIGTERM/SIGINT stop it cleanly: open sessions get their last final.")
     p.add_argument("--model", type=Path, help="checkpoint (default: the bundled s2s_media/assets/asr_default.pt)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default: %(default)s)")
-    p.add_argument("--max-sessions", type=int, default=64,
+    p.add_argument("--host", default=_SERVER.host, help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=_SERVER.port, help="port; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--max-sessions", type=int, default=_SERVER.max_sessions,
                    help="concurrent sessions; more are refused with 'overloaded' (default: %(default)s)")
     p.add_argument("--token", default=os.environ.get("S2S_MEDIA_TOKEN"),
                    help="require this token from websocket clients (Authorization: Bearer T or ?token=T); "
@@ -30,20 +35,20 @@ def add_parser(sub) -> None:
     p.add_argument("--beam", type=int, default=None, help="CTC prefix beam (default: the model's decode.beam)")
     p.add_argument("--lm-weight", type=float, default=None,
                    help="weight of the model's language model, if it has one; 0 turns it off (default: the model's)")
-    p.add_argument("--idle-timeout", type=float, default=30.0,
+    p.add_argument("--idle-timeout", type=float, default=_SERVER.idle_timeout_s,
                    help="end a session that sends nothing for this many seconds (default: %(default)s)")
-    p.add_argument("--max-session", type=float, default=3600.0,
+    p.add_argument("--max-session", type=float, default=_SERVER.max_session_s,
                    help="maximum length of a session in seconds (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=16, help="streams decoded per encoder call (default: %(default)s)")
-    p.add_argument("--max-wait-ms", type=float, default=10.0,
+    p.add_argument("--max-batch", type=int, default=_ENGINE.max_batch, help="streams decoded per encoder call (default: %(default)s)")
+    p.add_argument("--max-wait-ms", type=float, default=_ENGINE.max_wait_ms,
                    help="how long a ready chunk waits for others to join its batch (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     p.set_defaults(run=run)
 
 
 def server_config(args: argparse.Namespace):
     """The :class:`server.ServerConfig` for the parsed arguments (checked, with one-line errors)."""
-    from server import EngineConfig, ServerConfig
     if (args.certfile is None) != (args.keyfile is None):
         raise UserError("--certfile and --keyfile go together: give both for TLS, or neither")
     for path in (args.certfile, args.keyfile):
@@ -67,15 +72,16 @@ def server_config(args: argparse.Namespace):
                         engine=EngineConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms))
 
 
-def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "cpu", beam: int | None = None,
+def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "auto", beam: int | None = None,
                     lm_weight: float | None = None):
-    """One :class:`~s2s_media.streaming.StreamingRecognizer` for the checkpoint (default: the bundled model)."""
+    """One :class:`~s2s_media.inference.streaming.StreamingRecognizer` for the checkpoint (default: the bundled model)."""
     import dataclasses
 
     from s2s_media.errors import ConfigError
-    from s2s_media.models.build import load_model_file
-    from s2s_media.streaming import StreamingConfig, StreamingRecognizer
-    from s2s_media.transcribe import default_model_path
+    from s2s_media.inference.checkpoint import load_model_file
+    from s2s_media.inference.streaming import StreamingConfig, StreamingRecognizer
+    from s2s_media.device import pick_device
+    from s2s_media.inference.checkpoint import bundled_model_path
     config = StreamingConfig()
     if chunk_size is not None:
         if chunk_size < 1:
@@ -86,8 +92,9 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "c
         config.validate("serve")
     except ConfigError as e:
         raise UserError(str(e).replace("serve.", "--").replace("_", "-")) from None
-    return StreamingRecognizer(load_model_file(model if model is not None else default_model_path()), config,
-                               device=device)
+    dev = pick_device(device)
+    loaded = load_model_file(model if model is not None else bundled_model_path("asr"), quantize=dev.type == "cpu")
+    return StreamingRecognizer(loaded, config, device=dev)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2s_media.audio import load_audio
+    from s2s_media.frontend.audio import load_audio
     check_chunk_ms(args.chunk_ms)
     return send(args, file_chunks(load_audio(args.file, sr=SAMPLE_RATE), args.chunk_ms, fast=args.fast))
 
@@ -101,7 +101,8 @@ async def mic_chunks(sd, chunk_ms: int):
 
 
 def to_pcm16(wav: np.ndarray) -> bytes:
-    return (np.clip(wav, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    from server.client import pcm16
+    return pcm16(wav)
 
 
 class Printer:
@@ -130,59 +131,23 @@ class Printer:
 
 async def stream(url: str, chunks, printer, token: str | None = None, partials: bool = True) -> int:
     """Send ``chunks`` (an async iterator of PCM16 bytes) to ``url``; print the replies. Returns 0."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    try:
-        ws = await connect(url, additional_headers=headers, max_size=None, open_timeout=10)
-    except InvalidStatus as e:
-        status = e.response.status_code
-        hint = "; pass --token" if status == 401 else ""
-        raise UserError(f"{url}: the server refused the connection (HTTP {status}){hint}") from None
-    except InvalidURI:
-        raise UserError(f"{url}: not a websocket URL; use ws://HOST:PORT/v1/stream") from None
-    except (OSError, InvalidHandshake, TimeoutError) as e:
-        raise UserError(f"{url}: cannot connect ({e}); is 's2s-media serve' running?") from None
-    async with ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE, "encoding": "pcm_s16le",
-                                  "partials": partials, "words": True}))
+    from server.client import ClientError, connect, start_message, stream as run_session
+    loop = asyncio.get_running_loop()
 
-        async def send_audio():
-            try:
-                async for chunk in chunks:
-                    await ws.send(chunk)
-            except asyncio.CancelledError:   # Ctrl-C on mic: stop and collect the last final
-                pass
-            finally:
-                try:
-                    await ws.send(json.dumps({"type": "stop"}))
-                except ConnectionClosed:
-                    pass
-
-        sender = asyncio.create_task(send_audio())
-        loop = asyncio.get_running_loop()
-
+    def on_sending(sender: asyncio.Task) -> None:
         def interrupted():   # Ctrl-C: stop sending, still print the last final; a second Ctrl-C aborts
             loop.remove_signal_handler(signal.SIGINT)
             sender.cancel()
-
         loop.add_signal_handler(signal.SIGINT, interrupted)
-        try:
-            async for raw in ws:
-                msg = json.loads(raw)
-                if msg["type"] == "error":
-                    raise UserError(f"server: {msg['code']}: {msg['message']}")
-                printer(msg)
-                if msg["type"] == "end":
-                    break
-            else:
-                raise UserError(f"server closed the connection before the end (code {ws.close_code})")
-        except ConnectionClosed as e:
-            raise UserError(f"server closed the connection before the end ({e})") from None
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+
+    try:
+        async with await connect(url, token) as ws:
+            sender = await run_session(ws, chunks, printer, start_message(SAMPLE_RATE, partials=partials, words=True),
+                                       on_sending)
+    except ClientError as e:
+        raise UserError(str(e)) from None
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
     if not sender.cancelled() and sender.exception() is not None:
         raise sender.exception()   # e.g. the microphone failed mid-stream
     return 0

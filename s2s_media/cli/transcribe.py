@@ -5,6 +5,8 @@ import os
 import sys
 import time
 
+from s2s_media.methods import DECODING_METHODS
+
 EPILOG = """\
 output:
   One record per input: {"path","text","duration","words":[{"word","start","end","confidence"}],
@@ -52,7 +54,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="output file (default: stdout, jsonl); a folder for srt/vtt with several inputs")
     p.add_argument("--format", choices=["jsonl", "txt", "srt", "vtt", "tsv"],
                    help="output format (default: from --out's extension, else jsonl)")
-    p.add_argument("--decoding", choices=["ctc_greedy", "ctc_prefix_beam", "attention", "rescoring"],
+    p.add_argument("--decoding", choices=DECODING_METHODS,
                    help="search method (default: the model's, usually rescoring)")
     p.add_argument("--beam", type=int, help="beam size (default: the model's decode.beam)")
     p.add_argument("--lm-weight", type=float, help="weight of the model's language model, if it has one "
@@ -71,29 +73,14 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def parse_shard(spec: str | None) -> tuple[int, int, bool]:
-    """``"I/N"`` -> (I, N, False); ``"auto"`` -> (RANK, WORLD_SIZE, True); None -> (0, 1, False)."""
-    from s2s_media.errors import UserError
-    if not spec:
-        return 0, 1, False
-    if spec == "auto":
-        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-            raise UserError("--shard auto: RANK and WORLD_SIZE are not set; launch with torchrun, or give --shard I/N")
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), True
-    try:
-        i, n = (int(x) for x in spec.split("/"))
-    except ValueError:
-        raise UserError(f"--shard {spec}: expected I/N such as 0/4, or auto") from None
-    if n < 1 or not 0 <= i < n:
-        raise UserError(f"--shard {spec}: need 0 <= I < N")
-    return i, n, False
-
-
 def run(args) -> int:
+    from s2s_media import load_model
     from s2s_media.errors import UserError
-    from s2s_media.output import infer_format, merge_outputs, open_writer, rank_path
-    from s2s_media.transcribe import TranscribeOptions, discover, load_speech_model, shard
-    from s2s_media.vad import VadConfig
+    from s2s_media.frontend.vad import VadConfig
+    from s2s_media.inference.inputs import discover
+    from s2s_media.inference.sharding import merge_outputs, parse_shard, rank_path, shard
+    from s2s_media.inference.transcriber import TranscribeOptions
+    from s2s_media.inference.writers import infer_format, open_writer
 
     fmt = infer_format(args.out, args.format)
     if args.merge:
@@ -125,7 +112,7 @@ def run(args) -> int:
     items = [it for it in items if it.key not in done]
     info = sys.stderr if out is None else sys.stdout
     try:
-        model = load_speech_model(args.model, args.device)
+        model = load_model(args.model, args.device, task="asr")
         transcriber = model.transcriber(options)
     except BaseException:
         writer.close()
@@ -133,7 +120,7 @@ def run(args) -> int:
     stats = _Stats(time.time())  # the RTF leaves model loading out
     interrupted = False
     try:
-        stats.loop(transcriber.run(items), writer, len(items))
+        stats.loop(transcriber.run(items), writer, len(items), records_on_stdout=out is None)
     except KeyboardInterrupt:
         interrupted = True
     except BrokenPipeError:  # stdout closed by the reader (e.g. | head): stop quietly
@@ -165,9 +152,9 @@ class _Stats:
     def rtf(self) -> float:
         return (time.time() - self.start) / self.audio_s if self.audio_s else 0.0
 
-    def loop(self, records, writer, total: int) -> None:
-        from tqdm import tqdm
-        bar = tqdm(total=total, unit="file", desc="transcribing", mininterval=1.0, dynamic_ncols=True)
+    def loop(self, records, writer, total: int, records_on_stdout: bool) -> None:
+        from s2s_media.progress import progress_bar
+        bar = progress_bar(total=total, unit="file", desc="transcribing", records_on_stdout=records_on_stdout)
         try:
             for item, rec in records:
                 writer.write(rec, item.name)
@@ -192,5 +179,6 @@ class _Stats:
             w, c = wer(self.refs, self.hyps), cer(self.refs, self.hyps)
             print(f"manifest entries: {len(self.refs)} scored (failed ones excluded)  "
                   f"WER {100 * w.rate:.2f}%  CER {100 * c.rate:.2f}%  ({w})", file=out)
-        print(f"{'interrupted after ' if interrupted else ''}{self.files} files, {self.audio_s / 3600:.3f} h of audio, "
+        from s2s_media.progress import duration_text
+        print(f"{'interrupted after ' if interrupted else ''}{self.files} files, {duration_text(self.audio_s)} of audio, "
               f"{wall:.1f} s wall, RTF {self.rtf:.4f}, {self.failed} failed", file=out)

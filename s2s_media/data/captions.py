@@ -26,7 +26,7 @@ from s2s_media.data.sampler import EpochBatches
 from s2s_media.errors import ManifestError, UserError
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import Tokenizer
-from s2s_media.vision import ImageConfig, eval_transform, load_image, train_transform
+from s2s_media.frontend.vision import ImageConfig, eval_transform, load_image, train_transform
 
 
 @dataclass

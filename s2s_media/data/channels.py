@@ -27,8 +27,8 @@ import scipy.fft
 import scipy.signal
 import soundfile as sf
 
-from s2s_media.audio import SAMPLE_RATE, resample
-from s2s_media.augment import NOISE_KINDS, add_noise, generate_noise, simulate_rir
+from s2s_media.frontend.audio import SAMPLE_RATE, resample
+from s2s_media.frontend.augment import NOISE_KINDS, add_noise, generate_noise, simulate_rir
 
 CLEAN = "clean"
 CLEAN_SHARE = 0.3          # utterances recorded on a clean channel

@@ -6,13 +6,14 @@ Readers validate every line and report a bad one as ``file:line: reason``.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from s2s_media.errors import ManifestError
+from s2s_media.frontend.audio import load_audio
+from s2s_media.jsonl import iter_jsonl, write_jsonl  # noqa: F401 - part of this module's API
 
 
 @dataclass
@@ -26,7 +27,6 @@ class AudioRecord:
 
     def load(self):
         """The utterance's samples: the whole file, or the segment ``[offset, offset + duration)``."""
-        from s2s_media.audio import load_audio
         if self.offset is None:
             return load_audio(self.audio)
         return load_audio(self.audio, offset=self.offset, duration=self.duration)
@@ -68,40 +68,10 @@ def parse_record(obj: object, where: str, base_dir: Path | None = None) -> Audio
                        offset=float(obj["offset"]) if "offset" in obj else None)
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[str, object]]:
-    """Yield ``("file:line", decoded_object)`` for each non-blank line; bad JSON raises ManifestError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from None
-
-
 def read_manifest(path: str | Path) -> list[AudioRecord]:
     """Read and validate an audio manifest. Relative audio paths resolve against the manifest's folder."""
     base = Path(path).resolve().parent
     return [parse_record(obj, where, base) for where, obj in iter_jsonl(path)]
-
-
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
-    """Write dicts as JSONL atomically (temp file then rename). Returns the number of rows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
 
 
 def write_manifest(path: str | Path, records: Iterable[AudioRecord]) -> int:

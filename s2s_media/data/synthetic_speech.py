@@ -75,11 +75,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from s2s_media.audio import SAMPLE_RATE, resample
 from s2s_media.data import channels, speakers, tts_voices
 from s2s_media.data.manifest import AudioRecord, write_manifest
 from s2s_media.data.voice_family import PERTURBED_MARK, voice_family
 from s2s_media.errors import UserError
+from s2s_media.frontend.audio import SAMPLE_RATE, resample
 from s2s_media.text.normalize import normalize_text
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The image front-end: a torchvision ResNet trunk -> a spatial grid -> the decoder's memory.
 
-``pixels (B, 3, H, W)`` (normalised, see :mod:`s2s_media.vision`) -> trunk up to ``layer3``
+``pixels (B, 3, H, W)`` (normalised, see :mod:`s2s_media.frontend.vision`) -> trunk up to ``layer3``
 (stride 16) or ``layer4`` (stride 32) -> ``(B, C, h, w)`` -> 1x1 projection to ``d_model`` ->
 plus 2-D positions (learned row + column embeddings, or fixed 2-D sinusoids) -> optionally a
 few Transformer encoder layers (the same :class:`~s2s_media.models.attention_encoder.EncoderBlock`

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from s2s_media.config import from_dict
+from s2s_media.typed import from_dict
 from s2s_media.errors import ConfigError
 from s2s_media.models.attention_encoder import ConformerEncoder, TransformerEncoder
 from s2s_media.models.image_encoder import ImageEncoder

@@ -16,6 +16,8 @@ from torch import nn
 
 from s2s_media.config import ModelConfig
 from s2s_media.errors import UserError
+from s2s_media.frontend.audio import HOP_LENGTH, SAMPLE_RATE
+from s2s_media.models.attention_encoder import AttentionEncoder, EncoderCache
 from s2s_media.models.layers import lengths_to_mask
 from s2s_media.models.registry import DECODERS, ENCODERS, IMAGE_ENCODERS, component_config
 from s2s_media.text.tokenizer import EOS, IGNORE_ID
@@ -46,6 +48,7 @@ class AudioEncoder(nn.Module):
 
     def __init__(self, n_mels: int, name: str, conf: dict):
         super().__init__()
+        self.name = name
         self.cmvn = GlobalCMVN(n_mels)
         self.body = ENCODERS[name](n_mels, component_config(ENCODERS, name, conf, "model.encoder"))
         self.output_dim = self.body.output_dim
@@ -53,6 +56,42 @@ class AudioEncoder(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, chunk_size: int = 0, left_chunks: int = -1):
         out, out_lengths = self.body(self.cmvn(feats), lengths, chunk_size, left_chunks)
         return out, lengths_to_mask(out_lengths, out.size(1))
+
+    # ---- what decoding reads of the encoder (timing, streaming), without reaching into ``body``
+    @property
+    def stride(self) -> int:
+        """Feature frames per encoder frame: the subsampling factor, or 2 per pyramid layer of the BLSTM."""
+        sub = getattr(self.body, "subsampling", None)
+        return sub.stride if sub is not None else 2 ** self.body.cfg.pyramid_layers
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds between encoder output frames: the 10 ms hop x :attr:`stride`."""
+        return self.stride * HOP_LENGTH / SAMPLE_RATE
+
+    def check_streamable(self) -> None:
+        """UserError unless this encoder can run chunk by chunk with a cache (causal attention encoders)."""
+        if not isinstance(self.body, AttentionEncoder):
+            raise UserError(f"streaming needs a conformer or transformer encoder; this model's model.encoder is "
+                            f"{self.name}")
+        self.body.check_streamable()
+
+    @property
+    def right_context(self) -> int:
+        """Feature frames past its own that the subsampling of one encoder frame reads."""
+        return self.body.subsampling.right_context
+
+    def normalise(self, feats: torch.Tensor) -> torch.Tensor:
+        """CMVN of log-mels ``(..., F)``, what :meth:`forward_chunk` expects."""
+        return self.cmvn(feats)
+
+    def init_cache(self, batch: int, device) -> EncoderCache:
+        return self.body.init_cache(batch, device)
+
+    def forward_chunk(self, feats: torch.Tensor, lengths: torch.Tensor, cache: EncoderCache, max_cache_frames: int):
+        """One chunk of normalised features ``(B, T, F)`` with the left context in ``cache`` ->
+        ``(out (B, T', d), out_lengths (B,), new cache)``."""
+        return self.body.forward_chunk(feats, lengths, cache, max_cache_frames)
 
 
 class CTCHead(nn.Module):
@@ -76,6 +115,9 @@ def label_smoothing_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing:
 class SelfCritical:
     """Self-critical sequence training (Rennie et al., 2017) for one batch, run inside ``forward``.
 
+    ``rollouts(decoder, memory, mask, prefix)`` (given by the training task, which owns the search
+    code) returns the ``B*samples`` sampled token lists, image by image, and the B greedy ones.
+
     ``reward(sampled, greedy)`` gets the ``B*samples`` sampled token lists (image by image) and the
     B greedy ones, and returns ``(sample_rewards (B*samples,), baseline (B*samples,))``.
     """
@@ -83,6 +125,7 @@ class SelfCritical:
     max_len: int
     temperature: float
     reward: Callable[[list[list[int]], list[list[int]]], tuple[torch.Tensor, torch.Tensor]]
+    rollouts: Callable[..., tuple[list[list[int]], list[list[int]]]]
 
 
 class Seq2SeqModel(nn.Module):
@@ -184,24 +227,16 @@ class Seq2SeqModel(nn.Module):
 
     def _self_critical(self, memory, mask, prefix, sc: SelfCritical):
         """-> (sampled targets, advantages (B*K,), logged rewards)."""
-        from s2s_media.decoding.beam_search import greedy_search
-        from s2s_media.decoding.sampling import sample
         with torch.no_grad():
-            mem, msk = memory.detach(), mask
-            greedy = [h.tokens for h in greedy_search(self.decoder, mem, msk, prefix, max_len=sc.max_len)]
-            rows = torch.arange(mem.size(0), device=mem.device).repeat_interleave(sc.samples)
-            sampled = sample(self.decoder, mem[rows], msk[rows], prefix, sc.max_len, sc.temperature)
+            sampled, greedy = sc.rollouts(self.decoder, memory.detach(), mask, prefix)
         rewards, baseline = sc.reward(sampled, greedy)
         advantages = (rewards - baseline).to(memory.device, torch.float32)
         return sampled, advantages, {"reward": rewards.mean().to(memory.device),
                                      "reward_baseline": baseline.mean().to(memory.device)}
 
-    @torch.no_grad()
-    def sample(self, memory: torch.Tensor, mask: torch.Tensor, prefix: list[int], max_len: int,
-               temperature: float = 1.0) -> list[list[int]]:
-        """Ancestral sampling, one caption per row of ``memory (N, T, d)``: N token lists (no eos)."""
-        from s2s_media.decoding.sampling import sample
-        return sample(self.decoder, memory, mask, prefix, max_len, temperature)
+
+def param_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def scheduled_sampling_inputs(decoder, ys_in: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import io
 import os
 import tempfile
 from typing import Iterable
@@ -112,7 +113,6 @@ class SentencePieceTokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 256, model_type: str = "bpe",
               tasks: Iterable[str] = ()) -> "SentencePieceTokenizer":
-        import io
         import sentencepiece as spm
         texts = [t for t in texts if t]
         model = io.BytesIO()
@@ -149,3 +149,12 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
     if kind == "sentencepiece":
         return SentencePieceTokenizer(d["model_proto"], d.get("tasks", ()))
     return _KINDS[kind](list(d["units"]), d.get("tasks", ()))
+
+
+def task_prefix(tokenizer: Tokenizer, task: str) -> list[int]:
+    """The decoder start sequence for ``task`` (``asr`` or ``caption``): ``<sos>`` and the task's token.
+
+    A speech tokenizer trained without task tokens (a single-task model) starts with ``<sos>``
+    alone when asked for ``asr``; any other missing task raises, as :meth:`Tokenizer.prefix` does.
+    """
+    return tokenizer.prefix(task if task in tokenizer.tasks or task != "asr" else None)

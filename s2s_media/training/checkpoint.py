@@ -1,57 +1,18 @@
-"""Plain-dict checkpoints: written atomically, read with ``weights_only=True``.
+"""Checkpoints in training: saving, resuming and averaging.
 
-A checkpoint holds ``version``, ``model`` (the state_dict), ``config`` (the full Config as
-builtins), ``tokenizer`` (its dict), ``cmvn`` (mean/std lists) and ``meta``; resume
-checkpoints add ``optimizer``, ``scheduler``, ``scaler``, ``sampler``, ``rng`` and
-``trainer`` state. No modules are pickled, so checkpoints survive refactors.
+The file format (plain dicts, atomic writes, safe reads) is :mod:`s2s_media.checkpoint_io`;
+``save_checkpoint`` and ``load_checkpoint`` are re-exported here for training code.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from s2s_media.checkpoint_io import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from s2s_media.errors import UserError
 
-CHECKPOINT_VERSION = 1
-
-
-def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    """Write ``obj`` to ``path`` via a temp file and rename: a crash never leaves a broken file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"version": CHECKPOINT_VERSION, **obj}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint dict safely (``weights_only=True``) and check its format version."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - corrupt/foreign files get one clear line
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else "empty or truncated file"
-        raise UserError(f"{path}: not a readable s2s-media checkpoint ({type(e).__name__}: {reason})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "version" not in ckpt:
-        raise UserError(f"{path}: not an s2s-media checkpoint (missing 'model' or 'version')")
-    if ckpt["version"] > CHECKPOINT_VERSION:
-        raise UserError(f"{path}: checkpoint format {ckpt['version']} is newer than this s2s-media "
-                        f"(reads up to {CHECKPOINT_VERSION}); upgrade s2s-media")
-    return ckpt
+__all__ = ["CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint", "average_state_dicts"]
 
 
 def average_state_dicts(paths: list[str | Path]) -> dict:

@@ -7,15 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-
-def pick_device(choice: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU. Under torchrun each rank takes its LOCAL_RANK GPU."""
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        from s2s_media.errors import UserError
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+from s2s_media.device import pick_device  # noqa: F401 - training picks its device here too
 
 
 def amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:

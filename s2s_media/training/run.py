@@ -13,18 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from s2s_media.audio import compute_cmvn
+from s2s_media.frontend.audio import compute_cmvn
 from s2s_media.config import Config, tasks_of
 from s2s_media.data.captions import CaptionRecord, read_caption_manifest
 from s2s_media.data.manifest import AudioRecord, read_manifest
 from s2s_media.errors import ConfigError, UserError
-from s2s_media.models.build import param_count
-from s2s_media.models.seq2seq import Seq2SeqModel
+from s2s_media.models.seq2seq import Seq2SeqModel, param_count
+from s2s_media.progress import progress_bar
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import (CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer,
                                       tokenizer_from_dict)
+from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
 from s2s_media.training.distributed import DistInfo, barrier, init_distributed
 from s2s_media.training.tasks import TASKS
 from s2s_media.training.trainer import Trainer, TrainerState
@@ -94,12 +94,10 @@ def train_tokenizer(cfg: Config, texts: list[str]) -> Tokenizer:
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> Path:
-    from s2s_media.training.checkpoint import save_checkpoint
     return save_checkpoint({"model": {}, "tokenizer": tokenizer.to_dict()}, path)
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    from s2s_media.training.checkpoint import load_checkpoint
     ck = load_checkpoint(path)
     if "tokenizer" not in ck:
         raise UserError(f"{path}: has no tokenizer entry")
@@ -119,7 +117,9 @@ def get_tokenizer(cfg: Config, texts: list[str], dist: DistInfo) -> Tokenizer:
                               "or remove tokenizer.path to train one")
         if dist.is_main:
             save_tokenizer(train_tokenizer(cfg, texts), path)
-        barrier(dist)
+    # every rank meets here, whether or not it saw the file: a rank that found it already written must
+    # not skip this barrier, or it would meet rank 0's next one (get_cmvn's) and read cmvn.json too early
+    barrier(dist)
     tokenizer = load_tokenizer(path)
     missing = [t for t in tokenizer_tasks(cfg) if t not in tokenizer.tasks]
     if missing:
@@ -136,7 +136,7 @@ def get_cmvn(cfg: Config, records: list[AudioRecord], dist: DistInfo) -> dict:
         sample = rng.sample(records, min(len(records), cfg.data.cmvn_utterances))
 
         def wavs():
-            for r in tqdm(sample, desc="cmvn", unit="utt", mininterval=2.0):
+            for r in progress_bar(sample, desc="cmvn", unit="utt"):
                 try:
                     yield r.load()
                 except UserError as e:
@@ -155,7 +155,6 @@ def build_model(cfg: Config, tokenizer: Tokenizer, cmvn: dict | None) -> Seq2Seq
     if cmvn is not None:
         model.encoders["audio"].cmvn.set_stats(torch.tensor(cmvn["mean"]), torch.tensor(cmvn["std"]))
     if cfg.train.init_from:
-        from s2s_media.training.checkpoint import load_checkpoint
         state = load_checkpoint(cfg.train.init_from)["model"]
         try:
             model.load_state_dict(state)

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import torch
 
+from s2s_media.caption_metrics import CiderD, bleu, cider_d
 from s2s_media.config import Config
 from s2s_media.data.captions import (CaptionDataset, CaptionRecord, ImageBatchSampler, caption_eval_loader,
                                      collate as collate_captions)
@@ -28,10 +29,11 @@ from s2s_media.data.manifest import AudioRecord
 from s2s_media.data.sampler import BucketingBatchSampler, EpochBatches
 from s2s_media.decoding.beam_search import greedy_search
 from s2s_media.decoding.ctc import ctc_greedy
+from s2s_media.decoding.sampling import sample
 from s2s_media.metrics import wer as word_error_rate
 from s2s_media.models.seq2seq import Seq2SeqModel, SelfCritical
 from s2s_media.text.normalize import normalize_text
-from s2s_media.text.tokenizer import Tokenizer
+from s2s_media.text.tokenizer import Tokenizer, task_prefix
 from s2s_media.training.distributed import DistInfo
 
 
@@ -60,7 +62,7 @@ class AsrTask:
     def __init__(self, cfg: Config, tokenizer: Tokenizer, train: list[AudioRecord], dev: list[AudioRecord],
                  dist: DistInfo):
         self.cfg, self.tokenizer = cfg, tokenizer
-        self.prefix = tokenizer.prefix("asr" if "asr" in tokenizer.tasks else None)
+        self.prefix = task_prefix(tokenizer, "asr")
         d, t = cfg.data, cfg.train
         train = [r for r in train if d.min_duration <= r.duration <= d.max_duration]
         self.cache = FeatureCache(d.feature_cache, cfg.model.n_mels) if d.feature_cache else None
@@ -108,7 +110,7 @@ class CaptionTask:
     def __init__(self, cfg: Config, tokenizer: Tokenizer, train: list[CaptionRecord], dev: list[CaptionRecord],
                  dist: DistInfo):
         self.cfg, self.tokenizer = cfg, tokenizer
-        self.prefix = tokenizer.prefix("caption")
+        self.prefix = task_prefix(tokenizer, "caption")
         d, t = cfg.data, cfg.train
         self.train_records = train
         self.dataset = CaptionDataset(train, tokenizer, d.image, train=True, captions_per_image=d.captions_per_image,
@@ -132,7 +134,8 @@ class CaptionTask:
                        repeat=batch["repeat"].to(device), ss_prob=ss_prob)
         s = self.cfg.train.scst
         critic = SelfCritical(samples=s.samples, max_len=self.cfg.decode.caption_max_len, temperature=s.temperature,
-                              reward=lambda sampled, greedy: self.rewards(batch["ids"], sampled, greedy))
+                              reward=lambda sampled, greedy: self.rewards(batch["ids"], sampled, greedy),
+                              rollouts=self.rollouts)
         # the policy being improved is the one used at test time: no dropout, BatchNorm running stats
         model.eval()
         try:
@@ -140,10 +143,18 @@ class CaptionTask:
         finally:
             model.train()
 
+    def rollouts(self, decoder, memory, mask, prefix) -> tuple[list[list[int]], list[list[int]]]:
+        """SCST's captions of a batch ``memory (B, T, d)``: ``samples`` sampled per image (``(B*samples)``
+        token lists, image by image) and the greedy one of each image (the baseline)."""
+        s = self.cfg.train.scst
+        max_len = self.cfg.decode.caption_max_len
+        greedy = [h.tokens for h in greedy_search(decoder, memory, mask, prefix, max_len=max_len)]
+        rows = torch.arange(memory.size(0), device=memory.device).repeat_interleave(s.samples)
+        return sample(decoder, memory[rows], mask[rows], prefix, max_len, s.temperature), greedy
+
     def cider(self):
         """CIDEr-D with document frequencies from the training references, built once."""
         if self._cider is None:
-            from s2s_media.caption_metrics import CiderD
             refs = {r.id: [t for t in map(normalize_text, r.captions) if t] for r in self.train_records}
             self._cider = CiderD({k: v for k, v in refs.items() if v})
         return self._cider
@@ -167,7 +178,6 @@ class CaptionTask:
 
     def validate(self, model, device) -> dict[str, float]:
         """Dev loss (teacher forcing, first caption) and greedy-caption BLEU-4 and CIDEr-D."""
-        from s2s_media.caption_metrics import bleu, cider_d
         loader = caption_eval_loader(self.dev, self.tokenizer, self.cfg.data.image, self.cfg.data.images_per_batch)
         cands, refs, loss_sum, n = {}, {}, 0.0, 0
         for batch in loader:

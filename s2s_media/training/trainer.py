@@ -18,6 +18,7 @@ import logging
 import math
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from s2s_media.config import Config, ScheduledSamplingConfig, to_dict
 from s2s_media.data.dataset import worker_init
 from s2s_media.errors import UserError
 from s2s_media.models.seq2seq import Seq2SeqModel
+from s2s_media.plots import plot_training_curves
 from s2s_media.text.tokenizer import Tokenizer
 from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
 from s2s_media.training.distributed import (DistInfo, amp_dtype, barrier, main_rank_decides, pick_device,
@@ -185,7 +187,7 @@ class Trainer:
         self.model.train()
         net = self.ddp or self.model
         bar = tqdm(total=len(self.sampler), initial=st.consumed, desc=f"epoch {st.epoch}", unit="batch",
-                   disable=not self.dist.is_main, dynamic_ncols=True, mininterval=2.0)
+                   disable=not self.dist.is_main or not sys.stderr.isatty(), dynamic_ncols=True, mininterval=2.0)
         window = {task.unit: 0.0 for task in self.tasks}
         window_start = time.time()
         waiting = time.time()
@@ -391,7 +393,6 @@ class Trainer:
         (self.exp / "summary.json").write_text(json.dumps(summary, indent=1))
         if self.writer is not None:
             self.writer.close()
-        from s2s_media.plots import plot_training_curves
         plot_training_curves(self.history, self.exp / "curves.png")
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import subprocs
 import soundfile as sf
 
-from s2s_media.audio import SAMPLE_RATE, load_audio
+from s2s_media.frontend.audio import SAMPLE_RATE, load_audio
 from server_fixtures import make_tiny_checkpoint, start_server, tiny_recognizer
 
 DRIVER = Path(__file__).with_name("drive_page.cjs")
@@ -44,8 +45,8 @@ def test_page_streams_the_microphone(fake_microphone, tmp_path, one_thread):
     node, chromium, playwright = browser_tools()
     srv = start_server(tiny_recognizer(make_tiny_checkpoint(tmp_path / "tiny.pt")))
     try:
-        run = subprocess.run([node, str(DRIVER), str(playwright), chromium, srv.url("/", "http"),
-                              str(fake_microphone), "60"], capture_output=True, text=True, timeout=180)
+        run = subprocs.run([node, str(DRIVER), str(playwright), chromium, srv.url("/", "http"),
+                            str(fake_microphone), "60"], timeout=180)
         assert run.returncode == 0, run.stderr[-2000:]
         result = json.loads(run.stdout.strip().splitlines()[-1])
         assert "failure" not in result, result

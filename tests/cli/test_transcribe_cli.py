@@ -2,20 +2,23 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 import torch
 import soundfile as sf
 
+import subprocs
 from s2s_media.cli.main import main
-from s2s_media.transcribe import Transcriber
-from test_transcribe import long_recording, train_tiny_asr
+from s2s_media.inference.transcriber import Transcriber
+from asr_fixtures import long_recording
 
 
 @pytest.fixture(scope="module")
-def ckpt(tiny_corpus, tmp_path_factory) -> Path:
-    return train_tiny_asr(tmp_path_factory, tiny_corpus)
+def ckpt(tiny_asr_ckpt) -> Path:
+    return tiny_asr_ckpt
 
 
 @pytest.fixture
@@ -159,7 +162,7 @@ def test_usage_errors_and_help(run, tiny_corpus, capsys):
 
 def test_stereo_and_8khz_files(run, tiny_corpus, tmp_path):
     import numpy as np
-    from s2s_media.audio import load_audio
+    from s2s_media.frontend.audio import load_audio
     wav = load_audio(tiny_corpus / "wav/u03.wav", sr=8000)
     sf.write(tmp_path / "s.wav", np.stack([wav, wav], 1), 8000)
     out = tmp_path / "o.jsonl"
@@ -179,8 +182,8 @@ def test_export_then_transcribe(ckpt, tiny_corpus, tmp_path, capsys):
 def test_every_loader_restores_exported_weights(ckpt, tmp_path):
     """load_model_file (used by evaluate, streaming and the server) reads exported checkpoints as
     their weights, not as raw int8/fp16 storage."""
-    from s2s_media.export import export_checkpoint
-    from s2s_media.models.build import load_model_file
+    from s2s_media.inference.export import export_checkpoint
+    from s2s_media.inference.checkpoint import load_model_file
     ref = load_model_file(ckpt).model.state_dict()
     for weights in ("int8", "float16"):
         out = tmp_path / f"{weights}.pt"
@@ -191,3 +194,16 @@ def test_every_loader_restores_exported_weights(ckpt, tmp_path):
             if value.is_floating_point():
                 tol = value.abs().max().item() / 100 + 1e-6   # int8: half a step of a per-row scale
                 assert torch.allclose(got[name].float(), value, atol=tol), (weights, name)
+
+
+def test_stdout_to_a_pipe_holds_only_records(ckpt, tiny_corpus):
+    """The console script with stdout to a pipe: every stdout line is one record; no progress bar anywhere
+    (stderr is no terminal either); the summary on stderr gives short audio in seconds."""
+    proc = subprocs.run(["s2s-media", "transcribe", str(tiny_corpus / "wav/u00.wav"), str(tiny_corpus / "wav/u01.wav"),
+                         "--model", str(ckpt), "--device", "cpu", "--decoding", "ctc_greedy"],
+                        timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in rows] == ["u00.wav", "u01.wav"] and all("text" in r for r in rows)
+    assert "\r" not in proc.stdout + proc.stderr and "transcribing" not in proc.stderr
+    assert re.match(r"2 files, \d+\.\d s of audio, ", proc.stderr.strip().splitlines()[-1]), proc.stderr

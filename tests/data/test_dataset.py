@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 import torch
 
-from s2s_media.audio import N_MELS, load_audio, num_frames
-from s2s_media.augment import AugmentConfig
+from s2s_media.frontend.audio import N_MELS, load_audio, num_frames
+from s2s_media.frontend.augment import AugmentConfig
 from s2s_media.data.dataset import AudioDataset, Bad, collate, worker_init
 from s2s_media.data.manifest import read_manifest
 from s2s_media.data.sampler import BucketingBatchSampler

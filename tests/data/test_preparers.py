@@ -5,8 +5,6 @@ import argparse
 import json
 import logging
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -290,9 +288,8 @@ def fake_synthetic(monkeypatch, tmp_path):
             paths[split].write_text(json.dumps({"id": "a", "audio": "audio/a.wav", "text": "hi", "duration": wav}) + "\n")
         return paths
 
-    module = types.ModuleType("s2s_media.data.synthetic_speech")
-    module.generate_corpus = generate_corpus
-    monkeypatch.setitem(sys.modules, "s2s_media.data.synthetic_speech", module)
+    from s2s_media.data import synthetic_speech
+    monkeypatch.setattr(synthetic_speech, "generate_corpus", generate_corpus)
     return calls
 
 

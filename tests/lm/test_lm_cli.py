@@ -6,17 +6,17 @@ import torch
 
 import s2s_media
 from s2s_media.cli.main import main
-from s2s_media.decoding.recognizer import SEARCHES
+from s2s_media.decoding.search import SEARCHES
 from s2s_media.errors import UserError
 from s2s_media.lm import LMFusion
-from s2s_media.lm.corpus import lm_for_model, lm_sentences
-from s2s_media.models.build import load_model_file
-from test_transcribe import train_tiny_asr
+from s2s_media.lm.files import lm_for_model
+from s2s_media.training.lm import lm_sentences
+from s2s_media.inference.checkpoint import load_model_file
 
 
 @pytest.fixture(scope="module")
-def ckpt(tiny_corpus, tmp_path_factory):
-    return train_tiny_asr(tmp_path_factory, tiny_corpus)
+def ckpt(tiny_asr_ckpt):
+    return tiny_asr_ckpt
 
 
 def sentences(corpus) -> list[str]:
@@ -83,7 +83,7 @@ def test_evaluate_with_an_lm_file(ckpt, lm_file, tiny_corpus, tmp_path):
 
 def test_an_lm_of_another_tokenizer_or_no_lm_file_is_refused(ckpt, tmp_path, capsys):
     from s2s_media.lm import NgramLM
-    from s2s_media.lm.corpus import save_lm_file
+    from s2s_media.training.lm import save_lm_file
     from s2s_media.text.tokenizer import CharTokenizer
     other = CharTokenizer.train(["xyz"])
     path = save_lm_file(tmp_path / "other.pt", NgramLM.train([[4, 5]], 2, other.vocab_size, 2, 3), other, {})
@@ -114,14 +114,13 @@ def test_rescoring_the_best_one_keeps_the_ctc_choice(ckpt, lm_file, tiny_corpus)
 
     from s2s_media.data.dataset import eval_loader
     from s2s_media.data.manifest import read_manifest
-    from s2s_media.decoding.recognizer import decode_batch
-    loaded = load_model_file(ckpt)
-    loaded.lm = lm_for_model(lm_file, loaded.tokenizer)
+    from s2s_media.inference.pipeline import Searcher
+    loaded = load_model_file(ckpt, lm=lm_file)
     batch = next(iter(eval_loader(read_manifest(tiny_corpus / "train.jsonl"), loaded.tokenizer, 80, 100, 0)))
-    prefix = loaded.tokenizer.prefix("asr" if "asr" in loaded.tokenizer.tasks else None)
     cfg = dataclasses.replace(loaded.config.decode, beam=6, rescore_nbest=1)
-    out = decode_batch(loaded.model, batch["feats"], batch["lengths"], prefix, ["ctc_prefix_beam", "rescoring"],
-                       cfg, loaded.fusion(cfg))
+    searcher = Searcher(loaded, cfg, methods=["ctc_prefix_beam", "rescoring"])
+    assert searcher.lm is not None
+    out = searcher.decode_batch(batch["feats"], batch["lengths"])
     assert out["rescoring"] and [h.tokens for h in out["rescoring"]] == [h.tokens for h in out["ctc_prefix_beam"]]
     assert out["rescoring"][0].score != out["ctc_prefix_beam"][0].score      # it was rescored, to the same end
 
@@ -142,7 +141,7 @@ def test_tune_script_prints_a_sorted_grid(ckpt, lm_file, tiny_corpus, capsys):
 
 
 def test_streaming_fuses_the_stored_lm_unless_told_not_to(ckpt, lm_file, tmp_path):
-    from s2s_media.streaming import StreamingConfig, StreamingRecognizer
+    from s2s_media.inference.streaming import StreamingConfig, StreamingRecognizer
     out = tmp_path / "with_lm.pt"
     assert main(["export", str(ckpt), str(out), "--lm", str(lm_file), "--weights", "float16"]) == 0
     rec = StreamingRecognizer(load_model_file(out))
@@ -161,20 +160,21 @@ def test_serve_rejects_a_bad_beam_or_lm_weight_before_listening(flag, value, cap
 
 def test_offline_side_of_the_streaming_comparison_uses_the_same_lm(ckpt, lm_file, tiny_corpus, tmp_path,
                                                                     monkeypatch):
-    import s2s_media.streaming.evaluate as streaming_eval
-    from s2s_media.audio import load_audio
-    from s2s_media.streaming import StreamingConfig, StreamingRecognizer
+    import s2s_media.inference.evaluate as evaluation
+    from s2s_media.inference.pipeline import Searcher
+    from s2s_media.frontend.audio import load_audio
+    from s2s_media.inference.streaming import StreamingConfig, StreamingRecognizer
     out = tmp_path / "with_lm.pt"
     assert main(["export", str(ckpt), str(out), "--lm", str(lm_file), "--weights", "float16"]) == 0
     rec = StreamingRecognizer(load_model_file(out), StreamingConfig(beam=3))
     seen = []
-    real = streaming_eval.decode_batch
+    real = Searcher.decode_batch
 
-    def spy(model, feats, lengths, prefix, methods, cfg, lm=None):
-        seen.append((cfg, lm))
-        return real(model, feats, lengths, prefix, methods, cfg, lm)
-    monkeypatch.setattr(streaming_eval, "decode_batch", spy)
-    streaming_eval.offline_decode(rec, load_audio(tiny_corpus / "wav/u00.wav"))
+    def spy(self, feats, lengths):
+        seen.append((self.decode, self.lm))
+        return real(self, feats, lengths)
+    monkeypatch.setattr(Searcher, "decode_batch", spy)
+    evaluation.offline_decode(rec, load_audio(tiny_corpus / "wav/u00.wav"))
     cfg, lm = seen[-1]
     assert lm is rec.lm and lm is not None
     assert (cfg.beam, cfg.lm_weight, cfg.token_floor, cfg.rescore_nbest) == \

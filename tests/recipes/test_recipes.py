@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import subprocs
 from fixtures_make import make_commonvoice, make_librispeech
 
 from s2s_media.data.manifest import read_manifest
@@ -34,8 +35,7 @@ def run(script: Path, *args: str, path_prefix: Path | None = None) -> subprocess
     if path_prefix is not None:
         path.insert(0, str(path_prefix))
     env = {**os.environ, "PATH": os.pathsep.join(path)}
-    return subprocess.run(["nice", "-n", "19", "bash", str(script), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocs.run(["bash", str(script), *map(str, args)], env=env, timeout=240)
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

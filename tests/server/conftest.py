@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from s2s_media.audio import SAMPLE_RATE, load_audio
+from s2s_media.frontend.audio import SAMPLE_RATE, load_audio
 from server_fixtures import RunningServer, make_tiny_checkpoint, start_server, tiny_recognizer
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from fixtures_make import TINY_MODEL
+from server.client import messages
 
 CONF = Path(__file__).resolve().parents[2] / "recipes/synthetic_speech/conf/conformer.yaml"
 
@@ -92,8 +93,8 @@ class RunningServer:
 def tiny_recognizer(ckpt: Path):
     """A streaming recognizer on ``ckpt`` with small chunks and a 1 s maximum segment (endpoint rule 3),
     so a few seconds of audio give several finals."""
-    from s2s_media.models.build import load_model_file
-    from s2s_media.streaming import EndpointConfig, StreamingConfig, StreamingRecognizer
+    from s2s_media.inference.checkpoint import load_model_file
+    from s2s_media.inference.streaming import EndpointConfig, StreamingConfig, StreamingRecognizer
     config = StreamingConfig(chunk_size=8, beam=2, endpoint=EndpointConfig(rule3_max_utterance=1.0))
     return StreamingRecognizer(load_model_file(ckpt), config)
 
@@ -104,3 +105,11 @@ def start_server(recognizer, engine: dict | None = None, **fields) -> RunningSer
     config = ServerConfig(host="127.0.0.1", port=0, engine=EngineConfig(**(engine or {})), **fields)
     return RunningServer(App(recognizer, config)).start()
 
+
+def chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+async def collect(ws) -> list[dict]:
+    """Every message until the connection closes (normally or not)."""
+    return [m async for m in messages(ws)]

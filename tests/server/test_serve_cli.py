@@ -19,7 +19,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from s2s_media.cli.main import main
-from test_server import chunks, collect, pcm16
+from server.client import pcm16
+from server_fixtures import chunks, collect
 
 SR = 16000
 
@@ -150,8 +151,8 @@ def test_mic_client_streams_until_ctrl_c(serve, speech_wav, capsys, monkeypatch)
 
 
 def test_serve_usage_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
-    import s2s_media.transcribe as tr
-    monkeypatch.setattr(tr, "DEFAULT_MODEL", "assets/not_there.pt")
+    from s2s_media.inference import checkpoint
+    monkeypatch.setitem(checkpoint.BUNDLED, "asr", "assets/not_there.pt")
     assert main(["serve", "--port", "0"]) == 2
     assert "no bundled model" in capsys.readouterr().err
     assert main(["serve", "--model", str(tiny_ckpt), "--certfile", str(tmp_path / "c.pem")]) == 2

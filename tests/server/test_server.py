@@ -10,28 +10,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from server.client import STOP, pcm16
+from server_fixtures import chunks, collect
 from server.protocol import MAX_MESSAGE_BYTES
 
 SR = 16000
-
-
-def pcm16(wav: np.ndarray) -> bytes:
-    return (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-def chunks(data: bytes, size: int) -> list[bytes]:
-    return [data[i:i + size] for i in range(0, len(data), size)]
-
-
-async def collect(ws) -> list[dict]:
-    """Every message until the connection closes (normally or not)."""
-    messages = []
-    try:
-        async for raw in ws:
-            messages.append(json.loads(raw))
-    except ConnectionClosed:
-        pass
-    return messages
 
 
 async def session(url: str, start: dict | None, audio: list[bytes], stop: bool = True, **kw) -> tuple[list[dict], int]:
@@ -42,10 +25,10 @@ async def session(url: str, start: dict | None, audio: list[bytes], stop: bool =
         for a in audio:
             await ws.send(a)
         if stop:
-            await ws.send(json.dumps({"type": "stop"}))
-        messages = await collect(ws)
+            await ws.send(STOP)
+        received = await collect(ws)
         await ws.wait_closed()
-        return messages, ws.close_code
+        return received, ws.close_code
 
 
 def check_stream(messages: list[dict], duration: float, words: bool = True, partials: bool = True) -> list[dict]:

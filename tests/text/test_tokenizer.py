@@ -6,7 +6,7 @@ import torch
 
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import (BLANK, EOS, SOS, SPECIALS, UNK, CharTokenizer, SentencePieceTokenizer,
-                                      WordTokenizer, tokenizer_from_dict)
+                                      WordTokenizer, task_prefix, tokenizer_from_dict)
 
 RAW = [
     "The quick brown fox jumps over the lazy dog.",
@@ -86,6 +86,15 @@ def test_task_tokens_and_prefix():
     assert plain.itos[4] != "<asr>"
     # task tokens shift the unit ids but not what they mean
     assert [tok.itos[i] for i in tok.encode(TEXTS[1])] == [plain.itos[i] for i in plain.encode(TEXTS[1])]
+
+
+def test_task_prefix_is_the_one_choice_of_start_sequence():
+    both, plain, captions = _train("char", tasks=["asr", "caption"]), _train("char"), _train("char", tasks=["caption"])
+    assert task_prefix(both, "asr") == [SOS, 4] and task_prefix(both, "caption") == [SOS, 5]
+    assert task_prefix(plain, "asr") == [SOS]                  # a single-task speech model has no task token
+    assert task_prefix(captions, "asr") == captions.prefix()   # as prefix(None): the tokenizer's first task
+    with pytest.raises(KeyError, match="caption"):
+        task_prefix(_train("char", tasks=["asr"]), "caption")   # a speech model asked to caption
 
 
 def test_sentencepiece_respects_vocab_size():

@@ -6,10 +6,10 @@ import torch
 
 from s2s_media.config import Config, ModelConfig, to_dict
 from s2s_media.errors import UserError
-from s2s_media.models.build import model_from_checkpoint
+from s2s_media.inference.checkpoint import model_from_checkpoint
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.text.tokenizer import SOS, CharTokenizer
-from s2s_media.training import checkpoint
+from s2s_media import checkpoint_io
 from s2s_media.training.checkpoint import CHECKPOINT_VERSION, average_state_dicts, load_checkpoint, save_checkpoint
 
 N_MELS = 16
@@ -95,7 +95,7 @@ def test_temp_file_is_written_next_to_the_target(tmp_path, monkeypatch):
         seen.append((src, dst))
         real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoint.os, "replace", spy)
+    monkeypatch.setattr(checkpoint_io.os, "replace", spy)
     save_checkpoint({"model": {}}, tmp_path / "x.pt")
     (src, dst), = seen
     assert os.path.dirname(src) == os.path.dirname(dst) == str(tmp_path)

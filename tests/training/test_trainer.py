@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import subprocs
 import torch
 
 from s2s_media.config import load_config
@@ -77,12 +78,12 @@ def test_bad_utterances_are_skipped_and_counted(tiny_corpus, tiny_overrides, tmp
 
 def test_ddp_two_cpu_processes_train_in_sync(tiny_overrides, tmp_path):
     exp = tmp_path / "ddp"
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-            "-m", "s2s_media.cli.main", "train", str(CONF)]
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+            "--master_port", str(subprocs.free_port()), "-m", "s2s_media.cli.main", "train", str(CONF)]
     for o in tiny_overrides + [f"train.exp_dir={exp}", "train.device=cpu"]:
         args += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=240, env=env)
+    proc = subprocs.run(args, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((exp / "summary.json").read_text())
     assert summary["world_size"] == 2

@@ -1,0 +1,84 @@
+"""The search methods: encoder output -> hypotheses, one small function per method.
+
+Each method is a function in ``SEARCHES`` with one signature; adding a method is one entry
+(and its name in :data:`s2s_media.methods.DECODING_METHODS`). Several methods can share one
+encoder pass (``evaluate --decoding all``). :class:`s2s_media.inference.pipeline.Searcher`
+is what user-facing code calls: it owns the task prefix, the language model and these checks.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from s2s_media.config import DecodeConfig
+from s2s_media.decoding.beam_search import beam_search
+from s2s_media.decoding.ctc import ctc_greedy, ctc_prefix_beam_search_batch
+from s2s_media.decoding.rescoring import attention_rescoring
+from s2s_media.decoding.types import Decoded
+from s2s_media.errors import UserError
+from s2s_media.lm import LMFusion
+from s2s_media.methods import DECODING_METHODS
+from s2s_media.models.seq2seq import Seq2SeqModel
+
+
+# (model, memory (B, T, D), mask (B, T), decoder prefix, options, fused LM or None) -> B results
+SearchFn = Callable[[Seq2SeqModel, torch.Tensor, torch.Tensor, list[int], DecodeConfig, LMFusion | None],
+                    list[Decoded]]
+
+
+def _need_ctc(model: Seq2SeqModel, method: str) -> None:
+    if model.ctc is None:
+        raise UserError(f"--decoding {method}: this model has no CTC head (ctc_weight 0); use --decoding attention")
+
+
+def search_ctc_greedy(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:
+    _need_ctc(model, "ctc_greedy")
+    return [Decoded(h.tokens, h.score, h.frames, h.probs) for h in ctc_greedy(model.ctc(memory), mask.sum(1))]
+
+
+def _ctc_nbest(model, memory, mask, cfg, lm):
+    return ctc_prefix_beam_search_batch(model.ctc(memory), mask.sum(1), beam=cfg.beam, blank_skip=cfg.blank_skip,
+                                        lm=lm, token_floor=cfg.token_floor or None)
+
+
+def search_ctc_prefix_beam(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:
+    _need_ctc(model, "ctc_prefix_beam")
+    nbest = _ctc_nbest(model, memory, mask, cfg, lm)
+    return [Decoded(n[0].tokens, n[0].score, n[0].frames, n[0].probs) if n else Decoded([], float("-inf"))
+            for n in nbest]
+
+
+def search_attention(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:
+    """The attention decoder alone (the language model is fused into the CTC searches only)."""
+    hyps = beam_search(model.decoder, memory, mask, prefix, beam=cfg.beam, max_len=lambda t: t + 10,
+                       length_penalty=cfg.length_penalty, nbest=1)
+    return [Decoded(h[0].tokens, h[0].score) if h else Decoded([], float("-inf")) for h in hyps]
+
+
+def search_rescoring(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:
+    _need_ctc(model, "rescoring")
+    nbest = _ctc_nbest(model, memory, mask, cfg, lm)
+    if cfg.rescore_nbest > 0:
+        nbest = [n[:cfg.rescore_nbest] for n in nbest]
+    best = attention_rescoring(model.decoder, memory, mask, nbest, prefix, cfg.ctc_weight)
+    return [Decoded(h.tokens, h.score, h.frames, h.probs) for h in best]
+
+
+SEARCHES: dict[str, SearchFn] = {
+    "ctc_greedy": search_ctc_greedy,
+    "ctc_prefix_beam": search_ctc_prefix_beam,
+    "attention": search_attention,
+    "rescoring": search_rescoring,
+}
+assert tuple(SEARCHES) == DECODING_METHODS, "SEARCHES and s2s_media.methods.DECODING_METHODS differ"
+CTC_METHODS = tuple(m for m in SEARCHES if m != "attention")   # the methods that need a CTC head
+
+
+def parse_methods(spec: str) -> list[str]:
+    """``"rescoring"``, ``"ctc_greedy,attention"`` or ``"all"`` -> a list of method names."""
+    methods = list(SEARCHES) if spec == "all" else [m.strip() for m in spec.split(",") if m.strip()]
+    for m in methods:
+        if m not in SEARCHES:
+            raise UserError(f"--decoding {m}: unknown method; choose from {', '.join(SEARCHES)} or all")
+    return methods

@@ -1,0 +1,94 @@
+"""Word timing: tokens -> words with start/end times and confidences (whisper keeps this in ``timing.py`` too).
+
+CTC methods (``ctc_greedy``, ``ctc_prefix_beam``, ``rescoring``) give every token its peak frame on
+the best alignment and its posterior there. ``attention`` hypotheses have no frames; when the model
+has a CTC head, :func:`ctc_align` force-aligns the hypothesis to the CTC posteriors
+(``torchaudio.functional.forced_align``) and each token takes the peak of its aligned span.
+
+Encoder frame ``t`` of a segment starting at ``s`` seconds is at ``s + t * shift``, where ``shift`` is
+the encoder frame shift (:attr:`s2s_media.models.seq2seq.AudioEncoder.frame_shift`). A word starts at
+its first token's frame and ends one frame shift after its last token's frame (CTC emits a token as
+a spike, so this is the end of the spike, not of the sound). Its confidence is the **minimum**
+posterior of its tokens: a word is as sure as its least sure piece. Without frames the tokens are
+spread evenly over the segment and confidences are ``None``.
+"""
+from __future__ import annotations
+
+import torch
+import torchaudio.functional as AF
+
+from s2s_media.decoding.types import Decoded
+from s2s_media.text.tokenizer import BLANK, Tokenizer
+
+
+def word_spans(tokenizer: Tokenizer, tokens: list[int]) -> list[tuple[str, list[int]]]:
+    """Group tokens into words: ``[(word, [token positions])]``.
+
+    Word tokenizers: one word per token. SentencePiece: a piece starting with ``▁`` starts a word.
+    Characters: the space unit ``▁`` separates words. Special and task tokens (and ``<unk>``,
+    which :meth:`Tokenizer.decode` drops too) belong to no word.
+    """
+    itos, reserved = tokenizer.itos, tokenizer.num_reserved
+    words: list[tuple[str, list[int]]] = []
+    current: list | None = None
+    for k, tok in enumerate(tokens):
+        if not reserved <= tok < len(itos):
+            continue
+        unit = itos[tok]
+        if tokenizer.kind == "word" or unit.startswith("▁"):
+            current = None
+            unit = unit if tokenizer.kind == "word" else unit.lstrip("▁")
+        if not unit:
+            continue
+        if current is None:
+            current = [unit, [k]]
+            words.append(current)
+        else:
+            current[0] += unit
+            current[1].append(k)
+    return [(w, ks) for w, ks in words]
+
+
+def ctc_align(log_probs: torch.Tensor, tokens: list[int]) -> tuple[list[int], list[float]] | None:
+    """Force-align ``tokens`` to CTC log-posteriors ``(T, V)``; per token its peak frame and posterior.
+
+    Returns None when the tokens do not fit in ``T`` frames.
+    """
+    if not tokens:
+        return [], []
+    targets = torch.tensor([tokens], dtype=torch.int32)
+    try:
+        labels, scores = AF.forced_align(log_probs[None].float().cpu(), targets, blank=BLANK)
+    except (RuntimeError, ValueError):
+        return None
+    frames, probs = [], []
+    for span in AF.merge_tokens(labels[0], scores[0]):
+        seg = scores[0, span.start:span.end]
+        k = int(seg.argmax())
+        frames.append(span.start + k)
+        probs.append(float(seg[k].exp()))
+    return (frames, probs) if len(frames) == len(tokens) else None
+
+
+def tokens_to_words(tokenizer: Tokenizer, d: Decoded, shift: float, start_s: float, end_s: float) -> list[dict]:
+    """A segment's tokens as words ``{"word", "start", "end", "confidence"}`` with absolute times.
+
+    Words are :func:`word_spans`. Token ``k`` is at ``start_s + d.frames[k] * shift``; a word spans
+    its first token's time to its last token's time plus ``shift``, clipped to ``end_s``; its
+    confidence is the minimum of its tokens' posteriors. Without frames the tokens are spread
+    evenly over the segment (confidence None).
+    """
+    tokens, frames, probs = d.tokens, d.frames, d.probs
+    if len(frames) != len(tokens):
+        n_frames = max(1, int((end_s - start_s) / shift))
+        frames = [int(k * n_frames / max(1, len(tokens))) for k in range(len(tokens))]
+        probs = [None] * len(tokens)
+    out = []
+    for word, ks in word_spans(tokenizer, tokens):
+        ps = [probs[k] for k in ks]
+        conf = None if None in ps else min(ps)
+        start = min(start_s + frames[ks[0]] * shift, end_s)
+        end = start_s + frames[ks[-1]] * shift + shift
+        out.append({"word": word, "start": round(start, 3), "end": round(max(start, min(end, end_s)), 3),
+                    "confidence": None if conf is None else round(conf, 4)})
+    return out

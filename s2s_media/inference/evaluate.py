@@ -1,0 +1,226 @@
+"""Evaluation in one home: decode a manifest with a :class:`~s2s_media.inference.pipeline.Searcher`
+and score it. :func:`evaluate` takes the task as a parameter:
+
+- ``asr``: WER/CER per decoding method over an audio manifest, every method on one encoder pass
+  (:func:`evaluate_asr`, what ``s2s-media evaluate`` runs);
+- ``caption``: BLEU-1..4, ROUGE-L, CIDEr-D (and METEOR) over a caption manifest (:func:`evaluate_captions`);
+- ``streaming``: streaming against offline decoding of the same audio (:func:`evaluate_streaming`).
+  Offline here is the same Searcher over the whole utterance with the streaming settings: the
+  same chunk mask (``chunk_size``, ``num_left_chunks``), beam, language model, and rescoring or
+  not. The difference between the two WERs is what streaming itself costs: endpoints that split
+  utterances, the left-context cap, and the encoder reset at each endpoint. With endpointing
+  disabled and utterances shorter than the cap, the texts are equal.
+
+Progress is drawn on stderr only, and only when stderr is a terminal (:mod:`s2s_media.progress`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from s2s_media.caption_metrics import score_captions
+from s2s_media.data.dataset import eval_loader
+from s2s_media.data.manifest import AudioRecord, read_manifest
+from s2s_media.decoding.types import Decoded
+from s2s_media.errors import UserError
+from s2s_media.frontend.audio import SAMPLE_RATE, LogMel
+from s2s_media.inference.captioner import Captioner
+from s2s_media.inference.checkpoint import LoadedModel
+from s2s_media.inference.inputs import Item
+from s2s_media.inference.pipeline import Searcher
+from s2s_media.inference.streaming.recognizer import StreamingRecognizer
+from s2s_media.metrics import ErrorRate, cer, wer
+from s2s_media.progress import progress_bar
+
+log = logging.getLogger("s2s_media.evaluate")
+TASKS = ("asr", "caption", "streaming")
+
+
+def evaluate(task: str, *args, **kwargs):
+    """Evaluate ``task`` (``asr``, ``caption`` or ``streaming``): :func:`evaluate_asr`,
+    :func:`evaluate_captions` or :func:`evaluate_streaming` with the same arguments."""
+    if task not in TASKS:
+        raise UserError(f"evaluate: unknown task {task!r}; choose from {', '.join(TASKS)}")
+    return {"asr": evaluate_asr, "caption": evaluate_captions, "streaming": evaluate_streaming}[task](*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- asr
+def iterate_batches(loader, device) -> Iterator[tuple[dict, torch.Tensor | None, torch.Tensor | None]]:
+    """Move collated batches to ``device``; batches whose items all failed yield no tensors."""
+    for batch in loader:
+        if batch["ids"]:
+            yield batch, batch["feats"].to(device), batch["lengths"].to(device)
+        else:
+            yield batch, None, None
+
+
+def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRecord], out_dir: str | Path,
+                 device: torch.device | str = "cpu", workers: int = 1) -> dict:
+    """Decode audio manifest ``records`` with every method of ``searcher`` and score WER/CER.
+
+    Writes ``OUT/<method>.jsonl`` (``{"id", "ref", "hyp", "score"}`` per utterance). Returns the summary
+    ``{"utterances", "skipped", "audio_seconds", "wall_seconds", "rtf", "beam", "lm", "scores": {method:
+    {"wer", "cer", "words", "substitutions", "deletions", "insertions"}}}``, with the jiwer results
+    under ``"rates"`` (not JSON); ``utterances`` 0 when nothing could be decoded.
+    """
+    methods, dcfg = searcher.methods, searcher.decode
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loader = eval_loader(records, loaded.tokenizer, loaded.config.model.n_mels, dcfg.batch_seconds, workers)
+    files = {m: open(out_dir / f"{m}.jsonl", "w") for m in methods}
+    refs: list[str] = []
+    hyps: dict[str, list[str]] = {m: [] for m in methods}
+    audio_s, skipped, start = 0.0, 0, time.time()
+    try:
+        bar = progress_bar(total=len(records), unit="utt", desc="decoding")
+        for batch, feats, lengths in iterate_batches(loader, device):
+            for bad in batch["bad"]:
+                skipped += 1
+                log.warning("skipping %s: %s", bad.id, bad.reason)
+            bar.update(len(batch["ids"]) + len(batch["bad"]))
+            if feats is None:
+                continue
+            audio_s += batch["seconds"]
+            results = searcher.decode_batch(feats, lengths)
+            refs.extend(batch["texts"])
+            for m in methods:
+                for uid, ref, r in zip(batch["ids"], batch["texts"], results[m]):
+                    text = loaded.tokenizer.decode(r.tokens)
+                    hyps[m].append(text)
+                    files[m].write(json.dumps({"id": uid, "ref": ref, "hyp": text, "score": r.score}) + "\n")
+                files[m].flush()
+        bar.close()
+    finally:
+        for f in files.values():
+            f.close()
+    elapsed = time.time() - start
+    scores, rates = {}, {}
+    if refs:
+        for m in methods:
+            w, c = wer(refs, hyps[m]), cer(refs, hyps[m])
+            rates[m] = (w, c)
+            scores[m] = {"wer": w.rate, "cer": c.rate, "words": w.ref_len, "substitutions": w.substitutions,
+                         "deletions": w.deletions, "insertions": w.insertions}
+    lm = searcher.lm
+    return {"utterances": len(refs), "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
+            "rtf": elapsed / max(audio_s, 1e-9), "beam": dcfg.beam,
+            "lm": {"weight": dcfg.lm_weight, "bonus": dcfg.lm_bonus} if lm is not None else None,
+            "scores": scores, "rates": rates}
+
+
+# --------------------------------------------------------------------------- captions
+def evaluate_captions(captioner: Captioner, records: list, out_path: str | Path | None = None,
+                      use_meteor: bool | None = None) -> dict:
+    """Caption the images of caption-manifest ``records`` and score them against their references.
+
+    records: :class:`~s2s_media.data.captions.CaptionRecord` (``id``, ``image``, ``captions``).
+    out_path: where to write one line per image, ``{"id", "image", "caption", "score", "refs"}`` (or
+        ``{"id", "image", "error"}``); None writes nothing.
+    use_meteor: as :func:`s2s_media.caption_metrics.score_captions`.
+    Returns ``{"images": scored, "skipped": failed, "errors": [...], "scores": {metric: value}}``;
+    images that fail are left out of the scores. References are the manifest's captions as written,
+    PTB-tokenised with the candidates (coco-caption's protocol).
+    """
+    refs = {r.id: list(r.captions) for r in records}
+    images = {r.id: r.image for r in records}
+    items = [Item(r.image, r.id, id=r.id) for r in records]
+    candidates: dict[str, str] = {}
+    errors: list[str] = []
+    out = None
+    if out_path is not None:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        out = open(out_path, "w", encoding="utf-8")
+    try:
+        for done in progress_bar(captioner.run(items), total=len(items), unit="img", desc="captioning"):
+            rec, key = done.record, done.item.id
+            if "error" in rec:
+                errors.append(rec["error"])
+                row = {"id": key, "image": images[key], "error": rec["error"]}
+            else:
+                candidates[key] = rec["caption"]
+                row = {"id": key, "image": images[key], "caption": rec["caption"], "score": rec["score"],
+                       "refs": refs[key]}
+            if out is not None:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+    finally:
+        if out is not None:
+            out.close()
+    if not candidates:
+        raise UserError(f"no image could be captioned ({len(errors)} failed; first: {errors[0] if errors else '-'})")
+    scores = score_captions(candidates, {k: refs[k] for k in candidates}, use_meteor=use_meteor)
+    return {"images": len(candidates), "skipped": len(errors), "errors": errors, "scores": scores}
+
+
+# --------------------------------------------------------------------------- streaming
+@lru_cache(maxsize=4)
+def _logmel(n_mels: int) -> LogMel:
+    return LogMel(n_mels)
+
+
+def offline_decode(recognizer: StreamingRecognizer, wav: np.ndarray) -> Decoded:
+    """Decode ``wav (samples,)`` (16 kHz) whole with the recognizer's own :class:`Searcher`: CTC prefix
+    beam search (+ attention rescoring when ``rescore``), with its language model if any, over
+    ``encode`` with the chunk mask."""
+    feats = _logmel(recognizer.n_mels)(torch.from_numpy(np.asarray(wav, np.float32))[None]).to(recognizer.device)
+    lengths = torch.tensor([feats.size(1)], device=recognizer.device)
+    searcher = recognizer.searcher
+    return searcher.decode_batch(feats, lengths)[searcher.method][0]
+
+
+@dataclass
+class StreamingEval:
+    """Scores of one manifest, decoded streaming and offline."""
+
+    utterances: int
+    audio_seconds: float
+    streaming: ErrorRate
+    offline: ErrorRate
+    identical: int                      # utterances whose streaming and offline texts are equal
+    streaming_seconds: float            # wall time of all streaming decodes
+    offline_seconds: float
+    rows: list[dict] = field(default_factory=list)   # per utterance: id, ref, streaming, offline
+
+    def summary(self) -> dict:
+        return {"utterances": self.utterances, "audio_seconds": round(self.audio_seconds, 2),
+                "streaming_wer": self.streaming.rate, "offline_wer": self.offline.rate,
+                "identical": self.identical,
+                "streaming_rtf": self.streaming_seconds / max(self.audio_seconds, 1e-9),
+                "offline_rtf": self.offline_seconds / max(self.audio_seconds, 1e-9)}
+
+
+def evaluate_streaming(recognizer: StreamingRecognizer, manifest: str | Path, chunk_samples: int = 1600,
+                      limit: int = 0) -> StreamingEval:
+    """Decode every entry of a JSONL manifest (the first ``limit`` when > 0) streaming, fed in pieces of
+    ``chunk_samples`` (all finals joined), and offline; score both against the references."""
+    records = read_manifest(manifest)
+    records = records[:limit] if limit > 0 else records
+    if not records:
+        raise UserError(f"{manifest}: the manifest has no entries to evaluate")
+    rows, audio_s, stream_s, offline_s = [], 0.0, 0.0, 0.0
+    for r in records:
+        wav = r.load()
+        audio_s += wav.size / SAMPLE_RATE
+        t0 = time.perf_counter()
+        finals = recognizer.transcribe_stream(wav, chunk_samples)
+        t1 = time.perf_counter()
+        offline = recognizer.tokenizer.decode(offline_decode(recognizer, wav).tokens)
+        t2 = time.perf_counter()
+        stream_s, offline_s = stream_s + t1 - t0, offline_s + t2 - t1
+        rows.append({"id": r.id, "ref": r.text, "streaming": " ".join(f["text"] for f in finals if f["text"]),
+                     "offline": offline})
+    refs = [row["ref"] for row in rows]
+    return StreamingEval(len(rows), audio_s, wer(refs, [row["streaming"] for row in rows]),
+                         wer(refs, [row["offline"] for row in rows]),
+                         sum(row["streaming"] == row["offline"] for row in rows), stream_s, offline_s, rows)
+
+
+evaluate_manifest = evaluate_streaming   # its name in s2s_media.streaming

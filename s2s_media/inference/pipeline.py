@@ -1,0 +1,121 @@
+"""The one encode-then-search core: a :class:`Searcher` built once from a model and one resolved
+:class:`~s2s_media.config.DecodeConfig`.
+
+Every user-facing path decodes through a Searcher: :class:`~s2s_media.inference.transcriber.Transcriber`,
+evaluation (:mod:`s2s_media.inference.evaluate`), the streaming recogniser (incremental mode),
+the captioner and ``scripts/tune_lm.py``. The Searcher owns the task prefix, the language model
+fusion and the checks (known method, CTC head, beam), so no two paths can decode differently
+with the same settings: streaming and offline decoding share it.
+
+Batch mode: :meth:`Searcher.encode` then :meth:`Searcher.search` (or :meth:`Searcher.decode_batch`
+for both, every method on one encoder pass). Incremental mode: :meth:`Searcher.ctc_stream` gives
+a CTC prefix search to advance chunk by chunk, :meth:`Searcher.rescore` re-ranks its n-best with
+the attention decoder at an endpoint. Captions: :meth:`Searcher.caption`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from s2s_media.config import DecodeConfig
+from s2s_media.decoding.beam_search import Hypothesis, beam_search
+from s2s_media.decoding.ctc import CTCHyp, CTCPrefixBeamSearch
+from s2s_media.decoding.rescoring import attention_rescoring
+from s2s_media.decoding.search import CTC_METHODS, SEARCHES
+from s2s_media.decoding.timing import ctc_align
+from s2s_media.decoding.types import Decoded
+from s2s_media.errors import UserError
+from s2s_media.inference.checkpoint import LoadedModel
+from s2s_media.text.tokenizer import task_prefix
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """UserError unless every name is a decoding method."""
+    for m in methods:
+        if m not in SEARCHES:
+            raise UserError(f"--decoding {m}: unknown method; choose from {', '.join(SEARCHES)}")
+    return list(methods)
+
+
+class Searcher:
+    """Encode then search with one model and one resolved decoding configuration.
+
+    loaded: the model (on its device already), tokenizer and language model.
+    decode: the settings every search uses: the model's ``decode`` block with the run's overrides
+        applied once (``DecodeConfig.override``).
+    task: ``asr`` or ``caption``: the decoder prefix (:func:`~s2s_media.text.tokenizer.task_prefix`).
+    methods: the search methods :meth:`decode_batch` runs; default ``[decode.method]``.
+    """
+
+    def __init__(self, loaded: LoadedModel, decode: DecodeConfig, task: str = "asr",
+                 methods: Sequence[str] | None = None):
+        self.model, self.tokenizer, self.decode = loaded.model, loaded.tokenizer, decode
+        self.task = task
+        self.methods = check_methods(methods if methods is not None else [decode.method])
+        if task == "asr":
+            needs_ctc = [m for m in self.methods if m in CTC_METHODS]
+            if needs_ctc and self.model.ctc is None:
+                raise UserError(f"--decoding {needs_ctc[0]}: this model has no CTC head (ctc_weight 0); "
+                                "use --decoding attention")
+        if decode.beam < 1:
+            raise UserError(f"--beam {decode.beam}: must be at least 1")
+        self.prefix = task_prefix(self.tokenizer, task)
+        self.lm = loaded.fusion(decode)
+
+    @property
+    def method(self) -> str:
+        """The first (usually the only) method."""
+        return self.methods[0]
+
+    # ---- batch mode
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio ``x (B, T, F)``, ``lengths (B,)`` -> memory ``(B, T', d)``, mask ``(B, T')``, in chunks when
+        ``decode.chunk_size`` is set; images ``x (B, 3, H, W)`` -> memory ``(B, h*w, d)``."""
+        if self.task == "caption":
+            return self.model.encode(x, None, modality="image")
+        return self.model.encode(x, lengths, chunk_size=self.decode.chunk_size, left_chunks=self.decode.left_chunks)
+
+    def search(self, memory: torch.Tensor, mask: torch.Tensor, method: str | None = None) -> list[Decoded]:
+        """One method (default :attr:`method`) over encoder output: B results."""
+        return SEARCHES[method or self.method](self.model, memory, mask, self.prefix, self.decode, self.lm)
+
+    @torch.inference_mode()
+    def decode_batch(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict[str, list[Decoded]]:
+        """feats: (B, T, F), lengths: (B,) on the model's device -> per method, B results (one encoder pass)."""
+        memory, mask = self.encode(feats, lengths)
+        return {m: self.search(memory, mask, m) for m in self.methods}
+
+    def add_frames(self, memory: torch.Tensor, mask: torch.Tensor, hyps: list[Decoded]) -> None:
+        """Give hypotheses without frames (attention) their tokens' peak frames and posteriors by forced
+        alignment to the CTC posteriors, when the model has a CTC head (see :mod:`s2s_media.decoding.timing`)."""
+        if self.model.ctc is None:
+            return
+        log_probs = None
+        for j, h in enumerate(hyps):
+            if h.tokens and len(h.frames) != len(h.tokens):
+                if log_probs is None:
+                    log_probs = self.model.ctc(memory)
+                aligned = ctc_align(log_probs[j, : int(mask[j].sum())], h.tokens)
+                if aligned is not None:
+                    h.frames, h.probs = aligned
+
+    # ---- incremental (streaming) mode
+    def ctc_stream(self) -> CTCPrefixBeamSearch:
+        """A CTC prefix beam search to advance chunk by chunk, with this searcher's beam, pruning and LM."""
+        d = self.decode
+        return CTCPrefixBeamSearch(d.beam, blank_skip=d.blank_skip, lm=self.lm, token_floor=d.token_floor or None)
+
+    def rescore(self, memory: torch.Tensor, mask: torch.Tensor, nbests: list[list[CTCHyp]]) -> list[CTCHyp]:
+        """Re-rank each CTC n-best (its best ``decode.rescore_nbest``; 0 = all) with the attention decoder."""
+        if self.decode.rescore_nbest > 0:
+            nbests = [n[:self.decode.rescore_nbest] for n in nbests]
+        return attention_rescoring(self.model.decoder, memory, mask, nbests, self.prefix, self.decode.ctc_weight)
+
+    # ---- captions
+    def caption(self, memory: torch.Tensor, mask: torch.Tensor, attention: bool = False) -> list[list[Hypothesis]]:
+        """Attention beam search of at most ``decode.caption_max_len`` tokens; per image its best hypothesis
+        (with its cross-attention when ``attention``)."""
+        d = self.decode
+        return beam_search(self.model.decoder, memory, mask, self.prefix, beam=d.beam, max_len=d.caption_max_len,
+                           length_penalty=d.length_penalty, return_attention=attention, nbest=1)

@@ -1,0 +1,237 @@
+"""Batch transcription: audio files, folders and manifests -> records with word timestamps.
+
+The flow, one responsibility per step:
+
+1. :func:`~s2s_media.inference.inputs.discover` turns the command-line paths into a sorted list of :class:`Item`: audio
+   files, the audio files of folders (``recursive`` descends), and the entries of JSONL
+   manifests. Anything unusable (a missing path, a folder without audio, a format we cannot
+   decode) becomes an item that carries its error, so it gets an error record in order.
+2. :meth:`Transcriber.prepare` (in ``workers`` threads) loads an item at 16 kHz mono, cuts it
+   into segments and computes each segment's log-mels. A recording no longer than
+   ``vad.max_segment_s`` is decoded whole, exactly as ``evaluate`` does (unless it is silent
+   throughout); a longer one is split on silence by :mod:`s2s_media.frontend.vad`.
+3. Segments of consecutive files wait in one queue; once it holds ``batch_seconds`` of audio
+   they are sorted by length and decoded in padded batches (one encoder pass, then the search
+   method of the run's :class:`~s2s_media.inference.pipeline.Searcher`).
+4. A file's record is built once all its segments are decoded; records come out in input order.
+
+Timestamps and confidences are :mod:`s2s_media.decoding.timing`'s; items come from
+:mod:`s2s_media.inference.inputs`, sharding is :mod:`s2s_media.inference.sharding`.
+
+Records: ``{"path", "text", "duration", "words": [{"word", "start", "end", "confidence"}],
+"segments": [{"start", "end", "text"}]}``, ``"id"`` added for manifest entries (whose times count
+from the entry's ``offset``); a failure is ``{"path", "error"}``. Times are seconds (3 decimals).
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from s2s_media.data.sampler import make_batches
+from s2s_media.decoding.timing import tokens_to_words
+from s2s_media.decoding.types import Decoded
+from s2s_media.errors import UserError
+from s2s_media.frontend.audio import HOP_LENGTH, SAMPLE_RATE, LogMel, load_audio
+from s2s_media.frontend.vad import Segment, VadConfig, segment
+from s2s_media.inference.checkpoint import LoadedModel
+from s2s_media.inference.inputs import Item
+from s2s_media.inference.pipeline import Searcher
+from s2s_media.parallel import ordered_map
+
+MIN_DECODE_S = 0.1                        # shorter segments give no encoder frames: empty text
+
+
+# --------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class TranscribeOptions:
+    decoding: str | None = None         # one of s2s_media.methods.DECODING_METHODS; None = the model's
+    beam: int | None = None             # beam size; None = the model's decode.beam
+    ctc_weight: float | None = None     # CTC share of the rescoring score; None = the model's
+    lm_weight: float | None = None      # weight of the model's language model (0 = off); None = the model's
+    batch_seconds: float | None = None  # padded seconds of audio per decoding batch; None = the model's
+    chunk_size: int = 0                 # encoder chunk in frames after subsampling; 0 = full context
+    workers: int = 1                    # threads loading audio and computing features (0 = the main thread)
+    vad: VadConfig = field(default_factory=VadConfig)  # segmentation of long recordings
+
+
+# --------------------------------------------------------------------------- transcriber
+@dataclass
+class Prepared:
+    """An item loaded and cut: ``feats[i]: (T_i, n_mels)`` are the log-mels of ``segments[i]``."""
+
+    item: Item
+    duration: float = 0.0
+    segments: list[Segment] = field(default_factory=list)
+    feats: list[torch.Tensor] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Job:
+    """A prepared file waiting for its segments' results."""
+
+    def __init__(self, prep: Prepared):
+        self.prep = prep
+        self.results: list[Decoded | None] = [None] * len(prep.segments)
+        self.missing = len(prep.segments)
+
+
+class Transcriber:
+    """Turns items (or arrays) into records with one model and one set of options."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device | str = "cpu",
+                 options: TranscribeOptions = TranscribeOptions()):
+        self.loaded, self.options = loaded, options
+        self.device = torch.device(device)
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        dcfg = loaded.config.decode.override(method=options.decoding, chunk_size=options.chunk_size, beam=options.beam,
+                                             ctc_weight=options.ctc_weight, batch_seconds=options.batch_seconds,
+                                             lm_weight=options.lm_weight)
+        self.searcher = Searcher(loaded, dcfg, task="asr")
+        self.method, self.dcfg, self.lm, self.prefix = self.searcher.method, dcfg, self.searcher.lm, self.searcher.prefix
+        if self.dcfg.batch_seconds <= 0:
+            raise UserError(f"--batch-seconds {self.dcfg.batch_seconds}: must be positive")
+        self.shift = self.model.encoders["audio"].frame_shift
+        self.logmel = LogMel(loaded.config.model.n_mels)
+
+    # ---- preparing
+    def _cut(self, wav: np.ndarray) -> list[Segment]:
+        """Segments of ``wav: (samples,)``: the whole of a short recording, else split on silence."""
+        parts = segment(wav, self.options.vad)
+        if parts and len(wav) <= self.options.vad.max_segment_s * SAMPLE_RATE:
+            return [Segment(0, len(wav))]
+        return parts
+
+    def prepare_array(self, item: Item, wav: np.ndarray) -> Prepared:
+        """``wav: (samples,)`` float32 at 16 kHz -> segments and their log-mels."""
+        segs = self._cut(wav)
+        feats = [self.logmel(torch.from_numpy(np.ascontiguousarray(wav[s.start:s.end]))[None])[0] for s in segs]
+        return Prepared(item, len(wav) / SAMPLE_RATE, segs, feats)
+
+    def prepare(self, item: Item) -> Prepared:
+        """Load and cut one item; a failure is returned in ``error``, never raised."""
+        if item.error:
+            return Prepared(item, error=item.error)
+        try:
+            wav = load_audio(item.path, offset=item.offset, duration=item.duration)
+        except UserError as e:
+            return Prepared(item, error=str(e))
+        except Exception as e:  # noqa: BLE001 - one bad file never stops the run
+            return Prepared(item, error=f"{item.path}: cannot read audio ({type(e).__name__}: {e})")
+        return self.prepare_array(item, wav)
+
+    def _prepared(self, items: Iterable[Item]) -> Iterator[Prepared]:
+        workers = self.options.workers
+        return ordered_map(self.prepare, items, workers, 2 * workers)
+
+    # ---- decoding
+    @torch.inference_mode()
+    def decode(self, feats: list[torch.Tensor]) -> list[Decoded]:
+        """Decode segments in one padded batch. ``feats[i]: (T_i, n_mels)``.
+
+        Every result has ``frames``/``probs`` for its tokens when they can be had (see the module
+        docstring); results of segments shorter than ``MIN_DECODE_S`` are empty.
+        """
+        min_frames = int(MIN_DECODE_S * SAMPLE_RATE / HOP_LENGTH)
+        out: list[Decoded] = [Decoded([], 0.0) for _ in feats]
+        todo = [i for i, f in enumerate(feats) if f.size(0) > min_frames]
+        if not todo:
+            return out
+        lengths = torch.tensor([feats[i].size(0) for i in todo])
+        x = torch.zeros(len(todo), int(lengths.max()), feats[todo[0]].size(1))
+        for j, i in enumerate(todo):
+            x[j, : feats[i].size(0)] = feats[i]
+        x, lengths = x.to(self.device), lengths.to(self.device)
+        memory, mask = self.searcher.encode(x, lengths)
+        hyps = self.searcher.search(memory, mask)
+        self.searcher.add_frames(memory, mask, hyps)
+        for i, h in zip(todo, hyps):
+            out[i] = h
+        return out
+
+    def _decode_safely(self, feats: list[torch.Tensor]) -> list[Decoded | Exception]:
+        """:meth:`decode`, retrying one by one when a batch fails, so one bad segment fails only its file."""
+        try:
+            return self.decode(feats)
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory on a GPU
+            if len(feats) == 1:
+                return [e]
+            return [r for f in feats for r in self._decode_safely([f])]
+
+    def _decode_queue(self, queue: list[tuple[_Job, int]]) -> None:
+        """Decode queued segments in batches of at most ``batch_seconds`` padded audio, shortest first."""
+        seconds = [job.prep.segments[k].seconds for job, k in queue]
+        for batch in make_batches(seconds, self.dcfg.batch_seconds, max_batch_size=256, num_buckets=1):
+            results = self._decode_safely([queue[j][0].prep.feats[queue[j][1]] for j in batch])
+            for j, r in zip(batch, results):
+                job, k = queue[j]
+                if isinstance(r, Exception):
+                    reason = (str(r).strip().splitlines() or [""])[0][:200]
+                    job.prep.error = job.prep.error or (f"{job.prep.item.path}: decoding failed "
+                                                        f"({type(r).__name__}: {reason})")
+                    r = Decoded([], float("-inf"))
+                job.results[k] = r
+                job.missing -= 1
+                job.prep.feats[k] = None  # free the features as soon as they are decoded
+
+    # ---- records
+    def words(self, d: Decoded, seg: Segment) -> list[dict]:
+        """Word dicts with absolute times for one decoded segment (see :func:`tokens_to_words`)."""
+        return tokens_to_words(self.tokenizer, d, self.shift, seg.start / SAMPLE_RATE, seg.end / SAMPLE_RATE)
+
+    def record(self, prep: Prepared, results: list[Decoded]) -> dict:
+        """The output record of one prepared item whose segments are decoded."""
+        item = prep.item
+        head = {"path": item.path, **({"id": item.id} if item.id is not None else {})}
+        if prep.error:
+            return {**head, "error": prep.error}
+        words, segments = [], []
+        for seg, d in zip(prep.segments, results):
+            seg_words = self.words(d, seg)
+            text = self.tokenizer.decode(d.tokens)
+            words += seg_words
+            segments.append({"start": round(seg.start / SAMPLE_RATE, 3), "end": round(seg.end / SAMPLE_RATE, 3),
+                             "text": text})
+        text = " ".join(s["text"] for s in segments if s["text"])
+        return {**head, "text": text, "duration": round(prep.duration, 3), "words": words, "segments": segments}
+
+    # ---- driving
+    def run(self, items: Iterable[Item]) -> Iterator[tuple[Item, dict]]:
+        """Transcribe items; yields ``(item, record)`` in input order as soon as each is complete."""
+        pending: deque[_Job] = deque()
+        queue: list[tuple[_Job, int]] = []
+        queued_s = 0.0
+        for prep in self._prepared(items):
+            job = _Job(prep)
+            pending.append(job)
+            for k, seg in enumerate(prep.segments):
+                queue.append((job, k))
+                queued_s += seg.seconds
+            if queued_s >= self.dcfg.batch_seconds:
+                self._decode_queue(queue)
+                queue, queued_s = [], 0.0
+            while pending and pending[0].missing == 0:
+                done = pending.popleft()
+                yield done.prep.item, self.record(done.prep, done.results)
+        if queue:
+            self._decode_queue(queue)
+        while pending:
+            done = pending.popleft()
+            yield done.prep.item, self.record(done.prep, done.results)
+
+    def transcribe_prepared(self, prep: Prepared) -> dict:
+        """Decode one prepared item on its own and return its record."""
+        job = _Job(prep)
+        if prep.segments and not prep.error:
+            self._decode_queue([(job, k) for k in range(len(prep.segments))])
+        return self.record(prep, job.results)
+
+    def transcribe_array(self, wav: np.ndarray, path: str | None = None) -> dict:
+        """``wav: (samples,)`` float at 16 kHz -> a record (``path`` as given, None for arrays)."""
+        rec = self.transcribe_prepared(self.prepare_array(Item(path or "", "array"), np.asarray(wav, dtype=np.float32)))
+        rec["path"] = path
+        return rec

@@ -1,0 +1,20 @@
+"""The server's settings: what ``s2s-media serve`` takes its defaults from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.engine import EngineConfig
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765                   # 0 picks a free port (see App.port)
+    max_sessions: int = 64             # concurrent sessions; more are refused with ``overloaded``
+    token: str | None = None           # required from websocket clients when set
+    certfile: str | None = None        # TLS (wss://, https://) when both are set
+    keyfile: str | None = None
+    idle_timeout_s: float = 30.0       # a session that sends nothing for this long ends with ``timeout``
+    max_session_s: float = 3600.0      # a session's maximum length (wall clock from connecting)
+    shutdown_grace_s: float = 30.0     # on SIGTERM/SIGINT, how long sessions get to send their finals
+    engine: EngineConfig = field(default_factory=EngineConfig)   # batching and back-pressure

@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
                     "COCO metrics as JSON: BLEU-1..4, ROUGE-L, CIDEr-D, plus METEOR when java is installed "
                     "(coco-caption's definitions, captions PTB-tokenised; see s2s_media.caption_metrics). "
                     "Captions go to OUT/captions.jsonl and the scores to OUT/scores.json.")
-    p.add_argument("--model", required=True, help="checkpoint (.pt) written by train or average")
+    p.add_argument("--model", help="checkpoint (.pt) written by train, average or export (default: the bundled "
+                                   "model of the manifest's task)")
     p.add_argument("--manifest", required=True, help="JSONL manifest: audio (id, audio, text, duration) or "
                    "captions (id, image, captions, split)")
     p.add_argument("--decoding", default="rescoring",
@@ -41,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=1, help="feature-extraction worker processes")
     p.add_argument("--limit", type=int, default=0, help="score only the first N utterances (0 = all)")
+    p.add_argument("--show", type=int, default=0, metavar="N",
+                   help="audio: print what was said beside what was heard for N utterances (first method)")
     cap = p.add_argument_group("caption manifests")
     cap.add_argument("--split", help="score only the entries of this split (e.g. test; default: all)")
     cap.add_argument("--batch-size", type=int, default=16, help="images per decoding batch (default 16)")
@@ -51,7 +54,13 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """Dispatch on the manifest kind: caption manifests to :func:`run_captions`, audio to :func:`run_audio`."""
     from s2s_media.data.captions import is_caption_manifest
-    return run_captions(args) if is_caption_manifest(args.manifest) else run_audio(args)
+    from s2s_media.inference.checkpoint import bundled_model_path
+
+    task = "caption" if is_caption_manifest(args.manifest) else "asr"
+    if args.model is None:
+        args.model = bundled_model_path(task)
+        args.out = args.out or f"decode_{Path(args.manifest).stem}"     # not inside the installed package
+    return run_captions(args) if task == "caption" else run_audio(args)
 
 
 def run_captions(args) -> int:
@@ -86,6 +95,15 @@ def run_captions(args) -> int:
     return 1 if result["skipped"] else 0
 
 
+def show_pairs(hyp_file: Path, speakers: dict[str, str | None], n: int) -> None:
+    """Print what was said beside what was heard for the first ``n`` utterances of ``hyp_file``."""
+    with open(hyp_file, encoding="utf-8") as f:
+        for line, _ in zip(f, range(n)):
+            row = json.loads(line)
+            print(f"{row['id']} ({speakers.get(row['id']) or 'speaker unknown'})\n  said:  {row['ref']}\n"
+                  f"  heard: {row['hyp']}")
+
+
 def run_audio(args) -> int:
     """Decode the audio manifest with every asked method (one encoder pass) and print WER/CER."""
     from s2s_media.data.manifest import read_manifest
@@ -115,6 +133,13 @@ def run_audio(args) -> int:
         return 1
     for m, (w, c) in rates.items():
         print(f"{m:16s} WER {100 * w.rate:6.2f}%  CER {100 * c.rate:6.2f}%  ({w})")
+    for m, table in result["by_group"].items():
+        print(f"{m} by voice family:")
+        for group, g in table.items():
+            print(f"  {group:28s} WER {100 * g['wer']:6.2f}%  CER {100 * g['cer']:6.2f}%  "
+                  f"({g['utterances']} utterances, {g['words']} words)")
+    if args.show:
+        show_pairs(out_dir / f"{methods[0]}.jsonl", {r.id: r.speaker for r in records}, args.show)
     summary = {"model": str(args.model), "manifest": str(args.manifest), **result}
     (out_dir / "scores.json").write_text(json.dumps(summary, indent=1))
     print(f"{result['utterances']} utterances, {duration_text(result['audio_seconds'])}, RTF {result['rtf']:.3f}; "

@@ -259,8 +259,8 @@ def source_paragraphs(text_source: str) -> list[str]:
         return read_fortunes(FORTUNES_DIR)
     path = Path(text_source)
     if not path.is_file():
-        raise UserError(f"{path}: text source not found; pass 'fortunes' or a UTF-8 text file "
-                        "with one or more sentences per line")
+        raise UserError(f"{path}: text source not found; pass 'fortunes', 'wordnet', a UTF-8 text file "
+                        "with one or more sentences per line, or several joined by '+'")
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:

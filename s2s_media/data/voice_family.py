@@ -30,3 +30,19 @@ def perturbation(speaker: str) -> float:
     """The vocal-tract factor of a perturbed speaker id (1.0 when unperturbed)."""
     _, mark, factor = speaker.partition(PERTURBED_MARK)
     return float(factor) if mark else 1.0
+
+
+NATURAL_UNSEEN = "natural (unseen speakers)"
+
+
+def voice_groups(speaker: str | None) -> list[str]:
+    """The groups an utterance is scored in besides the whole set: its family, and
+    :data:`NATURAL_UNSEEN` for a neural voice with moved formants (dev and test draw vocal-tract
+    factors that train never uses, so these are speakers the model never heard). ``[]`` for a
+    speaker of no known engine (a real corpus) or none."""
+    if not speaker:
+        return []
+    family = voice_family(speaker)
+    if family == "other":
+        return []
+    return [family, NATURAL_UNSEEN] if is_natural_voice(speaker) and perturbation(speaker) != 1.0 else [family]

@@ -29,6 +29,7 @@ import torch
 from s2s_media.caption_metrics import score_captions
 from s2s_media.data.dataset import eval_loader
 from s2s_media.data.manifest import AudioRecord, read_manifest
+from s2s_media.data.voice_family import voice_groups
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, LogMel
@@ -68,8 +69,11 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
 
     Writes ``OUT/<method>.jsonl`` (``{"id", "ref", "hyp", "score"}`` per utterance). Returns the summary
     ``{"utterances", "skipped", "audio_seconds", "wall_seconds", "rtf", "beam", "lm", "scores": {method:
-    {"wer", "cer", "words", "substitutions", "deletions", "insertions"}}}``, with the jiwer results
-    under ``"rates"`` (not JSON); ``utterances`` 0 when nothing could be decoded.
+    {"wer", "cer", "words", "substitutions", "deletions", "insertions"}}, "by_group": {method: {group:
+    {"wer", "cer", "utterances", "words"}}}}``, with the jiwer results under ``"rates"`` (not JSON);
+    ``utterances`` 0 when nothing could be decoded. Groups are the synthetic corpus's voice families
+    and its natural-voice part (:func:`~s2s_media.data.voice_family.voice_groups` of each record's
+    speaker); empty for a corpus of other speakers.
     """
     methods, dcfg = searcher.methods, searcher.decode
     out_dir = Path(out_dir)
@@ -77,6 +81,8 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
     loader = eval_loader(records, loaded.tokenizer, loaded.config.model.n_mels, dcfg.batch_seconds, workers)
     files = {m: open(out_dir / f"{m}.jsonl", "w") for m in methods}
     refs: list[str] = []
+    groups: list[list[str]] = []
+    speaker = {r.id: r.speaker for r in records}
     hyps: dict[str, list[str]] = {m: [] for m in methods}
     audio_s, skipped, start = 0.0, 0, time.time()
     try:
@@ -91,6 +97,7 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
             audio_s += batch["seconds"]
             results = searcher.decode_batch(feats, lengths)
             refs.extend(batch["texts"])
+            groups.extend(voice_groups(speaker.get(uid)) for uid in batch["ids"])
             for m in methods:
                 for uid, ref, r in zip(batch["ids"], batch["texts"], results[m]):
                     text = loaded.tokenizer.decode(r.tokens)
@@ -109,11 +116,27 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
             rates[m] = (w, c)
             scores[m] = {"wer": w.rate, "cer": c.rate, "words": w.ref_len, "substitutions": w.substitutions,
                          "deletions": w.deletions, "insertions": w.insertions}
+    by_group = {m: score_groups(refs, hyps[m], groups) for m in methods} if any(groups) else {}
     lm = searcher.lm
     return {"utterances": len(refs), "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
             "rtf": elapsed / max(audio_s, 1e-9), "beam": dcfg.beam,
             "lm": {"weight": dcfg.lm_weight, "bonus": dcfg.lm_bonus} if lm is not None else None,
-            "scores": scores, "rates": rates}
+            "scores": scores, "by_group": by_group, "rates": rates}
+
+
+def score_groups(refs: list[str], hyps: list[str], groups: list[list[str]]) -> dict[str, dict]:
+    """WER/CER of each group: ``{group: {"wer", "cer", "utterances", "words"}}``, groups sorted by name.
+    ``groups[i]`` lists the groups of utterance ``i`` (one utterance may count in several)."""
+    members: dict[str, list[int]] = {}
+    for i, gs in enumerate(groups):
+        for g in gs:
+            members.setdefault(g, []).append(i)
+    out = {}
+    for g in sorted(members):
+        r, h = [refs[i] for i in members[g]], [hyps[i] for i in members[g]]
+        w = wer(r, h)
+        out[g] = {"wer": w.rate, "cer": cer(r, h).rate, "utterances": len(r), "words": w.ref_len}
+    return out
 
 
 # --------------------------------------------------------------------------- captions

@@ -147,6 +147,29 @@ def test_evaluate_skips_missing_audio_scores_the_rest_and_exits_1(exp, tiny_corp
     assert "1 skipped" in capsys.readouterr().out
 
 
+def test_evaluate_scores_each_voice_family_and_shows_pairs(exp, tiny_corpus, tmp_path, capsys):
+    """Synthetic-corpus speaker ids give WER per voice family and for the natural-voice part."""
+    rows = [json.loads(x) for x in (tiny_corpus / "train.jsonl").read_text().splitlines()][:6]
+    speakers = ["espeak:en-us+m3", "hibari:heart+vtl0.89", "hibari:heart", "piper:joe+vtl1.11", "flite:awb", "x"]
+    for r, spk in zip(rows, speakers):
+        r["audio"], r["speaker"] = str(tiny_corpus / r["audio"]), spk
+    manifest = tmp_path / "families.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = main(["evaluate", "--model", str(exp["dir"] / "epoch_2.pt"), "--manifest", str(manifest),
+                 "--decoding", "ctc_greedy", "--workers", "0", "--out", str(tmp_path / "out"), "--show", "2"])
+    assert code == 0
+    groups = json.loads((tmp_path / "out/scores.json").read_text())["by_group"]["ctc_greedy"]
+    assert {g: v["utterances"] for g, v in groups.items()} == {
+        "espeak-ng": 1, "flite": 1, "hibari": 1, "perturbed": 2, "natural (unseen speakers)": 2}
+    hyps = {json.loads(x)["id"]: json.loads(x)["hyp"] for x in (tmp_path / "out/ctc_greedy.jsonl").read_text().splitlines()}
+    from s2s_media.metrics import wer
+    natural = [r for r in rows if r["speaker"] in ("hibari:heart+vtl0.89", "piper:joe+vtl1.11")]
+    expected = wer([r["text"] for r in natural], [hyps[r["id"]] for r in natural]).rate
+    assert groups["natural (unseen speakers)"]["wer"] == pytest.approx(expected)
+    out = capsys.readouterr().out
+    assert "ctc_greedy by voice family:" in out and out.count("  said:  ") == 2 and out.count("  heard: ") == 2
+
+
 # --------------------------------------------------------------------------- user errors -> exit 2
 def test_evaluate_manifest_line_not_json(exp, tiny_corpus, tmp_path, capsys):
     manifest = tmp_path / "bad.jsonl"

@@ -300,8 +300,10 @@ def test_synthetic_delegates_given_options_only(tmp_path, fake_synthetic):
 
 
 def test_synthetic_missing_text_file(tmp_path):
-    with pytest.raises(UserError, match="'fortunes' or a text file"):
+    with pytest.raises(UserError, match=r"missing.txt: text source not found; pass 'fortunes', 'wordnet'"):
         PREPARERS["synthetic"](tmp_path / "missing.txt", tmp_path / "out")
+    with pytest.raises(UserError, match=r"^nope.txt: text source not found"):     # one missing part of a sum
+        PREPARERS["synthetic"](Path("fortunes+nope.txt"), tmp_path / "out")
 
 
 # --------------------------------------------------------------------------- CLI

@@ -9,20 +9,7 @@ import torch
 from s2s_media.frontend.audio import N_MELS, load_audio, num_frames
 from s2s_media.frontend.augment import AugmentConfig
 from s2s_media.data.dataset import AudioDataset, Bad, collate, worker_init
-from s2s_media.data.manifest import read_manifest
 from s2s_media.data.sampler import BucketingBatchSampler
-from s2s_media.text.normalize import normalize_text
-from s2s_media.text.tokenizer import CharTokenizer
-
-
-@pytest.fixture(scope="module")
-def records(tiny_corpus):
-    return read_manifest(tiny_corpus / "train.jsonl")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(records):
-    return CharTokenizer.train([normalize_text(r.text) for r in records])
 
 
 def test_item_has_features_tokens_and_normalised_text(records, tokenizer):

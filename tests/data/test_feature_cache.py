@@ -15,20 +15,7 @@ from s2s_media.frontend.audio import LogMel, load_audio
 from s2s_media.frontend.augment import AugmentConfig
 from s2s_media.data.dataset import AudioDataset
 from s2s_media.data.feature_cache import FeatureCache, fill_cache
-from s2s_media.data.manifest import read_manifest
 from s2s_media.errors import UserError
-from s2s_media.text.normalize import normalize_text
-from s2s_media.text.tokenizer import CharTokenizer
-
-
-@pytest.fixture(scope="module")
-def records(tiny_corpus):
-    return read_manifest(tiny_corpus / "train.jsonl")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(records):
-    return CharTokenizer.train([normalize_text(r.text) for r in records])
 
 
 def test_cached_features_equal_features_computed_on_the_fly(records, tokenizer, tmp_path):

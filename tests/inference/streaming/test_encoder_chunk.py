@@ -49,12 +49,16 @@ def run_chunks(enc, x, lengths, chunk, cap=-1, restack=True):
 @pytest.mark.parametrize("kind", ["conformer", "transformer"])
 @pytest.mark.parametrize("chunk, left", [(1, -1), (4, -1), (16, -1), (3, 2), (4, 0)])
 def test_chunk_by_chunk_equals_forward_with_chunk_mask(kind, chunk, left):
-    enc = make(kind)
-    x, lengths = feats([203, 131])                  # B=2, different lengths, partial last chunks
+    assert_streams_like_forward(make(kind), [203, 131], chunk, left)   # different lengths, partial last chunks
+
+
+def assert_streams_like_forward(enc, lengths, chunk, left):
+    """Chunk-by-chunk outputs (left context capped at ``left`` chunks) equal ``forward`` under the chunk mask."""
+    x, lengths = feats(lengths)
     with torch.no_grad():
         full, full_len = enc(x, lengths, chunk_size=chunk, left_chunks=left)
         outs, _ = run_chunks(enc, x, lengths, chunk, cap=chunk * left if left >= 0 else -1)
-    for i in range(2):
+    for i in range(len(outs)):
         assert outs[i].size(0) == full_len[i]
         torch.testing.assert_close(outs[i], full[i, :full_len[i]], atol=1e-4, rtol=0)
 
@@ -104,19 +108,12 @@ HALF = dict(n_layers=4, half_rate_blocks=[1, 3])       # block 0 full rate, 1-2 
 
 
 @pytest.mark.parametrize("kind", ["conformer", "transformer"])
-@pytest.mark.parametrize("over", [dict(subsampling="dwconv2d"), HALF, dict(HALF, half_rate_blocks=[0, 4]),
-                                  dict(HALF, subsampling="dwconv2d")])
+@pytest.mark.parametrize("over", [dict(subsampling="dwconv2d"), dict(subsampling="conv1d"), HALF,
+                                  dict(HALF, half_rate_blocks=[0, 4]), dict(HALF, subsampling="conv1d")])
 @pytest.mark.parametrize("chunk, left", [(2, -1), (8, -1), (4, 2), (6, 0)])
 def test_new_fronts_stream_like_forward_with_chunk_mask(kind, over, chunk, left):
-    """The depthwise-separable front and the half-rate blocks keep chunked streaming exact."""
-    enc = make(kind, **over)
-    x, lengths = feats([203, 131, 57])             # odd and even frame counts: partial last chunks
-    with torch.no_grad():
-        full, full_len = enc(x, lengths, chunk_size=chunk, left_chunks=left)
-        outs, _ = run_chunks(enc, x, lengths, chunk, cap=chunk * left if left >= 0 else -1)
-    for i in range(3):
-        assert outs[i].size(0) == full_len[i]
-        torch.testing.assert_close(outs[i], full[i, :full_len[i]], atol=1e-4, rtol=0)
+    """The other fronts and the half-rate blocks keep chunked streaming exact."""
+    assert_streams_like_forward(make(kind, **over), [203, 131, 57], chunk, left)   # odd and even frame counts
 
 
 def test_half_rate_blocks_see_half_the_frames_and_keep_the_output_rate():

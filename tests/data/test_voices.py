@@ -262,7 +262,7 @@ def test_numbers_are_read_as_the_transcript_writes_them():
 
 
 def test_lm_still_leaves_out_a_verbalised_held_out_sentence(tmp_path):
-    from s2s_media.lm.corpus import lm_sentences
+    from s2s_media.training.lm import lm_sentences
     raw = "I paid 12 dollars for the old red bicycle in 1984."
     source = tmp_path / "text.txt"
     source.write_text(raw + "\nA completely different sentence stays in.\n")

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,8 +153,6 @@ def test_max_audio_hours_stops_the_run(tiny_overrides, tmp_path):
 
 def test_sigterm_stops_cleanly_after_the_update_and_saves(tiny_overrides, tmp_path):
     """A stop signal mid-run: exit 0, last.pt holds the very last update (not the last periodic save)."""
-    import signal
-    import time
     exp = tmp_path / "sig"
     args = [sys.executable, "-m", "s2s_media.cli.main", "train", str(CONF)]
     for o in tiny_overrides + [f"train.exp_dir={exp}", "train.epochs=500", "train.save_interval=1000",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 
@@ -41,3 +42,47 @@ def test_non_finite_numbers_and_deep_nesting_are_bad_requests(serve, caplog, pat
     errors = [r for r in caplog.records if "error" in r.getMessage()]
     assert len(errors) == 1 and errors[0].exc_info is None          # one line, no traceback
     assert not any(r.exc_info for r in caplog.records)
+
+
+def request(srv, method: str, path: str) -> tuple[int, dict, bytes]:
+    """One HTTP request of any method: status, headers, body."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.app.port, timeout=10)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def test_liveness_and_readiness(serve):
+    srv = serve(max_sessions=1)
+    assert srv.get("/healthz")[::2] == (200, "ok\n") and srv.get("/readyz")[::2] == (200, "ready\n")
+
+    async def hold_the_only_slot():
+        async with connect(srv.url()) as ws:
+            await ws.send('{"type":"start"}')
+            assert json.loads(await ws.recv())["type"] == "ready"
+            during = srv.get("/healthz")[0], srv.get("/readyz")
+            await ws.send('{"type":"stop"}')
+            await collect(ws)
+        return during
+    live, (ready, _, body) = asyncio.run(hold_the_only_slot())
+    assert live == 200 and ready == 503 and body == "full: 1 of 1 sessions\n"
+    assert srv.get("/readyz")[0] == 200                   # the slot is free again
+    srv.app.draining = True                               # what a clean shutdown sets first
+    assert srv.get("/readyz")[::2] == (503, "draining: the server is shutting down\n")
+    assert srv.get("/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/"])
+def test_http_routes_answer_only_get_and_head(serve, path):
+    srv = serve()
+    status, headers, body = request(srv, "GET", path)
+    assert status == 200 and body
+    head_status, head_headers, head_body = request(srv, "HEAD", path)
+    assert head_status == 200 and head_body == b""
+    assert head_headers["Content-Type"] == headers["Content-Type"]
+    for method in ("POST", "DELETE", "PUT", "OPTIONS"):
+        status, headers, _ = request(srv, method, path)
+        assert status == 405 and headers["Allow"] == "GET, HEAD", method

@@ -1,4 +1,5 @@
-"""Plain-dict checkpoint files: written atomically, read with ``weights_only=True``.
+"""Plain-dict checkpoint files: written atomically (temp file, fsync, rename, fsync of the folder),
+read with ``weights_only=True``.
 
 A checkpoint holds ``version``, ``model`` (the state_dict), ``config`` (the full Config as
 builtins), ``tokenizer`` (its dict), ``cmvn`` (mean/std lists) and ``meta``; resume
@@ -30,10 +31,26 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames done in ``folder`` durable: without this a power loss can undo a rename
+    that already returned. A no-op where a directory cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass                          # some filesystems refuse fsync on a directory
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -1,8 +1,9 @@
 """The server: websocket routes, HTTP routes on the same port, admission, and clean shutdown.
 
 ``/v1/stream`` and ``/vosk`` are websocket endpoints (one :class:`~server.session.Session` per
-connection); ``GET /``, ``/static/*``, ``/healthz`` and ``/metrics`` are answered during the
-handshake by ``process_request``, so one port serves both. With ``token`` set, the websocket
+connection); ``GET /``, ``/static/*``, ``/healthz`` (liveness), ``/readyz`` (readiness) and
+``/metrics`` are answered during the handshake by ``process_request``, so one port serves both;
+they answer GET and HEAD only. With ``token`` set, the websocket
 endpoints need ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (else HTTP 401); the page,
 health and metrics stay open.
 """
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 ROUTES = {"/v1/stream": V1Session, "/vosk": VoskSession}
+HTTP_METHODS = ("GET", "HEAD")    # what the HTTP routes answer; anything else is 405
 
 
 class App:
@@ -45,6 +47,7 @@ class App:
         self.sessions: set[Session] = set()
         self.port: int | None = None
         self.ready = asyncio.Event()   # set once listening (``port`` is known)
+        self.draining = False          # set when a clean shutdown begins
         self._stop: asyncio.Event | None = None
 
     # ---------------------------------------------------------------- sessions
@@ -83,15 +86,32 @@ class App:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return _response(http.HTTPStatus.NOT_FOUND, f"no websocket endpoint at {url.path}; "
                                                         f"use {' or '.join(ROUTES)}\n")
-        if url.path == "/healthz":
+        if request.method not in HTTP_METHODS:
+            return _response(http.HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use GET or "
+                             "HEAD\n", extra=[("Allow", ", ".join(HTTP_METHODS))])
+        return _head(self._get(url.path)) if request.method == "HEAD" else self._get(url.path)
+
+    def _get(self, path: str) -> Response:
+        if path == "/healthz":
             return _response(http.HTTPStatus.OK, "ok\n")
-        if url.path == "/metrics":
+        if path == "/readyz":
+            return self._readiness()
+        if path == "/metrics":
             return _response(http.HTTPStatus.OK, self.metrics.render(), METRICS_TYPE)
-        if url.path == "/":
+        if path == "/":
             return _static("index.html")
-        if url.path.startswith("/static/"):
-            return _static(url.path[len("/static/"):])
-        return _response(http.HTTPStatus.NOT_FOUND, f"not found: {url.path}\n")
+        if path.startswith("/static/"):
+            return _static(path[len("/static/"):])
+        return _response(http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+
+    def _readiness(self) -> Response:
+        """200 while a new session would be admitted; 503 when draining or when every slot is taken."""
+        if self.draining:
+            return _response(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining: the server is shutting down\n")
+        if len(self.sessions) >= self.config.max_sessions:
+            return _response(http.HTTPStatus.SERVICE_UNAVAILABLE, f"full: {len(self.sessions)} of "
+                             f"{self.config.max_sessions} sessions\n")
+        return _response(http.HTTPStatus.OK, "ready\n")
 
     def _authorized(self, request: Request, query: str) -> bool:
         token = self.config.token.encode()
@@ -127,6 +147,7 @@ class App:
                 log.info("listening on %s://%s:%d (/v1/stream, /vosk; page at /)", scheme, cfg.host, self.port)
                 self.ready.set()
                 await self._stop.wait()
+                self.draining = True
                 log.info("shutting down: %d session(s) get up to %g s to finish", len(self.sessions),
                          cfg.shutdown_grace_s)
                 server.close(close_connections=False)     # stop accepting
@@ -152,6 +173,11 @@ def _response(status: http.HTTPStatus, body: str | bytes, content_type: str = "t
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data))),
                        ("Cache-Control", "no-store"), ("Connection", "close"), *extra])
     return Response(status.value, status.phrase, headers, data)
+
+
+def _head(response: Response) -> Response:
+    """The answer to HEAD: GET's status and headers (its Content-Length too), no body."""
+    return Response(response.status_code, response.reason_phrase, response.headers, b"")
 
 
 def _static(name: str) -> Response:

@@ -7,6 +7,7 @@ protocol's specification; this module is its implementation.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,17 +73,33 @@ def check_size(message: str | bytes) -> None:
 def parse_json(text: str) -> dict:
     """A text message as a JSON object, or ``bad_request``."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except ValueError as e:
         raise ProtocolError("bad_request", f"text message is not valid JSON ({e})") from None
+    except RecursionError:
+        raise ProtocolError("bad_request", "text message is not valid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_request", f"text message must be a JSON object, got {type(obj).__name__}")
     return obj
 
 
+def _no_constant(name: str):
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (Python's json module accepts them)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a float (``1e999``) is not accepted."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def check_sample_rate(value, field: str = "sample_rate") -> int:
     """An integer rate in [8000, 48000] (an integral float such as 16000.0 is accepted too)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
         raise ProtocolError("bad_request", f"{field} must be an integer number of Hz, got {value!r}")
     if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
         raise ProtocolError("bad_request", f"{field} must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, "

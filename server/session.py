@@ -178,7 +178,7 @@ class V1Session(Session):
         timer = asyncio.get_running_loop().call_later(max(self.remaining(), 0), es.queue.put_nowait, "max_length")
         reader = asyncio.create_task(self._read(start))
         try:
-            await self._write(start)
+            await self._write(start, reader)
         finally:
             timer.cancel()
             reader.cancel()
@@ -203,25 +203,41 @@ class V1Session(Session):
             return es.queue.put_nowait("gone")
         engine.finish(es)
 
-    async def _write(self, start: StartRequest) -> None:
-        """Outbox -> socket: events, then ``end`` and close; or an error and its close code."""
+    async def _write(self, start: StartRequest, reader: asyncio.Task) -> None:
+        """Outbox -> socket: events, then ``end`` and close; or an error and its close code. A timeout
+        first sends the final of what was decoded (speech already shown as a partial is not lost)."""
         while True:
             item = await self.es.queue.get()
             if isinstance(item, (Partial, Final)):
-                msg = v1_event(item, start)
-                if msg is not None:
-                    await self.send_json(msg)
+                await self._send_event(item, start)
             elif item is DONE:
                 await self.send_json({"type": "end"})
                 await self.close(self.close_code, self.close_reason)
                 return
-            elif item == "max_length":
-                raise self.timeout_error()
+            elif item == "max_length" or (isinstance(item, ProtocolError) and item.code == "timeout"):
+                reader.cancel()
+                await self._send_last_final(start)
+                raise self.timeout_error() if item == "max_length" else item
             elif item == "gone":
                 return
             elif isinstance(item, ProtocolError):
                 raise item
             else:  # an exception from the decoder
+                raise self.internal_error(item)
+
+
+    async def _send_event(self, event: Partial | Final, start: StartRequest) -> None:
+        msg = v1_event(event, start)
+        if msg is not None:
+            await self.send_json(msg)
+
+    async def _send_last_final(self, start: StartRequest) -> None:
+        """End the stream as ``stop`` would and send its events up to the last final (no ``end``)."""
+        self.app.engine.finish(self.es)
+        while (item := await self.es.queue.get()) is not DONE:
+            if isinstance(item, (Partial, Final)):
+                await self._send_event(item, start)
+            elif isinstance(item, BaseException) and not isinstance(item, ProtocolError):
                 raise self.internal_error(item)
 
 

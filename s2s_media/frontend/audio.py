@@ -2,10 +2,12 @@
 
 Everything inside the toolkit is 16 kHz mono float32. ``load_audio`` converts whatever it is
 given (other rates are resampled, stereo is downmixed) and raises :class:`AudioError` with
-the file name for missing, corrupt or empty files.
+the file name for missing, corrupt, empty or truncated files (a WAV whose header declares more
+audio than the file holds).
 """
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -51,6 +53,7 @@ def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
         raise AudioError(f"{path}: audio file not found; check the path (relative paths resolve against the manifest)")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: audio file is empty (0 bytes); regenerate or remove it")
+    _check_wav_length(path)
     try:
         with sf.SoundFile(str(path)) as f:
             file_sr = f.samplerate
@@ -67,6 +70,43 @@ def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
     if not np.isfinite(wav).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples; the file is corrupt")
     return resample(wav, file_sr, sr)
+
+
+# a writer that cannot seek back leaves these in the data chunk's size: "unknown length", not truncation
+UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)
+
+
+def _check_wav_length(path: Path) -> None:
+    """A RIFF/WAVE file whose ``data`` chunk declares more bytes than the file holds (cut off by a
+    crash or a partial copy) is an :class:`AudioError`; libsndfile would silently read what is there."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        fmt = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            kind, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if kind == b"fmt " and length >= 16:
+                fmt = f.read(16)
+                f.seek(length - 16 + (length & 1), 1)
+            elif kind == b"data":
+                break
+            else:
+                f.seek(length + (length & 1), 1)
+        have = size - f.tell()
+    if length in UNKNOWN_WAV_SIZES or have >= length:
+        return
+    if fmt is not None:
+        byte_rate = struct.unpack("<HHIIHH", fmt)[3]
+        if byte_rate:
+            raise AudioError(f"{path}: truncated WAV: the header declares {length / byte_rate:.3f} s of audio but "
+                             f"the file holds {have / byte_rate:.3f} s; copy or regenerate it")
+    raise AudioError(f"{path}: truncated WAV: the header declares {length} bytes of audio but the file holds "
+                     f"{have}; copy or regenerate it")
 
 
 def _load_with_librosa(path: Path, offset: float, duration: float | None, first_error: Exception):

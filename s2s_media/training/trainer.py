@@ -5,7 +5,9 @@ What is trained comes from :mod:`s2s_media.training.tasks`: ASR, captioning, or 
 multimodal model (batches of the two tasks interleaved, one checkpoint).
 
 Resume state lives in ``<exp_dir>/last.pt``: model, optimizer, scheduler, scaler, sampler
-position, torch/python RNG and the trainer's counters. SIGINT or SIGTERM (Ctrl-C, ``kill``, a
+position, torch/python RNG and the trainer's counters; the one before it is kept as
+``last.prev.pt``, which resume falls back to (with a warning) when ``last.pt`` is unreadable. A
+``train_log.jsonl`` whose last line a crash cut off is resumed with a warning. SIGINT or SIGTERM (Ctrl-C, ``kill``, a
 container stop; torchrun passes them to every rank) ends the run cleanly after the current
 update, with ``last.pt`` written: nothing trained is lost. A second signal stops at once. Data augmentation is seeded by
 (seed, epoch, index), so a resumed run sees exactly the batches an unbroken run would.
@@ -16,6 +18,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -110,9 +113,13 @@ class Trainer:
                                             "world_size": self.dist.world_size}}
 
     def save_resume(self) -> None:
-        """``last.pt``: everything needed to continue exactly from here (main rank only)."""
+        """``last.pt``: everything needed to continue exactly from here (main rank only). The previous
+        one is kept as ``last.prev.pt`` (a rename), so a ``last.pt`` damaged later still leaves a resume point."""
         if not self.dist.is_main:
             return
+        last = self.exp / "last.pt"
+        if last.is_file():
+            os.replace(last, self.exp / "last.prev.pt")
         save_checkpoint({**self._base(), "optimizer": self.optimizer.state_dict(),
                          "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                          "sampler": self.sampler.state_dict(self.state.consumed), "trainer": self.state.to_dict(),
@@ -120,11 +127,33 @@ class Trainer:
                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}},
                         self.exp / "last.pt")
 
+    def _resume_checkpoint(self) -> tuple[Path, dict] | None:
+        """The newest readable resume state: ``last.pt``, else ``last.prev.pt`` (with a warning naming
+        both); None for a fresh run."""
+        last, prev = self.exp / "last.pt", self.exp / "last.prev.pt"
+        if not last.is_file() and not prev.is_file():
+            return None
+        what_to_do = (f"move {last} away to train again from the start, or start a new train.exp_dir "
+                      "initialised from one of its epoch_*.pt/best_step*.pt (these hold weights only)")
+        try:
+            return last, load_checkpoint(last)
+        except UserError as e:
+            if not prev.is_file():
+                raise UserError(f"{e}; no {prev.name} to fall back to: {what_to_do}") from None
+            reason = str(e)
+        try:
+            ck = load_checkpoint(prev)
+        except UserError as e:
+            raise UserError(f"{reason}; {e}; {what_to_do}") from None
+        log.warning("%s; resuming from the previous resume state %s instead (step %d)", reason, prev,
+                    ck["trainer"]["step"])
+        return prev, ck
+
     def try_resume(self) -> bool:
-        path = self.exp / "last.pt"
-        if not path.is_file():
+        found = self._resume_checkpoint()
+        if found is None:
             return False
-        ck = load_checkpoint(path)
+        path, ck = found
         saved_world = ck.get("meta", {}).get("world_size", 1)
         if saved_world != self.dist.world_size:
             raise UserError(f"{path}: was written by {saved_world} process(es) but this run has "
@@ -377,7 +406,7 @@ class Trainer:
     def _load_history(self) -> None:
         path = self.exp / "train_log.jsonl"
         if path.is_file():
-            self.history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            self.history = _read_log(path)
             # drop records written after the checkpoint we resumed from
             self.history = [h for h in self.history if h["step"] <= self.state.step]
             path.write_text("".join(json.dumps(h) + "\n" for h in self.history))
@@ -394,6 +423,21 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         plot_training_curves(self.history, self.exp / "curves.png")
+
+
+def _read_log(path: Path) -> list[dict]:
+    """The records of ``train_log.jsonl``. A last line cut off by a crash is skipped with a warning
+    (the caller rewrites the file without it); a bad line elsewhere is a :class:`UserError`."""
+    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    records = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i < len(lines) - 1:
+                raise UserError(f"{path}:{n}: not valid JSON ({e.msg}); fix or delete that line") from None
+            log.warning("%s:%d: skipping the last line, cut off (%s)", path, n, e.msg)
+    return records
 
 
 def _py_rng_to_list(state) -> list:

@@ -123,6 +123,22 @@ def test_header_only_wav(tmp_path):
     _assert_one_line_naming(e, path)
 
 
+def test_wav_cut_off_after_its_header_is_rejected(tmp_path):
+    """A copy cut off mid-file: libsndfile reads what is there, so the header is checked first."""
+    full, cut = tmp_path / "full.wav", tmp_path / "cut.wav"
+    sf.write(full, np.zeros(int(SAMPLE_RATE * 5.1), np.float32), SAMPLE_RATE, subtype="PCM_16")
+    cut.write_bytes(full.read_bytes()[:2000])
+    with pytest.raises(AudioError) as e:
+        load_audio(cut)
+    _assert_one_line_naming(e, cut)
+    assert "truncated WAV: the header declares 5.100 s of audio but the file holds 0.061 s" in str(e.value)
+    assert len(load_audio(full)) == int(SAMPLE_RATE * 5.1)
+    unknown = bytearray(cut.read_bytes())                # a streaming writer's "length unknown" header
+    unknown[40:44] = b"\xff\xff\xff\xff"
+    cut.write_bytes(bytes(unknown))
+    assert len(load_audio(cut)) > 0
+
+
 def test_nan_samples_are_rejected(tmp_path):
     wav = _sine(440, 0.1, SAMPLE_RATE)
     wav[100] = np.nan

@@ -138,17 +138,22 @@ def test_bad_inputs_give_error_records_and_the_run_goes_on(model, tiny_corpus, t
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt garbage" * 10)
     sf.write(tmp_path / "nosamples.wav", np.zeros(0, np.float32), SR)
+    sf.write(tmp_path / "full.wav", np.zeros(int(SR * 5.1), np.float32), SR, subtype="PCM_16")
+    (tmp_path / "truncated.wav").write_bytes((tmp_path / "full.wav").read_bytes()[:2000])   # a cut-off copy
     good = tiny_corpus / "wav/u00.wav"
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"id": "gone", "audio": "gone.wav", "text": "x", "duration": 1.0}) + "\n"
                         + json.dumps({"id": "ok", "audio": str(good), "text": "the cat sat on the mat",
                                       "duration": 1.0}) + "\n")
     recs = {Path(r["path"]).name: r for r in model.transcribe_files(
-        [tmp_path / "empty.wav", tmp_path / "corrupt.wav", tmp_path / "nosamples.wav", manifest, good],
+        [tmp_path / "empty.wav", tmp_path / "corrupt.wav", tmp_path / "nosamples.wav", tmp_path / "truncated.wav",
+         manifest, good],
         decoding="ctc_greedy")}
     assert "empty (0 bytes)" in recs["empty.wav"]["error"]
     assert "corrupt.wav: cannot decode audio" in recs["corrupt.wav"]["error"]
     assert "no audio samples" in recs["nosamples.wav"]["error"]
+    assert "truncated WAV: the header declares 5.100 s of audio but the file holds 0.061 s" \
+        in recs["truncated.wav"]["error"]
     assert recs["gone.wav"]["id"] == "gone" and "not found" in recs["gone.wav"]["error"]
     assert "error" not in recs["u00.wav"]
     for r in recs.values():

@@ -194,6 +194,8 @@ def test_idle_timeout(serve, before_start):
     assert replies[-1]["code"] == "timeout" and code == 1008
     assert "no message for 0.5 s" in replies[-1]["message"]
     assert 0.4 < waited < 3
+    if not before_start:              # what was decoded gets its final before the error
+        assert replies[-2]["type"] == "final" and replies[-2]["end"] == pytest.approx(0.1, abs=0.05), replies
 
 
 def test_maximum_session_length(serve):
@@ -217,6 +219,7 @@ def test_maximum_session_length(serve):
     replies, code = asyncio.run(run())
     assert replies[-1]["code"] == "timeout" and "maximum length of 1 s" in replies[-1]["message"]
     assert code == 1008
+    assert replies[-2]["type"] == "final" and replies[-2]["end"] > 0.5, replies[-3:]   # the speech is kept
 
 
 class PoisonableRecognizer:

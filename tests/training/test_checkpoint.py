@@ -211,3 +211,23 @@ def test_unusable_config_or_tokenizer_is_a_user_error():
         model_from_checkpoint(bad_config, "m.pt")
     with pytest.raises(UserError, match=r"m\.pt: config or tokenizer entry is unusable"):
         model_from_checkpoint({k: v for k, v in ckpt.items() if k != "tokenizer"}, "m.pt")
+
+
+def test_the_rename_is_made_durable_by_fsyncing_the_folder(tmp_path, monkeypatch):
+    """A power loss after os.replace returned must not undo it: the folder is fsynced after the rename."""
+    import stat
+    events = []
+    real_replace, real_fsync = os.replace, os.fsync
+
+    def replace(src, dst):
+        events.append("replace")
+        real_replace(src, dst)
+
+    def fsync(fd):
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint_io.os, "replace", replace)
+    monkeypatch.setattr(checkpoint_io.os, "fsync", fsync)
+    save_checkpoint({"model": {}}, tmp_path / "x.pt")
+    assert events == ["fsync file", "replace", "fsync dir"]

@@ -15,6 +15,7 @@ import subprocs
 import torch
 
 from s2s_media.config import load_config
+from s2s_media.errors import UserError
 from s2s_media.training.checkpoint import load_checkpoint
 from s2s_media.training.run import run_training
 
@@ -176,3 +177,32 @@ def test_sigterm_stops_cleanly_after_the_update_and_saves(tiny_overrides, tmp_pa
     steps = ck["trainer"]["step"]
     assert steps >= 4 and ck["trainer"]["epoch"] < 500           # saved at the stop, not at save_interval
     assert json.loads((exp / "summary.json").read_text())["step"] == steps
+
+
+def test_resume_survives_a_cut_off_log_line_and_a_broken_last_pt(tiny_overrides, tmp_path, caplog):
+    """A crash can cut off train_log.jsonl's last line and (power loss) leave last.pt unreadable:
+    resume skips the line and falls back to last.prev.pt, each with a warning, and still finishes
+    to the end."""
+    exp = tmp_path / "b"
+    state = run_training(load_config(CONF, tiny_overrides + [f"train.exp_dir={exp}", "train.max_steps=3"]))
+    assert state.step == 3 and (exp / "last.prev.pt").is_file()
+    with open(exp / "train_log.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 1.2')                   # the crash cut this line off
+    (exp / "last.pt").write_bytes((exp / "last.pt").read_bytes()[:1000])
+    with caplog.at_level("WARNING"):
+        state = run_training(load_config(CONF, tiny_overrides + [f"train.exp_dir={exp}"]))
+    assert state.epoch == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("train_log.jsonl" in w and "cut off" in w for w in warnings), warnings
+    assert any("last.pt" in w and "last.prev.pt" in w for w in warnings), warnings
+    log = [json.loads(x) for x in (exp / "train_log.jsonl").read_text().splitlines()]
+    assert log and all("step" in r for r in log)
+    assert load_checkpoint(exp / "last.pt")["trainer"]["epoch"] == 2
+
+
+def test_unreadable_last_pt_without_a_fallback_says_what_to_do(tiny_overrides, tmp_path):
+    exp = tmp_path / "b"
+    exp.mkdir()
+    (exp / "last.pt").write_bytes(b"PK\x03\x04 cut off")
+    with pytest.raises(UserError, match=r"last\.pt.*no last\.prev\.pt to fall back to: move .* away"):
+        run_training(load_config(CONF, tiny_overrides + [f"train.exp_dir={exp}"]))

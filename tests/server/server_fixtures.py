@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -81,6 +82,13 @@ class RunningServer:
                 return r.status, r.headers.get("Content-Type", ""), r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no session is open (a client may see its close before the server has counted it)."""
+        deadline = time.monotonic() + timeout
+        while self.metric("s2s_sessions_active") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not self.metric("s2s_sessions_active"), "sessions still open"
 
     def metric(self, name: str) -> float:
         """The value of one sample line of /metrics (``name`` with its labels, as printed)."""

@@ -1,0 +1,89 @@
+"""Bounded memory under hostile sessions (issue #17 item 1), measured on a real ``s2s-media serve`` process.
+
+Each hostile session starts, then sends 1 MiB audio messages (32 s of audio each) as fast as the
+server takes them; every fourth one then sends 4 MiB frames, the issue's reproduction. The
+server refuses messages over 1 MiB at their frame header, buffers at most 4 frames per
+connection, holds back reading while a session's backlog is over ``--max-buffered``, and does
+not negotiate compression. Bound checked:
+
+    peak RSS <= 1.5 x idle RSS + sessions x BUDGET_MB
+
+BUDGET_MB per session: 4 queued frames + 1 being read (5 MiB) + the message being decoded as
+float32 (2 MiB) + the backlog (under 1 s of 16 kHz float32 here) + 1 MiB of slack. Before the
+fix each such session could hold 16 frames of 4 MiB (64 MiB).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from server.protocol import MAX_MESSAGE_BYTES
+from server_fixtures import collect, rss_mb, start_process, stop_process
+
+SESSIONS = 24
+BUDGET_MB = 9.0
+FLOOD_S = 4.0
+
+
+async def hostile(url: str, oversize: bool) -> None:
+    audio = b"\1\0" * (MAX_MESSAGE_BYTES // 2)
+    try:
+        async with connect(url, max_size=None, compression="deflate") as ws:
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None    # no compression offered back
+            await ws.send('{"type":"start"}')
+            for _ in range(2):
+                await ws.send(audio)
+            for _ in range(24):
+                await ws.send(b"\0" * (4 * MAX_MESSAGE_BYTES) if oversize else audio)
+    except ConnectionClosed:
+        pass
+
+
+def test_hostile_sessions_stay_within_the_memory_budget(tiny_ckpt, speech):
+    proc, port, _ = start_process("--model", str(tiny_ckpt), "--max-buffered", "1", "--max-per-client", "0",
+                                  "--max-sessions", str(SESSIONS + 1))
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+    peak, stop = [0.0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_mb(proc.pid))
+            time.sleep(0.02)
+
+    async def honest() -> list[str]:
+        async with connect(url) as ws:
+            await ws.send('{"type":"start"}')
+            await ws.send((speech[:16000] * 32767).astype("<i2").tobytes())
+            await ws.send('{"type":"stop"}')
+            return [m["type"] for m in await collect(ws)]
+
+    async def flood():
+        tasks = [asyncio.create_task(hostile(url, oversize=k % 4 == 0)) for k in range(SESSIONS)]
+        await asyncio.wait(tasks, timeout=FLOOD_S)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    t0 = time.monotonic()
+    try:
+        assert asyncio.run(honest())[-1] == "end"         # warm up: every code path has run once
+        time.sleep(0.5)
+        idle = rss_mb(proc.pid)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        t1 = time.monotonic()
+        asyncio.run(flood())
+        stop.set()
+        sampler.join()
+        t2 = time.monotonic()
+        after = asyncio.run(honest())                     # a real client is still served
+        print(f"warm-up {t1 - t0:.1f} s, flood {t2 - t1:.1f} s, after {time.monotonic() - t2:.1f} s")
+    finally:
+        stop_process(proc)
+    bound = 1.5 * idle + SESSIONS * BUDGET_MB
+    print(f"idle {idle:.0f} MB, peak {peak[0]:.0f} MB under {SESSIONS} hostile sessions, bound {bound:.0f} MB")
+    assert peak[0] <= bound, f"peak RSS {peak[0]:.0f} MB over {bound:.0f} MB (idle {idle:.0f} MB)"
+    assert after[-1] == "end"

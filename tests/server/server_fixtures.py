@@ -113,15 +113,18 @@ def start_process(*args: str) -> tuple[subprocess.Popen, int, "queue.Queue[str]"
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
     seen = []
-    while True:
-        try:
-            line = lines.get(timeout=300)   # importing torch on a busy 2-core machine can be slow
-        except queue.Empty:
-            stop_process(proc)
-            raise AssertionError(f"the server did not start; its log: {seen}") from None
-        seen.append(line)
-        if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line):
-            return proc, int(m.group(1)), lines
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=300)   # importing torch on a busy 2-core machine can be slow
+            except queue.Empty:
+                raise AssertionError(f"the server did not start; its log: {seen}") from None
+            seen.append(line)
+            if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line):
+                return proc, int(m.group(1)), lines
+    except BaseException:                   # no start, or the test's own timeout: leave no server behind
+        stop_process(proc)
+        raise
 
 
 def stop_process(proc: subprocess.Popen) -> None:

@@ -40,13 +40,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_stream import FRAME_S, MESSAGE_BYTES, MESSAGE_S, Server, pct  # noqa: E402 - the server launcher
 from server.client import STOP, connect, pcm16, start_message  # noqa: E402 - the one v1 client
+from websockets.exceptions import ConnectionClosed  # noqa: E402
 from server.protocol import MAX_MESSAGE_BYTES  # noqa: E402
 
 SENTENCE = "the quick brown fox jumps over the lazy dog while the cat sat on the mat and watched"
@@ -89,11 +88,6 @@ def speech(path: Path | None) -> bytes:
         return pcm16(load_audio(wav))
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
-
-
 class Stats:
     """What every client saw, time-stamped so each level can take its own share."""
 
@@ -109,10 +103,15 @@ async def honest(url: str, pcm: bytes, addr: str, stats: Stats, stop: asyncio.Ev
     """A real-time session looping ``pcm`` until ``stop``; its lags go to ``stats``."""
     try:
         async with await connect(url, open_timeout=60, local_addr=(addr, 0)) as ws:
-            await ws.send(start_message())
-            msg = json.loads(await ws.recv())
+            try:
+                await ws.send(start_message())
+                msg = json.loads(await ws.recv())
+            except ConnectionClosed as e:        # refused right after the handshake, before start was sent
+                msg = {"type": "error", "code": "overloaded" if e.rcvd and e.rcvd.code == 1013 else "closed"}
             if msg["type"] != "ready":
                 stats.refused += msg.get("code") == "overloaded"
+                if msg.get("code") != "overloaded":
+                    stats.failed.append(f"not ready: {msg}")
                 return
             t0, sent = time.monotonic(), [0.0]
 
@@ -179,7 +178,7 @@ async def hostile(url: str, kind: str, addr: str, stats: Stats, stop: asyncio.Ev
 async def ramp(server: Server, pcm: bytes, args: argparse.Namespace) -> list[dict]:
     url = f"ws://127.0.0.1:{server.port}/v1/stream"
     stats, stop, tasks, rows = Stats(), asyncio.Event(), [], []
-    idle = rss_mb(server.proc.pid)
+    idle = server.rss_mb()
     n_honest = n_hostile = 0
     levels = list(range(args.step, args.max_sessions + args.past + 1, args.step))
     for level in levels:
@@ -196,7 +195,7 @@ async def ramp(server: Server, pcm: bytes, args: argparse.Namespace) -> list[dic
         t_end = time.monotonic()
         half = t_start + (t_end - t_start) / 2
         lags = [lag for t, lag in stats.lags if t >= half]
-        rss = rss_mb(server.proc.pid)
+        rss = server.rss_mb()
         open_now = min(n_honest - stats.refused, args.max_sessions) + n_hostile
         rows.append({"honest": n_honest, "hostile": n_hostile, "lag_p50": pct(lags, 50), "lag_p95": pct(lags, 95),
                      "partials": len(lags), "refused": stats.refused, "failed": list(stats.failed),

@@ -146,6 +146,11 @@ class Server:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def rss_mb(self) -> float:
+        """Resident memory of the server process in MB (/proc/PID/status VmRSS)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until the server reports no open sessions (``/metrics``)."""
         deadline = time.monotonic() + timeout

@@ -4,13 +4,16 @@ Each hostile session starts, then sends 1 MiB audio messages (32 s of audio each
 server takes them; every fourth one then sends 4 MiB frames, the issue's reproduction. The
 server refuses messages over 1 MiB at their frame header, buffers at most 4 frames per
 connection, holds back reading while a session's backlog is over ``--max-buffered``, and does
-not negotiate compression. Bound checked:
+not negotiate compression. Checked:
 
-    peak RSS <= 1.5 x idle RSS + sessions x BUDGET_MB
+    peak RSS - idle RSS <= sessions x BUDGET_MB
 
-BUDGET_MB per session: 4 queued frames + 1 being read (5 MiB) + the message being decoded as
-float32 (2 MiB) + the backlog (under 1 s of 16 kHz float32 here) + 1 MiB of slack. Before the
-fix each such session could hold 16 frames of 4 MiB (64 MiB).
+which is stricter than the issue's target (peak <= 1.5 x idle + sessions x budget).
+BUDGET_MB per session: 4 queued frames + 1 being read (5 MiB), the message being assembled and
+decoded (1 MiB of bytes, 2 MiB of float32), the backlog and the decoder's features for a 32 s
+message, and allocator fragmentation: 12 MB measured (24 sessions, 778 -> 1074 MB), 16 allowed.
+Before the fix a session could queue 16 frames of 4 MiB (64 MiB), and the 4 MiB frames alone
+would break the bound.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from server.protocol import MAX_MESSAGE_BYTES
 from server_fixtures import collect, rss_mb, start_process, stop_process
 
 SESSIONS = 24
-BUDGET_MB = 9.0
+BUDGET_MB = 16.0
 FLOOD_S = 4.0
 
 
@@ -86,7 +89,9 @@ def test_hostile_sessions_stay_within_the_memory_budget(tiny_ckpt):
         print(f"warm-up {t1 - t0:.1f} s, flood {t2 - t1:.1f} s, after {time.monotonic() - t2:.1f} s")
     finally:
         stop_process(proc)
-    bound = 1.5 * idle + SESSIONS * BUDGET_MB
-    print(f"idle {idle:.0f} MB, peak {peak[0]:.0f} MB under {SESSIONS} hostile sessions, bound {bound:.0f} MB")
-    assert peak[0] <= bound, f"peak RSS {peak[0]:.0f} MB over {bound:.0f} MB (idle {idle:.0f} MB)"
+    grown = peak[0] - idle
+    print(f"idle {idle:.0f} MB, peak {peak[0]:.0f} MB under {SESSIONS} hostile sessions: "
+          f"{grown / SESSIONS:.1f} MB per session")
+    assert grown <= SESSIONS * BUDGET_MB, f"RSS grew {grown:.0f} MB (idle {idle:.0f} MB, peak {peak[0]:.0f} MB), " \
+                                          f"over {SESSIONS} x {BUDGET_MB:g} MB"
     assert after[-1] == "end"

@@ -218,8 +218,8 @@ def markdown(rows: list[dict], header: str, args: argparse.Namespace) -> str:
     limit = args.chunk_size * FRAME_S + args.knee_lag
     knee = next((r for r in rows if r["failed"] or r["lag_p95"] is None or r["lag_p95"] > limit), None)
     lines = [header, "",
-             "| honest + hostile sessions | decode lag p50 / p95 (s) | refused (overloaded) | server RSS (MB) "
-             "| RSS per open session (MB) | server CPU (% of a core) |" + (" hostile sessions ended by |" if args.hostile
+             "| honest + hostile sessions | decode lag p50 / p95 (s) | refused so far (overloaded) | server RSS (MB) "
+             "| RSS per open session (MB) | server CPU (% of a core) |" + (" hostile sessions ended so far, by |" if args.hostile
                                                                         else ""),
              "| --- | --- | --- | --- | --- | --- |" + (" --- |" if args.hostile else "")]
     for r in rows:

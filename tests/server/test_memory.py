@@ -11,7 +11,7 @@ not negotiate compression. Checked:
 which is stricter than the issue's target (peak <= 1.5 x idle + sessions x budget).
 BUDGET_MB per session: 4 queued frames + 1 being read (5 MiB), the message being assembled and
 decoded (1 MiB of bytes, 2 MiB of float32), the backlog and the decoder's features for a 32 s
-message, and allocator fragmentation: 12 MB measured (24 sessions, 778 -> 1074 MB), 16 allowed.
+message, and allocator fragmentation: 9-12 MB measured (24 sessions: 777 -> 989 MB, 778 -> 1074 MB), 16 allowed.
 Before the fix a session could queue 16 frames of 4 MiB (64 MiB), and the 4 MiB frames alone
 would break the bound.
 """

@@ -142,6 +142,11 @@ def test_serve_usage_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     assert main(["serve", "--model", str(tiny_ckpt), "--certfile", str(tmp_path / "c.pem")]) == 2
     assert "--certfile and --keyfile go together" in capsys.readouterr().err
     assert main(["serve", "--model", str(tiny_ckpt), "--chunk-size", "0"]) == 2
+    for flag, value in [("--start-timeout", "0"), ("--min-audio-rate", "1.5"), ("--rate-window", "-1"),
+                        ("--max-per-client", "-1"), ("--max-buffered", "0")]:
+        assert main(["serve", "--model", str(tiny_ckpt), flag, value]) == 2
+        assert f"{flag}: {float(value) if flag != '--max-per-client' else int(value)} is out of range" \
+            in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

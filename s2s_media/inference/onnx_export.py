@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import json
 import logging
 import math
+import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from s2s_media import __version__
@@ -44,7 +46,7 @@ from s2s_media.checkpoint_io import save_checkpoint
 from s2s_media.config import to_dict
 from s2s_media.errors import UserError
 from s2s_media.inference.checkpoint import LoadedModel, load_model_file
-from s2s_media.inference.onnx_runtime import FORMAT, FORMAT_VERSION, MANIFEST
+from s2s_media.inference.onnx_runtime import FORMAT, FORMAT_VERSION, MANIFEST, file_digest
 from s2s_media.models.attention_encoder import AttentionEncoder, half_lengths
 from s2s_media.models.layers import PositionalEncoding, lengths_to_mask
 
@@ -137,7 +139,7 @@ class _EncoderChunk(nn.Module):
         for i, block in enumerate(body.blocks):
             if body.half_rate and i == body.half_rate.start:
                 full = x
-                x = body.merge(x, pad_masks[0])
+                x = _pair_merge(body.merge.logits, x, pad_masks[0])
                 pad_masks.append(lengths_to_mask(half_lengths(out_lengths), x.size(1)))
             lv = 1 if i in body.half_rate else 0
             j = counters[lv]
@@ -155,6 +157,15 @@ class _EncoderChunk(nn.Module):
         for keys, values, conv in news:
             out += keys + values + conv
         return tuple(out)
+
+
+def _pair_merge(logits: torch.Tensor, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    """:class:`~s2s_media.models.attention_encoder.PairMerge` without a Python branch on the length (a trace
+    would keep the example's): one zero frame is always appended, then ``ceil(T / 2)`` pairs are taken."""
+    half = (x.size(1) + 1) // 2
+    x = F.pad(x.masked_fill(~pad_mask.unsqueeze(-1), 0.0), (0, 0, 0, 1))
+    w = torch.softmax(logits, 0)
+    return w[0] * x[:, 0::2][:, :half] + w[1] * x[:, 1::2][:, :half]
 
 
 class _Decoder(nn.Module):
@@ -232,7 +243,7 @@ def quantize_int8(path: Path) -> None:
 
 def file_entry(path: Path) -> dict:
     """``{"path", "bytes", "sha256"}`` of one file of the directory."""
-    return {"path": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"path": path.name, "bytes": path.stat().st_size, "sha256": file_digest(path)}
 
 
 def json_tokenizer(d: dict) -> dict:
@@ -309,3 +320,23 @@ def export_onnx_checkpoint(src: str | Path, out_dir: str | Path, weights: str = 
     total = sum(f["bytes"] for f in manifest["files"].values())
     return {"src": str(src), "dst": str(out_dir), "src_bytes": Path(src).stat().st_size, "dst_bytes": total,
             "weights": weights, "lm": "lm" in manifest["files"]}
+
+
+def cache_root() -> Path:
+    """Where :func:`cached_onnx_dir` keeps exports: ``$S2S_MEDIA_CACHE/onnx`` (default ``~/.cache/s2s-media``)."""
+    return Path(os.environ.get("S2S_MEDIA_CACHE") or Path.home() / ".cache" / "s2s-media") / "onnx"
+
+
+def cached_onnx_dir(ckpt: str | Path) -> Path:
+    """The ONNX directory of checkpoint ``ckpt`` (int8), exported on first use and kept, keyed by the file's
+    sha256, so ``--runtime onnx`` with a checkpoint (or the bundled model) exports once."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_file():
+        raise UserError(f"{ckpt}: checkpoint not found; pass a checkpoint file (.pt) or an ONNX model directory")
+    digest = file_digest(ckpt)[:16]
+    out = cache_root() / f"{ckpt.stem}-{digest}"
+    if not (out / MANIFEST).is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"exporting {ckpt} to ONNX once, into {out} (takes a minute)", file=sys.stderr)
+        export_onnx_checkpoint(ckpt, out)
+    return out

@@ -260,11 +260,20 @@ def read_manifest(directory: Path) -> dict:
     return m
 
 
+def file_digest(path: Path) -> str:
+    """The sha256 of a file (hex), what ``manifest.json`` lists for each file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _check_file(path: Path, entry: dict) -> None:
     if not path.is_file():
         raise UserError(f"{path}: missing (listed in {MANIFEST}); copy the whole directory again or {REEXPORT}")
     size = path.stat().st_size
-    if size != entry["bytes"] or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+    if size != entry["bytes"] or file_digest(path) != entry["sha256"]:
         what = f"{size} bytes, {MANIFEST} says {entry['bytes']}" if size != entry["bytes"] else "sha256 differs"
         raise UserError(f"{path}: does not match {MANIFEST} ({what}: a partial copy or a file of another export); "
                         f"copy the whole directory again or {REEXPORT}")

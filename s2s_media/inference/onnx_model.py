@@ -26,6 +26,10 @@ from s2s_media.models.attention_encoder import EncoderCache
 from s2s_media.models.layers import lengths_to_mask
 
 
+NOT_INCREMENTAL = ("--decoding attention: the ONNX runtime runs the attention decoder for rescoring only; use "
+                   "--decoding rescoring (or ctc_prefix_beam, ctc_greedy), or --runtime torch")
+
+
 def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy()
 
@@ -88,6 +92,8 @@ class OnnxDecoder:
     """The teacher-forced attention decoder (:meth:`~s2s_media.models.decoder.Decoder.forward`) through
     ``decoder.onnx``: what attention rescoring calls."""
 
+    incremental = False
+
     def __init__(self, runtime: OnnxSpeechModel):
         self.runtime = runtime
         self.vocab_size, self.d_model = runtime.vocab_size, runtime.d_model
@@ -99,8 +105,7 @@ class OnnxDecoder:
         return torch.from_numpy(self.runtime.decoder_logits(_np(tokens), _np(memory), _np(memory_mask), index))
 
     def init_state(self, memory, memory_mask):
-        raise UserError("--decoding attention: the ONNX runtime runs the attention decoder for rescoring only; "
-                        "use --decoding rescoring (or ctc_prefix_beam, ctc_greedy), or --runtime torch")
+        raise UserError(NOT_INCREMENTAL)
 
 
 class OnnxSeq2Seq:

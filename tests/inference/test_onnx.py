@@ -165,8 +165,12 @@ def test_int8_results_do_not_depend_on_batch_neighbours(int8_dir):
         ref = loaded.model.ctc(loaded.model.encode(feats[:1, :120], lengths[:1])[0])[0]
     assert np.abs(np.exp(a) - np.exp(ref.numpy())).max() < 0.1           # posteriors within 0.1 of float32
     import onnx
-    ops = {n.op_type for n in onnx.load(str(out / "encoder.onnx")).graph.node}
-    assert "MatMulNBits" in ops and "MatMul" not in ops and "DynamicQuantizeLinear" not in ops
+    for name in ("encoder", "decoder"):
+        graph = onnx.load(str(out / f"{name}.onnx")).graph
+        weights = {w.name for w in graph.initializer}
+        ops = {n.op_type for n in graph.node}
+        assert "MatMulNBits" in ops and "DynamicQuantizeLinear" not in ops
+        assert not [n.name for n in graph.node if n.op_type == "MatMul" and set(n.input) & weights]
 
 
 def test_runtime_imports_and_runs_without_torch(exported):
@@ -220,7 +224,7 @@ def test_cli_export_then_transcribe_and_api_pick_onnx(onnx_cli_dir, tiny_asr_ckp
     assert main(["transcribe", str(wav), "--model", str(onnx_cli_dir), "--runtime", "onnx", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["text"] == torch_rec["text"]
     with pytest.raises(UserError, match="rescoring only"):
-        model.transcribe(wav, decoding="attention")
+        model.transcriber(decoding="attention")
     with pytest.raises(UserError, match="--runtime torch needs a checkpoint file"):
         s2s_media.load_model(onnx_cli_dir, runtime="torch")
 

@@ -315,3 +315,9 @@ def test_manifest_config_round_trips(exported):
     loaded, out = exported
     assert load_onnx_model(out).config.model == loaded.config.model
     assert json.loads((out / MANIFEST).read_text())["config"] == to_dict(loaded.config)
+
+
+def test_the_cli_offers_the_loader_runtimes():
+    from s2s_media.cli.runtime import RUNTIMES as CLI_RUNTIMES
+    from s2s_media.inference.checkpoint import RUNTIMES
+    assert CLI_RUNTIMES == RUNTIMES

@@ -1,7 +1,7 @@
 """The ``--runtime`` and ``--threads`` options shared by ``transcribe`` and ``serve``."""
 from __future__ import annotations
 
-RUNTIMES = ("auto", "torch", "onnx")   # s2s_media.inference.checkpoint.RUNTIMES, without importing torch
+RUNTIMES = ("auto", "torch", "onnx")   # s2s_media.inference.loader.RUNTIMES, without importing torch
 
 
 def add_runtime_arguments(p) -> None:

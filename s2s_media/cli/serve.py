@@ -81,7 +81,7 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
     import dataclasses
 
     from s2s_media.errors import ConfigError
-    from s2s_media.inference.checkpoint import load_model_file, uses_onnx
+    from s2s_media.inference.loader import load_any, uses_onnx
     from s2s_media.inference.streaming import StreamingConfig, StreamingRecognizer
     from s2s_media.device import pick_device
     from s2s_media.inference.checkpoint import bundled_model_path
@@ -97,7 +97,7 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
         raise UserError(str(e).replace("serve.", "--").replace("_", "-")) from None
     path = model if model is not None else bundled_model_path("asr")
     dev = pick_device("cpu" if device == "auto" and uses_onnx(path, runtime) else device)
-    loaded = load_model_file(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads)
+    loaded = load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads)
     return StreamingRecognizer(loaded, config, device=dev)
 
 

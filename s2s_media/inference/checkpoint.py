@@ -29,7 +29,6 @@ from s2s_media.lm.files import lm_for_model, lm_from_dict
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.text.tokenizer import Tokenizer, tokenizer_from_dict
 
-RUNTIMES = ("auto", "torch", "onnx")           # what runs a model: see load_model_file
 WEIGHT_FORMATS = ("int8", "float16")            # how an exported checkpoint stores its weights
 BUNDLED = {"asr": "assets/asr_default.pt", "caption": "assets/caption_default.pt"}   # inside the package
 TASKS = {"asr": "audio", "caption": "image"}    # task -> the modality it needs
@@ -71,40 +70,18 @@ def model_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> LoadedModel:
     return LoadedModel(model, tokenizer, cfg, ckpt.get("meta", {}), lm)
 
 
-def load_model_file(path, quantize: bool = True, lm: str | Path | None = None, runtime: str = "auto",
-                    threads: int = 0) -> LoadedModel:
+def load_model_file(path, quantize: bool = True, lm: str | Path | None = None) -> LoadedModel:
     """The model of any checkpoint file: from train, average or export. Exported checkpoints are
     restored (int8/fp16 storage back to float; dynamic int8 Linear layers when the file asks for it
     and ``quantize``, which only the CPU runs). ``lm``: an LM file (``s2s-media lm``) used instead of
-    the language model stored in the checkpoint, if any.
-
-    runtime: ``auto`` runs an ONNX model directory (``s2s-media export --format onnx``) with onnxruntime and a
-    checkpoint file with torch; ``onnx`` also runs a checkpoint file with onnxruntime, exported once into
-    :func:`~s2s_media.inference.onnx_export.cached_onnx_dir`; ``torch`` needs a checkpoint file.
-    threads: onnxruntime's intra-op threads (0: its default, every core); torch's are set by the caller.
-    """
-    if runtime not in RUNTIMES:
-        raise UserError(f"--runtime {runtime}: choose from {', '.join(RUNTIMES)}")
-    path = Path(path)
-    if path.is_dir() and runtime == "torch":
-        raise UserError(f"{path}: is a directory (an ONNX export?); --runtime torch needs a checkpoint file (.pt); "
-                        "use --runtime onnx or auto")
-    if path.is_dir() or runtime == "onnx":
-        # onnxruntime takes ~0.4 s to import: only ONNX runs load it (LAZY in tests/test_layers.py)
-        from s2s_media.inference.onnx_export import cached_onnx_dir
-        from s2s_media.inference.onnx_model import load_onnx_model
-        return load_onnx_model(path if path.is_dir() else cached_onnx_dir(path), lm=lm, threads=threads)
+    the language model stored in the checkpoint, if any. ONNX model directories load through
+    :func:`s2s_media.inference.loader.load_any`."""
     ckpt = load_checkpoint(path)
     loaded = restore_exported(ckpt, str(path), quantize=quantize) if "export" in ckpt \
         else model_from_checkpoint(ckpt, str(path))
     if lm is not None:
         loaded.lm = lm_for_model(lm, loaded.tokenizer)
     return loaded
-
-
-def uses_onnx(path: str | Path, runtime: str = "auto") -> bool:
-    """Whether :func:`load_model_file` runs ``path`` with onnxruntime (CPU only)."""
-    return runtime == "onnx" or (runtime == "auto" and Path(path).is_dir())
 
 
 def _decompress(state: dict, scales: dict) -> dict:

@@ -35,13 +35,13 @@ import shutil
 import sys
 import tempfile
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s_media import __version__
 from s2s_media.checkpoint_io import save_checkpoint
 from s2s_media.config import to_dict
 from s2s_media.errors import UserError
@@ -83,6 +83,14 @@ def _with_graph_positions(module: nn.Module) -> nn.Module:
             parent = module.get_submodule(name.rpartition(".")[0]) if "." in name else module
             setattr(parent, name.rpartition(".")[2], _Positions(child.d_model))
     return module
+
+
+def _version() -> str:
+    """The installed s2s-media's version (the package's ``__init__`` sits in the API layer, above this one)."""
+    try:
+        return metadata.version("s2s-media")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def level_sizes(body: AttentionEncoder) -> list[int]:
@@ -288,7 +296,7 @@ def export_onnx(loaded: LoadedModel, out_dir: str | Path, weights: str = "int8",
         inputs, outputs = encoder_io_names(levels, body.conformer)
         cmvn = audio.cmvn
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "s2s_media_version": __version__, "opset": opset,
+            "format": FORMAT, "format_version": FORMAT_VERSION, "s2s_media_version": _version(), "opset": opset,
             "weights": weights,
             "files": {k: file_entry(p) for k, p in files.items()},
             "config": to_dict(loaded.config),

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from s2s_media.errors import UserError
 from s2s_media.text.tokenizer import Tokenizer, tokenizer_from_dict
@@ -117,6 +116,7 @@ class OnnxSpeechModel:
         self.istd = np.asarray(m["cmvn"]["istd"], np.float32)
         self.tokenizer = _tokenizer(m["tokenizer"], self.directory / MANIFEST)
         self.lm_path = self.directory / m["files"]["lm"]["path"] if "lm" in m["files"] else None
+        import onnxruntime as ort     # ~0.4 s: imported by the first model opened, not by importing this module
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -279,7 +279,9 @@ def _check_file(path: Path, entry: dict) -> None:
                         f"copy the whole directory again or {REEXPORT}")
 
 
-def _session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+def _session(path: Path, options):
+    """An onnxruntime CPU session for one graph; its failures become one-line :class:`UserError`."""
+    import onnxruntime as ort
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types; each becomes one line

@@ -21,7 +21,8 @@ from s2s_media.decoding.ctc import ctc_greedy
 from s2s_media.decoding.rescoring import attention_scores
 from s2s_media.errors import UserError
 from s2s_media.frontend.audio import SAMPLE_RATE
-from s2s_media.inference.checkpoint import LoadedModel, load_model_file
+from s2s_media.inference.checkpoint import LoadedModel
+from s2s_media.inference.loader import load_any
 from s2s_media.inference.evaluate import offline_decode
 from s2s_media.inference.onnx_export import export_onnx
 from s2s_media.inference.onnx_model import OnnxSeq2Seq, load_onnx_model
@@ -239,11 +240,11 @@ def test_serve_loads_an_onnx_recognizer(onnx_cli_dir, tiny_corpus):
 
 def test_runtime_onnx_with_a_checkpoint_exports_once_into_the_cache(tiny_asr_ckpt, monkeypatch, tmp_path):
     monkeypatch.setenv("S2S_MEDIA_CACHE", str(tmp_path))
-    loaded = load_model_file(tiny_asr_ckpt, runtime="onnx")
+    loaded = load_any(tiny_asr_ckpt, runtime="onnx")
     assert isinstance(loaded.model, OnnxSeq2Seq)
     (made,) = (tmp_path / "onnx").iterdir()
     stamp = (made / MANIFEST).stat().st_mtime_ns
-    load_model_file(tiny_asr_ckpt, runtime="onnx")
+    load_any(tiny_asr_ckpt, runtime="onnx")
     assert (made / MANIFEST).stat().st_mtime_ns == stamp
 
 
@@ -319,5 +320,5 @@ def test_manifest_config_round_trips(exported):
 
 def test_the_cli_offers_the_loader_runtimes():
     from s2s_media.cli.runtime import RUNTIMES as CLI_RUNTIMES
-    from s2s_media.inference.checkpoint import RUNTIMES
+    from s2s_media.inference.loader import RUNTIMES
     assert CLI_RUNTIMES == RUNTIMES

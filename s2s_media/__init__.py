@@ -12,18 +12,20 @@ its ``model.modalities`` say: ``transcribe(path_or_array, **opts)`` for ``audio`
 __version__ = "0.1.0"
 
 
-def load_model(path=None, device: str = "auto", task: str | None = None):
+def load_model(path=None, device: str = "auto", task: str | None = None, runtime: str = "auto"):
     """The model at ``path`` on ``device`` (``auto``, ``cpu`` or ``cuda``) as a :class:`~s2s_media.api.Model`.
 
     task: ``"asr"`` or ``"caption"``. Without ``path`` it picks the bundled default model
     (``asr`` when ``task`` is None too); with a path it checks the model can do that task.
     Asking a model for a modality it lacks (``caption`` on a speech-only model) raises
     :class:`~s2s_media.errors.UserError`.
+    runtime: ``auto`` (an ONNX model directory from ``s2s-media export --format onnx`` runs on onnxruntime, a
+    checkpoint on torch), ``onnx`` or ``torch``.
     """
     # imported here, not at the top: importing any submodule (s2s_media.errors, ...) runs this file first,
     # and loading the API would pull every layer, and torch, into each of them
     from s2s_media.api import load
-    return load(path, device, task)
+    return load(path, device, task, runtime)
 
 
 __all__ = ["__version__", "load_model"]

@@ -18,7 +18,8 @@ from s2s_media.device import pick_device
 from s2s_media.errors import AudioError, UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, resample, to_mono
 from s2s_media.inference.captioner import Captioner, as_pil, replace_options
-from s2s_media.inference.checkpoint import TASKS, LoadedModel, bundled_model_path, load_model_file
+from s2s_media.inference.checkpoint import TASKS, LoadedModel, bundled_model_path
+from s2s_media.inference.loader import load_any, uses_onnx
 from s2s_media.inference.inputs import Item, discover, discover_images
 from s2s_media.inference.transcriber import TranscribeOptions, Transcriber
 
@@ -121,7 +122,8 @@ class Model:
             yield done.record
 
 
-def load(path: str | Path | None = None, device: str = "auto", task: str | None = None) -> Model:
+def load(path: str | Path | None = None, device: str = "auto", task: str | None = None, runtime: str = "auto",
+         threads: int = 0) -> Model:
     """Load a checkpoint on ``device`` (auto/cpu/cuda) as a :class:`Model`.
 
     path: a checkpoint from train, average or export; None takes the bundled default of ``task``
@@ -129,12 +131,15 @@ def load(path: str | Path | None = None, device: str = "auto", task: str | None 
     task: ``asr`` or ``caption``: with a path, checks that the model can do it (UserError if not).
     Exported checkpoints (``s2s-media export``: fp16 storage, optional dynamic int8) are restored
     transparently; int8 applies on the CPU only.
+    runtime: ``auto`` runs an ONNX model directory (``s2s-media export --format onnx``) with onnxruntime on the
+    CPU and a checkpoint with torch; ``onnx`` runs a checkpoint with onnxruntime too (exported once, cached);
+    ``torch`` (see :mod:`s2s_media.inference.loader`). threads: onnxruntime's (0: all cores).
     """
     if task is not None and task not in TASKS:
         raise UserError(f"task {task!r}: unknown; choose from {', '.join(TASKS)}")
     path = Path(path) if path is not None else bundled_model_path(task or "asr")
-    dev = pick_device(device)
-    model = Model(load_model_file(path, quantize=dev.type == "cpu"), dev)
+    dev = pick_device("cpu" if device == "auto" and uses_onnx(path, runtime) else device)
+    model = Model(load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads), dev)
     if task is not None:
         model.require(TASKS[task])
     return model

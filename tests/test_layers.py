@@ -40,6 +40,8 @@ LAZY = {
                  "every layer (and torch) for `import s2s_media.errors`",
     "s2s_media.frontend.vision": "torchvision loads slowly; only image pipelines need its transforms",
     "s2s_media.frontend.audio": "librosa loads slowly (numba); only resampling and file decoding need it",
+    "s2s_media.inference.onnx_runtime": "onnxruntime takes ~0.4 s to import; only opening an ONNX model needs it",
+    "s2s_media.inference.onnx_export": "onnx and onnxruntime's quantiser are needed only by an int8 export",
     "s2s_media.text.tokenizer": "sentencepiece is needed only by SentencePiece tokenizers",
     "s2s_media.inference.streaming.features": "soxr is imported with the resampler that needs it",
     "s2s_media.inference.report": "matplotlib's colormaps are needed only when a gallery is drawn",

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from s2s_media.cli.runtime import add_runtime_arguments
 from s2s_media.device import DEVICES
 from s2s_media.errors import UserError
 from server.config import ServerConfig
@@ -22,7 +23,8 @@ def add_parser(sub) -> None:
         description="Serve streaming recognition: protocol v1 at ws://HOST:PORT/v1/stream, the Vosk protocol at "
                     "/vosk, a microphone page at /, /healthz and Prometheus /metrics (see server/README.md). "
                     "SIGTERM/SIGINT stop it cleanly: open sessions get their last final.")
-    p.add_argument("--model", type=Path, help="checkpoint (default: the bundled s2s_media/assets/asr_default.pt)")
+    p.add_argument("--model", type=Path, help="checkpoint, or an ONNX model directory (export --format onnx) "
+                   "(default: the bundled s2s_media/assets/asr_default.pt)")
     p.add_argument("--host", default=_SERVER.host, help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=_SERVER.port, help="port; 0 picks a free one (default: %(default)s)")
     p.add_argument("--max-sessions", type=int, default=_SERVER.max_sessions,
@@ -60,6 +62,7 @@ def add_parser(sub) -> None:
                    help="how long a ready chunk waits for others to join its batch (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
+    add_runtime_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -97,12 +100,12 @@ def server_config(args: argparse.Namespace):
 
 
 def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "auto", beam: int | None = None,
-                    lm_weight: float | None = None):
+                    lm_weight: float | None = None, runtime: str = "auto", threads: int = 0):
     """One :class:`~s2s_media.inference.streaming.StreamingRecognizer` for the checkpoint (default: the bundled model)."""
     import dataclasses
 
     from s2s_media.errors import ConfigError
-    from s2s_media.inference.checkpoint import load_model_file
+    from s2s_media.inference.loader import load_any, uses_onnx
     from s2s_media.inference.streaming import StreamingConfig, StreamingRecognizer
     from s2s_media.device import pick_device
     from s2s_media.inference.checkpoint import bundled_model_path
@@ -116,8 +119,9 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
         config.validate("serve")
     except ConfigError as e:
         raise UserError(str(e).replace("serve.", "--").replace("_", "-")) from None
-    dev = pick_device(device)
-    loaded = load_model_file(model if model is not None else bundled_model_path("asr"), quantize=dev.type == "cpu")
+    path = model if model is not None else bundled_model_path("asr")
+    dev = pick_device("cpu" if device == "auto" and uses_onnx(path, runtime) else device)
+    loaded = load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads)
     return StreamingRecognizer(loaded, config, device=dev)
 
 
@@ -125,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; after a clean shutdown the process exits at once (:func:`exit_now`)."""
     from server import App
     config = server_config(args)
-    app = App(load_recognizer(args.model, args.chunk_size, args.device, args.beam, args.lm_weight), config)
+    app = App(load_recognizer(args.model, args.chunk_size, args.device, args.beam, args.lm_weight, args.runtime,
+                              args.threads), config)
     try:
         asyncio.run(app.run(install_signals=True))
     except OSError as e:  # the port is taken, the address is not ours, a TLS file is unreadable

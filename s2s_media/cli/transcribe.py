@@ -5,6 +5,7 @@ import os
 import sys
 import time
 
+from s2s_media.cli.runtime import add_runtime_arguments
 from s2s_media.methods import DECODING_METHODS
 
 EPILOG = """\
@@ -50,7 +51,8 @@ def add_parser(sub) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", metavar="PATH", help="audio files, folders or .jsonl manifests "
                    "(with --merge: the OUT.rankK parts)")
-    p.add_argument("--model", help="checkpoint (.pt) from train, average or export (default: the bundled model)")
+    p.add_argument("--model", help="checkpoint (.pt) from train, average or export, or an ONNX model directory "
+                   "(export --format onnx) (default: the bundled model)")
     p.add_argument("--out", help="output file (default: stdout, jsonl); a folder for srt/vtt with several inputs")
     p.add_argument("--format", choices=["jsonl", "txt", "srt", "vtt", "tsv"],
                    help="output format (default: from --out's extension, else jsonl)")
@@ -65,6 +67,7 @@ def add_parser(sub) -> None:
                    help="longest piece a long recording is cut into, in seconds (default 20)")
     p.add_argument("--workers", type=int, default=1, help="threads loading and cutting audio (0 = main thread)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_runtime_arguments(p)
     p.add_argument("--recursive", action="store_true", help="descend into subfolders of folder inputs")
     p.add_argument("--resume", action="store_true", help="skip inputs already in --out and append the rest")
     p.add_argument("--shard", metavar="I/N", help="transcribe every N-th file starting at I (0-based), or "
@@ -74,7 +77,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from s2s_media import load_model
     from s2s_media.errors import UserError
     from s2s_media.frontend.vad import VadConfig
     from s2s_media.inference.inputs import discover
@@ -112,7 +114,8 @@ def run(args) -> int:
     items = [it for it in items if it.key not in done]
     info = sys.stderr if out is None else sys.stdout
     try:
-        model = load_model(args.model, args.device, task="asr")
+        from s2s_media.api import load
+        model = load(args.model, args.device, task="asr", runtime=args.runtime, threads=args.threads)
         transcriber = model.transcriber(options)
     except BaseException:
         writer.close()

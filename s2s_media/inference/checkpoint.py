@@ -74,7 +74,8 @@ def load_model_file(path, quantize: bool = True, lm: str | Path | None = None) -
     """The model of any checkpoint file: from train, average or export. Exported checkpoints are
     restored (int8/fp16 storage back to float; dynamic int8 Linear layers when the file asks for it
     and ``quantize``, which only the CPU runs). ``lm``: an LM file (``s2s-media lm``) used instead of
-    the language model stored in the checkpoint, if any."""
+    the language model stored in the checkpoint, if any. ONNX model directories load through
+    :func:`s2s_media.inference.loader.load_any`."""
     ckpt = load_checkpoint(path)
     loaded = restore_exported(ckpt, str(path), quantize=quantize) if "export" in ckpt \
         else model_from_checkpoint(ckpt, str(path))

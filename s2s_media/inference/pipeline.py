@@ -58,6 +58,9 @@ class Searcher:
             if needs_ctc and self.model.ctc is None:
                 raise UserError(f"--decoding {needs_ctc[0]}: this model has no CTC head (ctc_weight 0); "
                                 "use --decoding attention")
+        if "attention" in self.methods and not self.model.decoder.incremental:
+            raise UserError("--decoding attention: this model's decoder runs teacher-forced only (an ONNX export: "
+                            "rescoring only); use --decoding rescoring, ctc_prefix_beam or ctc_greedy, or --runtime torch")
         if decode.beam < 1:
             raise UserError(f"--beam {decode.beam}: must be at least 1")
         self.prefix = task_prefix(self.tokenizer, task)

@@ -1,0 +1,39 @@
+"""Which runtime runs a model: a checkpoint file with torch, an ONNX model directory with onnxruntime.
+
+:func:`load_any` is what ``transcribe``, ``serve`` and :func:`s2s_media.load_model` call. ``runtime``:
+
+- ``auto``: an ONNX directory (``s2s-media export --format onnx``) runs on onnxruntime, a checkpoint on torch;
+- ``onnx``: a checkpoint runs on onnxruntime too, exported once into
+  :func:`~s2s_media.inference.onnx_export.cached_onnx_dir`;
+- ``torch``: a checkpoint file only (:func:`~s2s_media.inference.checkpoint.load_model_file`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from s2s_media.errors import UserError
+from s2s_media.inference.checkpoint import LoadedModel, load_model_file
+from s2s_media.inference.onnx_export import cached_onnx_dir
+from s2s_media.inference.onnx_model import load_onnx_model
+
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def uses_onnx(path: str | Path, runtime: str = "auto") -> bool:
+    """Whether :func:`load_any` runs ``path`` with onnxruntime (CPU only)."""
+    return runtime == "onnx" or (runtime == "auto" and Path(path).is_dir())
+
+
+def load_any(path: str | Path, quantize: bool = True, lm: str | Path | None = None, runtime: str = "auto",
+             threads: int = 0) -> LoadedModel:
+    """The model at ``path`` on the chosen runtime (see the module docstring). ``quantize`` and ``lm`` as for
+    :func:`load_model_file`; ``threads``: onnxruntime's intra-op threads (0: its default, every core)."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"--runtime {runtime}: choose from {', '.join(RUNTIMES)}")
+    path = Path(path)
+    if path.is_dir() and runtime == "torch":
+        raise UserError(f"{path}: is a directory (an ONNX export?); --runtime torch needs a checkpoint file (.pt); "
+                        "use --runtime onnx or auto")
+    if uses_onnx(path, runtime):
+        return load_onnx_model(path if path.is_dir() else cached_onnx_dir(path), lm=lm, threads=threads)
+    return load_model_file(path, quantize=quantize, lm=lm)

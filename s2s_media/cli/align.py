@@ -31,10 +31,8 @@ exit status: 0 all aligned, 1 some items failed or have unaligned words, 2 bad u
 
 
 def add_parser(sub) -> None:
-    from s2s_media.inference.align import AlignOptions
-    from s2s_media.inference.writers import ALIGN_FORMATS
+    from s2s_media.inference.writers import ALIGN_FORMATS    # light: the aligner (torch) loads in run()
 
-    d = AlignOptions()
     p = sub.add_parser(
         "align", help="align a known transcript to its audio (word and token timings)",
         description="Force-align a transcript to audio with the model's CTC head (Viterbi over the "
@@ -49,14 +47,13 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="output file (default: stdout); with --manifest and srt/textgrid, a folder")
     p.add_argument("--format", choices=ALIGN_FORMATS, help="jsonl, srt or textgrid (default: from --out's "
                    "extension, else jsonl)")
-    p.add_argument("--window", type=float, default=d.window_s,
-                   help=f"seconds of audio aligned at once; longer audio goes window by window (default {d.window_s})")
-    p.add_argument("--margin", type=float, default=d.margin_s,
-                   help=f"words ending this close to a window's end wait for the next window (default {d.margin_s})")
-    p.add_argument("--min-confidence", type=float, default=d.min_confidence,
-                   help=f"words whose confidence (geometric mean of their tokens' posteriors) is under this are "
-                        f"marked unaligned "
-                        f"(default {d.min_confidence})")
+    p.add_argument("--window", type=float,
+                   help="seconds of audio aligned at once; longer audio goes window by window (default 30)")
+    p.add_argument("--margin", type=float,
+                   help="words ending this close to a window's end wait for the next window (default 2)")
+    p.add_argument("--min-confidence", type=float,
+                   help="words whose confidence (geometric mean of their tokens' posteriors) is under this are "
+                        "marked unaligned (default 0.01)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(run=run)
 
@@ -89,8 +86,8 @@ def run(args) -> int:
     device = pick_device(args.device)
     loaded = load_model_file(args.model or bundled_model_path("asr"), quantize=device.type == "cpu")
     loaded.model.to(device)
-    aligner = Aligner(loaded, device, AlignOptions(window_s=args.window, margin_s=args.margin,
-                                                   min_confidence=args.min_confidence))
+    given = {"window_s": args.window, "margin_s": args.margin, "min_confidence": args.min_confidence}
+    aligner = Aligner(loaded, device, AlignOptions(**{k: v for k, v in given.items() if v is not None}))
     if args.manifest:
         return align_manifest(aligner, args.manifest, args.out, fmt)
     record = aligner.align_file(args.audio, read_transcript(args.transcript))

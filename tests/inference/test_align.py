@@ -22,6 +22,8 @@ WORDS = ("the quick brown fox jumps over the lazy dog while seven happy children
          "open the door please and read me a short story").split()
 MEDIAN_BOUND_S = 0.12          # measured 0.07 s (whole) and 0.065 s (windows) with the bundled model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 # --------------------------------------------------------------------------- the searches
 def peaky(path: list[int], vocab: int = 8) -> torch.Tensor:

@@ -35,6 +35,8 @@ SENTENCES = {
 EXPECTED_FIRST = {"de": "größe straße", "ru": "привет мир", "zh-CN": "你好世界"}
 PER_SPLIT = {"train": 5, "dev": 2, "test": 2}
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory) -> dict[str, Path]:

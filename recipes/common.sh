@@ -75,10 +75,12 @@ check_launch_args() {
 
 # asr_stages_1_to_4: tokenizer, training, averaging and evaluation of the GPU speech recipes
 # (librispeech, commonvoice) once stage 0 wrote $data/{train,dev}.jsonl; uses conf, exp, data,
-# bpe_units, nnodes, nproc_per_node, extra, average, test_sets, chunk_sizes, decoding, eval_workers.
+# bpe_units, language (optional), nnodes, nproc_per_node, extra, average, test_sets, chunk_sizes, decoding,
+# eval_workers.
 asr_stages_1_to_4() {
   local tok_args=() data_args
   if [ -n "$bpe_units" ]; then tok_args=(--set tokenizer.vocab_size="$bpe_units"); fi
+  if [ -n "${language:-}" ]; then tok_args+=(--set tokenizer.language="$language"); fi
   data_args=(--set train.exp_dir="$exp" --set data.train="$data/train.jsonl" --set data.dev="$data/dev.jsonl")
 
   if run_stage 1 "train the tokenizer on $data/train.jsonl"; then

@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 import yaml
 
-from s2s_media.errors import ConfigError
+from s2s_media.errors import ConfigError, UserError
 from s2s_media.frontend.augment import AugmentConfig
 from s2s_media.frontend.vision import ImageConfig
 from s2s_media.methods import DECODING_METHODS
 from s2s_media.models.registry import DECODERS, ENCODERS, IMAGE_ENCODERS, component_config
+from s2s_media.text.language import get_language
 from s2s_media.typed import convert, from_dict, to_dict  # noqa: F401 - part of this module's API
 
 
@@ -48,6 +49,9 @@ class TokenizerConfig:
     min_freq: int = 1                   # word only: rarer words become <unk>
     model_type: Literal["bpe", "unigram"] = "bpe"
     path: str | None = None             # a saved tokenizer (.pt dict); trained from data when absent
+    language: str = "en"                # language tag (en, de, ru, zh-CN, ...): picks the text normaliser, the
+                                        # SentencePiece character_coverage and the headline metric (CER without
+                                        # spaces); checkpoints without it are English
 
 
 @dataclass
@@ -116,8 +120,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0                    # torch intra-op threads on CPU; 0 = all cores
     init_from: str = ""                 # checkpoint whose model weights start a new run (e.g. SCST after XE)
-    best_metric: str = "auto"           # dev metric the best checkpoints are kept by: auto (ASR dev_wer,
-                                        # captioning dev_cider_d, both dev_loss), or dev_wer, dev_loss,
+    best_metric: str = "auto"           # dev metric the best checkpoints are kept by: auto (ASR dev_wer, or
+                                        # dev_cer for a language written without spaces,
+                                        # captioning dev_cider_d, both dev_loss), or dev_wer, dev_cer, dev_loss,
                                         # dev_bleu4, dev_cider_d
     scheduled_sampling: ScheduledSamplingConfig = field(default_factory=ScheduledSamplingConfig)
     scst: SCSTConfig = field(default_factory=SCSTConfig)
@@ -223,7 +228,7 @@ def config_from_dict(data: dict) -> Config:
 
 
 MODALITY_TASKS = {"audio": "asr", "image": "caption"}   # the decoder task token of each modality
-BEST_METRICS = {"auto", "dev_wer", "dev_loss", "dev_bleu4", "dev_cider_d"}
+BEST_METRICS = {"auto", "dev_wer", "dev_cer", "dev_loss", "dev_bleu4", "dev_cider_d"}
 
 
 def tasks_of(cfg: ModelConfig) -> list[str]:
@@ -246,6 +251,10 @@ def validate(cfg: Config) -> None:
                                   f"d_model {audio.d_model}; both feed one decoder, so they must match")
     if m.attention_penalty < 0:
         raise ConfigError(f"model.attention_penalty: must be >= 0, got {m.attention_penalty}")
+    try:
+        get_language(cfg.tokenizer.language, "tokenizer.language")
+    except UserError as e:
+        raise ConfigError(str(e)) from None
     d = cfg.data
     if d.images_per_batch < 1 or d.captions_per_image < 1:
         raise ConfigError("data.images_per_batch and data.captions_per_image: must be >= 1")

@@ -1,7 +1,9 @@
 """Error rates for speech recognition: WER and CER, computed with jiwer on normalised text.
 
-Both references and hypotheses go through :func:`s2s_media.text.normalize_text` first (so
-"Dr. Smith, 2nd" and "dr smith second" match). Counts are corpus-level: the rate is
+Both references and hypotheses go through :func:`s2s_media.text.normalize_text` first, by the rules
+of ``language`` (so "Dr. Smith, 2nd" and "dr smith second" match in English). For a language written
+without spaces (Chinese, Japanese, Thai) CER ignores spaces, and CER is its headline metric
+(:func:`headline_metric`). Counts are corpus-level: the rate is
 ``(S + D + I) / N`` over all utterances, not a mean of per-utterance rates.
 
 An utterance whose reference is empty (after normalisation) is allowed: every hypothesis
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 import jiwer
 
+from s2s_media.text.language import DEFAULT_LANGUAGE, get_language
 from s2s_media.text.normalize import normalize_text
 
 
@@ -41,14 +44,16 @@ class ErrorRate:
                 f"sub {self.substitutions}, del {self.deletions}, ins {self.insertions}]")
 
 
-def _prepare(refs: Sequence[str] | str, hyps: Sequence[str] | str, normalize: bool) -> tuple[list[str], list[str]]:
+def _prepare(refs: Sequence[str] | str, hyps: Sequence[str] | str, normalize: bool,
+             language: str = DEFAULT_LANGUAGE) -> tuple[list[str], list[str]]:
     refs = [refs] if isinstance(refs, str) else list(refs)
     hyps = [hyps] if isinstance(hyps, str) else list(hyps)
     if not refs:
         raise ValueError("no references to score")
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
-    clean = normalize_text if normalize else (lambda s: " ".join(s.split()))
+    def clean(s: str) -> str:
+        return normalize_text(s, language) if normalize else " ".join(s.split())
     return [clean(r) for r in refs], [clean(h) for h in hyps]
 
 
@@ -67,17 +72,27 @@ def _error_rate(refs: list[str], hyps: list[str], chars: bool) -> ErrorRate:
     return ErrorRate(rate, subs, dels, insertions, ref_len)
 
 
-def wer(refs: Sequence[str] | str, hyps: Sequence[str] | str, normalize: bool = True) -> ErrorRate:
+def wer(refs: Sequence[str] | str, hyps: Sequence[str] | str, normalize: bool = True,
+        language: str = DEFAULT_LANGUAGE) -> ErrorRate:
     """Word error rate of ``hyps`` against ``refs`` (equal-length lists, or two strings).
 
-    normalize: apply :func:`~s2s_media.text.normalize_text` to both sides (otherwise only
-    whitespace is collapsed). Raises ValueError on an empty list or mismatched lengths.
+    normalize: apply :func:`~s2s_media.text.normalize_text` with ``language`` to both sides (otherwise
+    only whitespace is collapsed). Raises ValueError on an empty list or mismatched lengths.
     """
-    r, h = _prepare(refs, hyps, normalize)
+    r, h = _prepare(refs, hyps, normalize, language)
     return _error_rate(r, h, chars=False)
 
 
-def cer(refs: Sequence[str] | str, hyps: Sequence[str] | str, normalize: bool = True) -> ErrorRate:
-    """Character error rate; spaces between words count as characters. Same arguments as :func:`wer`."""
-    r, h = _prepare(refs, hyps, normalize)
+def cer(refs: Sequence[str] | str, hyps: Sequence[str] | str, normalize: bool = True,
+        language: str = DEFAULT_LANGUAGE) -> ErrorRate:
+    """Character error rate; spaces between words count as characters, except in a language written
+    without spaces, where they are dropped. Same arguments as :func:`wer`."""
+    r, h = _prepare(refs, hyps, normalize, language)
+    if not get_language(language).spaces:
+        r, h = ["".join(s.split()) for s in r], ["".join(s.split()) for s in h]
     return _error_rate(r, h, chars=True)
+
+
+def headline_metric(language: str = DEFAULT_LANGUAGE) -> str:
+    """``"wer"``, or ``"cer"`` for a language written without spaces: the figure to report first."""
+    return get_language(language).headline_metric

@@ -26,7 +26,7 @@ def plot_training_curves(history: list[dict], path: str | Path) -> Path | None:
     ax.set(xlabel="step", ylabel="loss", title="loss", yscale="log")
     ax.legend()
     ax = axes[1]
-    labels = {"dev_wer": "WER % (CTC greedy)", "dev_bleu4": "BLEU-4 x 100", "dev_cider_d": "CIDEr-D x 100"}
+    labels = {"dev_wer": "WER % (CTC greedy)", "dev_cer": "CER % (CTC greedy)", "dev_bleu4": "BLEU-4 x 100", "dev_cider_d": "CIDEr-D x 100"}
     for color, (key, label) in enumerate(labels.items(), start=3):
         pts = [(h["step"], 100 * h[key]) for h in dev if key in h]
         if pts:

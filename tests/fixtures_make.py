@@ -103,12 +103,14 @@ CV_SENTENCES = [
 
 
 def make_commonvoice(parent: Path, per_split: dict[str, int] | None = None, *, sr: int = 48000,
-                     lang: str = "en") -> Corpus:
+                     lang: str = "en", sentences: list[str] | None = None) -> Corpus:
     """``parent/cv-corpus-17.0-2024-03-15/<lang>/`` with ``clips/*.mp3`` and the release's tsv files.
 
     Clips are 48 kHz mono mp3 like the real ones; ``train/dev/test.tsv`` use the v17 header, and
-    ``validated.tsv``/``invalidated.tsv``/``other.tsv`` exist too (they must be ignored).
+    ``validated.tsv``/``invalidated.tsv``/``other.tsv`` exist too (they must be ignored). The
+    transcripts cycle through ``sentences`` (default: English ones with awkward quotes).
     """
+    sentences = sentences or CV_SENTENCES
     per_split = per_split or {"train": 3, "dev": 2, "test": 2}
     root = parent / "cv-corpus-17.0-2024-03-15" / lang
     clips = root / "clips"
@@ -121,7 +123,7 @@ def make_commonvoice(parent: Path, per_split: dict[str, int] | None = None, *, s
             name = f"common_voice_{lang}_{39000000 + n}"
             duration = write_tone(clips / f"{name}.mp3", 0.3 + 0.02 * n, sr=sr, format="MP3")
             client = f"{n % 2:x}" * 64 if n % 3 else ""   # some rows without client_id
-            text = CV_SENTENCES[n % len(CV_SENTENCES)]
+            text = sentences[n % len(sentences)]
             rows.append([client, f"{name}.mp3", f"s{n}", text, "", "2", "0", "", "", "", "", lang, ""])
             corpus.utts[name] = Utt(text, duration, client or None, split)
             n += 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Common Voice (English) recipe: a ~33 M-parameter streaming Conformer with the shared Transformer
+# Common Voice recipe (any language): a ~33 M-parameter streaming Conformer with the shared Transformer
 # decoder, trained on one or more GPUs. README.md has the corpus layout, hardware and multi-node use.
 #   ./run.sh --src /data/cv-corpus-17.0-2024-03-15/en          all stages
 #   ./run.sh --stage 0 --stop-stage 0 --workers 16              only the manifests (and mp3 -> FLAC)
@@ -7,6 +7,7 @@
 cd "$(dirname "$0")"
 src=/data/cv-corpus/en  # a language folder (clips/, train.tsv, dev.tsv, test.tsv) or a release holding one
 data=data               # manifests (and, with convert, the FLAC files) go here
+language=""             # corpus language (en, de, ru, zh-CN, ...); empty = the language folder's name
 convert=true            # decode the mp3 clips once to 16 kHz FLAC in $data/audio (mp3 is slow to train on)
 workers=$(nproc)        # conversion processes
 conf=conf/conformer.yaml
@@ -34,7 +35,14 @@ case "$convert" in
 esac
 
 if run_stage 0 "manifests from $src into $data/ (convert: $convert)"; then
-  s2s-media prepare commonvoice "$src" "$data" "${convert_args[@]}" --workers "$workers"
+  lang_args=()
+  if [ -n "$language" ]; then lang_args=(--language "$language"); fi
+  s2s-media prepare commonvoice "$src" "$data" "${convert_args[@]}" --workers "$workers" "${lang_args[@]}"
+fi
+
+# the tokenizer and the model take the language the manifests were prepared in (tokenizer.language)
+if [ -z "$language" ] && [ -s "$data/train.jsonl" ]; then
+  language=$(head -n 1 "$data/train.jsonl" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("language", "en"))')
 fi
 
 asr_stages_1_to_4

@@ -104,6 +104,13 @@ def show_pairs(hyp_file: Path, speakers: dict[str, str | None], n: int) -> None:
                   f"  heard: {row['hyp']}")
 
 
+def score_line(method: str, w, c, headline: str) -> str:
+    """One method's scores, the headline metric (``wer`` or ``cer``) first with its edit counts."""
+    if headline == "cer":
+        return f"{method:16s} CER {100 * c.rate:6.2f}%  WER {100 * w.rate:6.2f}%  ({c})"
+    return f"{method:16s} WER {100 * w.rate:6.2f}%  CER {100 * c.rate:6.2f}%  ({w})"
+
+
 def run_audio(args) -> int:
     """Decode the audio manifest with every asked method (one encoder pass) and print WER/CER."""
     from s2s_media.data.manifest import read_manifest
@@ -126,13 +133,16 @@ def run_audio(args) -> int:
     if args.limit:
         records = records[: args.limit]
     out_dir = Path(args.out) if args.out else Path(args.model).parent / f"decode_{Path(args.manifest).stem}"
-    result = evaluate_asr(loaded, searcher, records, out_dir, device, args.workers)
+    result = evaluate_asr(loaded, searcher, records, out_dir, device, args.workers, where=args.manifest)
     rates = result.pop("rates")
     if not result["utterances"]:
         print(f"no utterance of {args.manifest} could be decoded ({result['skipped']} skipped)")
         return 1
     for m, (w, c) in rates.items():
-        print(f"{m:16s} WER {100 * w.rate:6.2f}%  CER {100 * c.rate:6.2f}%  ({w})")
+        print(score_line(m, w, c, result["headline"]))
+    if result["headline"] == "cer":
+        print(f"language {result['language']} is written without spaces: CER is the headline figure "
+              "(spaces ignored), WER is shown for reference")
     for m, table in result["by_group"].items():
         print(f"{m} by voice family:")
         for group, g in table.items():

@@ -20,6 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--exclude", nargs="*", default=[], metavar="MANIFEST",
                    help="manifests whose transcripts stay out of the LM text (dev and test splits)")
     p.add_argument("--dev", metavar="MANIFEST", help="report the LM's per-token perplexity on these transcripts")
+    p.add_argument("--language", default="en", metavar="TAG",
+                   help="normalise the text by this language's rules: the model's tokenizer.language (default en)")
     p.set_defaults(run=run)
 
 
@@ -34,11 +36,11 @@ def run(args) -> int:
         raise UserError(f"--order {args.order}: must be at least 1")
     tokenizer = load_tokenizer(args.tokenizer)
     try:
-        lm, stats = train_lm(args.sources, tokenizer, args.order, args.exclude, args.prune)
+        lm, stats = train_lm(args.sources, tokenizer, args.order, args.exclude, args.prune, args.language)
     except ValueError as e:     # an order too high for the vocabulary's context keys
         raise UserError(f"--order {args.order}: {e}") from None
     if args.dev:
-        seqs = [tokenizer.encode(normalize_text(r.text)) for r in read_manifest(args.dev)]
+        seqs = [tokenizer.encode(normalize_text(r.text, args.language)) for r in read_manifest(args.dev)]
         stats["dev_perplexity"] = round(lm.perplexity(seqs), 4)
     path = save_lm_file(args.out, lm, tokenizer, {"sources": list(args.sources), **stats})
     ppl = f", perplexity {stats['dev_perplexity']:.3f} per token on {args.dev}" if args.dev else ""

@@ -29,7 +29,9 @@ datasets and the SRC layout each one expects:
                  clips/*.mp3, train.tsv, dev.tsv, test.tsv   (tab separated, header row;
                  columns 'path' and 'sentence' required, 'client_id' used as speaker)
                manifests point at the mp3 clips; --convert decodes them once to 16 kHz FLAC
-               in OUT/audio/ (recommended: mp3 decoding is slow at training time)
+               in OUT/audio/ (recommended: mp3 decoding is slow at training time);
+               --language TAG (default: the folder's name, e.g. de, zh-CN) picks the normaliser and marks
+               every record; languages other than English keep digits (records marked "digits": true)
 
   kaldi        SRC = a folder with Kaldi data dirs train/, dev/ (or valid/) and test/ (or eval/), each with
                  wav.scp ("RECID PATH"), text ("UTTID TRANSCRIPT"),
@@ -60,13 +62,14 @@ captioning (caption manifests train.jsonl, val.jsonl, test.jsonl: id, image, cap
                  --seed S --size 64' draws scenes of coloured shapes with five captions each; some
                  (colour, shape) pairs occur only in test (see OUT/shapes.json, OUT/test_heldout.jsonl)
 
-Transcripts and captions are normalised (lower case, numbers spelled out, punctuation removed);
+Transcripts and captions are normalised (lower case, numbers spelled out in English, punctuation removed);
 entries with an empty transcript, missing audio or image, or a missing transcript are skipped
 with a counted warning.
 
 examples:
   s2s-media prepare librispeech /data/LibriSpeech data/librispeech
   s2s-media prepare commonvoice /data/cv-corpus-17.0/en data/cv_en --convert --workers 2
+  s2s-media prepare commonvoice /data/cv-corpus-17.0/zh-CN data/cv_zh --convert --language zh-CN
   s2s-media prepare kaldi ~/kaldi/egs/mini_librispeech/s5/data data/mini
   s2s-media prepare synthetic fortunes data/synth --hours 2
   s2s-media prepare coco /data/coco data/coco
@@ -78,7 +81,7 @@ OPTION_FLAGS = {
     "hours": "--hours", "dev_utts": "--dev-utts", "test_utts": "--test-utts", "seed": "--seed",
     "workers": "--workers", "min_words": "--min-words", "max_words": "--max-words", "convert": "--convert",
     "train_images": "--train", "val_images": "--val", "test_images": "--test", "size": "--size",
-    "captions": "--captions",
+    "captions": "--captions", "language": "--language",
 }
 
 
@@ -123,6 +126,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     cv = parser.add_argument_group("commonvoice")
     cv.add_argument("--convert", action="store_true",
                     help="decode the mp3 clips once to 16 kHz mono FLAC in OUT/audio/ and point the manifests there")
+    cv.add_argument("--language", metavar="TAG",
+                    help="the corpus language (en, de, ru, zh-CN, ...), which picks the text normaliser and is "
+                         "written into every record (default: the language folder's name)")
 
     images = parser.add_argument_group("captioning (synthetic_shapes, image_folder)")
     images.add_argument("--train", dest="train_images", type=_number(int),

@@ -21,6 +21,7 @@ from s2s_media.data.feature_cache import FeatureCache
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.data.sampler import BucketingBatchSampler
 from s2s_media.errors import UserError
+from s2s_media.text.language import DEFAULT_LANGUAGE
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import Tokenizer
 
@@ -41,8 +42,10 @@ class AudioDataset(torch.utils.data.Dataset):
     """``__getitem__(i)`` -> dict(id, feats (T, n_mels) float32, tokens list[int], text) or :class:`Bad`."""
 
     def __init__(self, records: list[AudioRecord], tokenizer: Tokenizer, n_mels: int = 80,
-                 augment: AugmentConfig | None = None, seed: int = 0, feature_cache: FeatureCache | None = None):
+                 augment: AugmentConfig | None = None, seed: int = 0, feature_cache: FeatureCache | None = None,
+                 language: str = DEFAULT_LANGUAGE):
         self.records = records
+        self.language = language          # the normaliser of the targets (tokenizer.language)
         self.tokenizer = tokenizer
         self.logmel = LogMel(n_mels)
         self.cache = feature_cache
@@ -63,7 +66,7 @@ class AudioDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         r = self.records[i]
-        text = normalize_text(r.text)
+        text = normalize_text(r.text, self.language)
         if not text:
             return Bad(r.id, f"empty transcript after normalisation ({r.text!r})")
         rng = np.random.default_rng([self.seed, self.epoch, i])
@@ -112,9 +115,11 @@ def worker_init(_: int) -> None:
 
 
 def eval_loader(records: list[AudioRecord], tokenizer: Tokenizer, n_mels: int, batch_seconds: float,
-                workers: int = 0, feature_cache: FeatureCache | None = None) -> torch.utils.data.DataLoader:
-    """Batches for scoring: no augmentation, duration-bucketed, in a fixed order."""
-    ds = AudioDataset(records, tokenizer, n_mels, augment=None, feature_cache=feature_cache)
+                workers: int = 0, feature_cache: FeatureCache | None = None,
+                language: str = DEFAULT_LANGUAGE) -> torch.utils.data.DataLoader:
+    """Batches for scoring: no augmentation, duration-bucketed, in a fixed order; references normalised
+    by ``language``."""
+    ds = AudioDataset(records, tokenizer, n_mels, augment=None, feature_cache=feature_cache, language=language)
     sampler = BucketingBatchSampler([r.duration for r in records], batch_seconds, shuffle=False)
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                                        worker_init_fn=worker_init if workers else None)

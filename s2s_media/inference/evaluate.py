@@ -28,7 +28,7 @@ import torch
 
 from s2s_media.caption_metrics import score_captions
 from s2s_media.data.dataset import eval_loader
-from s2s_media.data.manifest import AudioRecord, read_manifest
+from s2s_media.data.manifest import AudioRecord, check_language, read_manifest
 from s2s_media.data.voice_family import voice_groups
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
@@ -38,7 +38,7 @@ from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.inputs import Item
 from s2s_media.inference.pipeline import Searcher
 from s2s_media.inference.streaming.recognizer import StreamingRecognizer
-from s2s_media.metrics import ErrorRate, cer, wer
+from s2s_media.metrics import ErrorRate, cer, headline_metric, wer
 from s2s_media.progress import progress_bar
 
 log = logging.getLogger("s2s_media.evaluate")
@@ -64,11 +64,15 @@ def iterate_batches(loader, device) -> Iterator[tuple[dict, torch.Tensor | None,
 
 
 def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRecord], out_dir: str | Path,
-                 device: torch.device | str = "cpu", workers: int = 1) -> dict:
+                 device: torch.device | str = "cpu", workers: int = 1, where: str = "manifest") -> dict:
     """Decode audio manifest ``records`` with every method of ``searcher`` and score WER/CER.
 
+    References and hypotheses are normalised by the model's ``tokenizer.language``; records marked with
+    another language are refused (``where`` names the manifest in that one-line error). ``headline`` in
+    the summary names the metric to report first: ``cer`` for a language written without spaces.
+
     Writes ``OUT/<method>.jsonl`` (``{"id", "ref", "hyp", "score"}`` per utterance). Returns the summary
-    ``{"utterances", "skipped", "audio_seconds", "wall_seconds", "rtf", "beam", "lm", "scores": {method:
+    ``{"language", "headline", "utterances", "skipped", "audio_seconds", "wall_seconds", "rtf", "beam", "lm", "scores": {method:
     {"wer", "cer", "words", "substitutions", "deletions", "insertions"}}, "by_group": {method: {group:
     {"wer", "cer", "utterances", "words"}}}}``, with the jiwer results under ``"rates"`` (not JSON);
     ``utterances`` 0 when nothing could be decoded. Groups are the synthetic corpus's voice families
@@ -76,9 +80,12 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
     speaker); empty for a corpus of other speakers.
     """
     methods, dcfg = searcher.methods, searcher.decode
+    language = loaded.config.tokenizer.language
+    check_language(records, language, where)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    loader = eval_loader(records, loaded.tokenizer, loaded.config.model.n_mels, dcfg.batch_seconds, workers)
+    loader = eval_loader(records, loaded.tokenizer, loaded.config.model.n_mels, dcfg.batch_seconds, workers,
+                         language=language)
     files = {m: open(out_dir / f"{m}.jsonl", "w") for m in methods}
     refs: list[str] = []
     groups: list[list[str]] = []
@@ -112,19 +119,19 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
     scores, rates = {}, {}
     if refs:
         for m in methods:
-            w, c = wer(refs, hyps[m]), cer(refs, hyps[m])
+            w, c = wer(refs, hyps[m], language=language), cer(refs, hyps[m], language=language)
             rates[m] = (w, c)
-            scores[m] = {"wer": w.rate, "cer": c.rate, "words": w.ref_len, "substitutions": w.substitutions,
-                         "deletions": w.deletions, "insertions": w.insertions}
-    by_group = {m: score_groups(refs, hyps[m], groups) for m in methods} if any(groups) else {}
+            scores[m] = {"wer": w.rate, "cer": c.rate, "words": w.ref_len, "chars": c.ref_len,
+                         "substitutions": w.substitutions, "deletions": w.deletions, "insertions": w.insertions}
+    by_group = {m: score_groups(refs, hyps[m], groups, language) for m in methods} if any(groups) else {}
     lm = searcher.lm
-    return {"utterances": len(refs), "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
+    return {"language": language, "headline": headline_metric(language), "utterances": len(refs), "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
             "rtf": elapsed / max(audio_s, 1e-9), "beam": dcfg.beam,
             "lm": {"weight": dcfg.lm_weight, "bonus": dcfg.lm_bonus} if lm is not None else None,
             "scores": scores, "by_group": by_group, "rates": rates}
 
 
-def score_groups(refs: list[str], hyps: list[str], groups: list[list[str]]) -> dict[str, dict]:
+def score_groups(refs: list[str], hyps: list[str], groups: list[list[str]], language: str = "en") -> dict[str, dict]:
     """WER/CER of each group: ``{group: {"wer", "cer", "utterances", "words"}}``, groups sorted by name.
     ``groups[i]`` lists the groups of utterance ``i`` (one utterance may count in several)."""
     members: dict[str, list[int]] = {}
@@ -134,8 +141,8 @@ def score_groups(refs: list[str], hyps: list[str], groups: list[list[str]]) -> d
     out = {}
     for g in sorted(members):
         r, h = [refs[i] for i in members[g]], [hyps[i] for i in members[g]]
-        w = wer(r, h)
-        out[g] = {"wer": w.rate, "cer": cer(r, h).rate, "utterances": len(r), "words": w.ref_len}
+        w = wer(r, h, language=language)
+        out[g] = {"wer": w.rate, "cer": cer(r, h, language=language).rate, "utterances": len(r), "words": w.ref_len}
     return out
 
 

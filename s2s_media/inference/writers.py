@@ -391,3 +391,58 @@ def open_writer(out: str | Path | None, fmt: str, n_inputs: int, resume: bool = 
                             f"give --out a folder (e.g. --out subs/) to get one .{fmt} per input")
         return SubtitleWriter(path, fmt, folder, resume)
     return {"jsonl": JsonlWriter, "txt": TxtWriter, "tsv": TsvWriter}[fmt](path, resume)
+
+
+# --------------------------------------------------------------------------- alignments
+def _textgrid_tier(name: str, items: list[tuple[float, float, str]], xmax: float) -> list[str]:
+    """An IntervalTier tiling ``[0, xmax]``: ``items`` (start, end, label) in order, gaps as empty intervals."""
+    intervals: list[tuple[float, float, str]] = []
+    t = 0.0
+    for start, end, label in items:
+        start, end = max(start, t), min(max(end, start), xmax)
+        if end <= start:
+            continue
+        if start > t:
+            intervals.append((t, start, ""))
+        intervals.append((start, end, label))
+        t = end
+    if t < xmax or not intervals:
+        intervals.append((t, xmax, ""))
+    lines = ['        class = "IntervalTier"', f'        name = "{name}"', "        xmin = 0", f"        xmax = {xmax}",
+             f"        intervals: size = {len(intervals)}"]
+    for i, (a, b, label) in enumerate(intervals, 1):
+        text = label.replace('"', '""')
+        lines += [f"        intervals [{i}]:", f"            xmin = {round(a, 3)}", f"            xmax = {round(b, 3)}",
+                  f'            text = "{text}"']
+    return lines
+
+
+def format_textgrid(record: dict) -> str:
+    """A Praat TextGrid (long text format) of an alignment record: tiers ``words`` and ``tokens``.
+
+    record: ``{"duration", "words": [{"word", "start", "end", "aligned"}], "tokens": [{"token", "start",
+    "end"}]}`` (:meth:`s2s_media.inference.align.Aligner.align_reader`). Words that are not aligned have no
+    interval; the gaps between intervals are empty intervals, as Praat requires.
+    """
+    xmax = record["duration"]
+    words = [(w["start"], w["end"], w["word"]) for w in record["words"] if w.get("aligned")]
+    tokens = [(t["start"], t["end"], t["token"]) for t in record.get("tokens", [])]
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {xmax}",
+             "tiers? <exists>", "size = 2", "item []:"]
+    for i, (name, items) in enumerate((("words", words), ("tokens", tokens)), 1):
+        lines += [f"    item [{i}]:"] + _textgrid_tier(name, items, xmax)
+    return "\n".join(lines) + "\n"
+
+
+def format_alignment(record: dict, fmt: str) -> str:
+    """One alignment record as ``jsonl`` (one line), ``srt`` (cues of the aligned words) or ``textgrid``."""
+    if fmt == "jsonl":
+        return json.dumps(record, ensure_ascii=False) + "\n"
+    if fmt == "srt":
+        return format_subtitles({**record, "words": [w for w in record["words"] if w.get("aligned")]}, "srt")
+    if fmt == "textgrid":
+        return format_textgrid(record)
+    raise UserError(f"--format {fmt}: alignments are written as {', '.join(ALIGN_FORMATS)}")
+
+
+ALIGN_FORMATS = ("jsonl", "srt", "textgrid")

@@ -62,7 +62,7 @@ class Tokenizer(abc.ABC):
 
 
 class CharTokenizer(Tokenizer):
-    """Characters; the space is the visible unit ``▁``."""
+    """Characters (Unicode code points of any script); the space is the visible unit ``▁``."""
 
     kind = "char"
 
@@ -112,7 +112,10 @@ class SentencePieceTokenizer(Tokenizer):
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 256, model_type: str = "bpe",
-              tasks: Iterable[str] = ()) -> "SentencePieceTokenizer":
+              tasks: Iterable[str] = (), character_coverage: float = 1.0) -> "SentencePieceTokenizer":
+        """Fit on normalised ``texts``. ``character_coverage``: the share of characters given their own
+        piece (1.0 keeps every one; 0.9995 for Chinese and Japanese, see
+        :attr:`s2s_media.text.language.Language.character_coverage`); the rest map to ``<unk>``."""
         import sentencepiece as spm
         texts = [t for t in texts if t]
         model = io.BytesIO()
@@ -122,7 +125,7 @@ class SentencePieceTokenizer(Tokenizer):
         try:
             spm.SentencePieceTrainer.train(
                 input=name, model_writer=model, vocab_size=vocab_size, model_type=model_type,
-                character_coverage=1.0, bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1,
+                character_coverage=character_coverage, bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1,
                 hard_vocab_limit=False, minloglevel=2, num_threads=1)
         finally:
             os.unlink(name)

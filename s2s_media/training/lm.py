@@ -24,8 +24,8 @@ from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import EOS, SOS, Tokenizer
 
 
-def lm_sentences(sources: Iterable[str], exclude: Iterable[str] = ()) -> Iterator[str]:
-    """Normalised, de-duplicated sentences of ``sources`` that do not overlap ``exclude``.
+def lm_sentences(sources: Iterable[str], exclude: Iterable[str] = (), language: str = "en") -> Iterator[str]:
+    """Sentences of ``sources`` normalised by ``language``, de-duplicated, that do not overlap ``exclude``.
 
     exclude: normalised held-out texts. A sentence is dropped when it contains one of them or is
     contained in one (as whole words): quotes recur inside longer ones in real text collections.
@@ -35,7 +35,7 @@ def lm_sentences(sources: Iterable[str], exclude: Iterable[str] = ()) -> Iterato
     for source in sources:
         for paragraph in source_paragraphs(source):
             for raw in split_sentences(paragraph):
-                text = normalize_text(raw)
+                text = normalize_text(raw, language)
                 if text and text not in seen and not held_out.overlaps(text):
                     seen.add(text)
                     yield text
@@ -64,17 +64,18 @@ class _WordSpans:
         return False
 
 
-def manifest_texts(paths: Iterable[str | Path]) -> set[str]:
-    """The normalised transcripts of audio manifests (to keep them out of LM training text)."""
-    return {normalize_text(r.text) for p in paths for r in read_manifest(p)}
+def manifest_texts(paths: Iterable[str | Path], language: str = "en") -> set[str]:
+    """The transcripts of audio manifests normalised by ``language`` (to keep them out of LM training text)."""
+    return {normalize_text(r.text, language) for p in paths for r in read_manifest(p)}
 
 
 def train_lm(sources: Iterable[str], tokenizer: Tokenizer, order: int = 6, exclude: Iterable[str | Path] = (),
-             prune: int = 1) -> tuple[NgramLM, dict]:
-    """An n-gram over ``tokenizer``'s ids from the text of ``sources``; returns ``(lm, stats)``."""
-    held_out = manifest_texts(exclude)
+             prune: int = 1, language: str = "en") -> tuple[NgramLM, dict]:
+    """An n-gram over ``tokenizer``'s ids from the text of ``sources`` normalised by ``language`` (the
+    model's ``tokenizer.language``); returns ``(lm, stats)``."""
+    held_out = manifest_texts(exclude, language)
     seqs, words = [], 0
-    for text in progress_bar(lm_sentences(sources, held_out), desc="reading text", unit=" sentences"):
+    for text in progress_bar(lm_sentences(sources, held_out, language), desc="reading text", unit=" sentences"):
         ids = tokenizer.encode(text)
         if ids:
             seqs.append(ids)

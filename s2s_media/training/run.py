@@ -17,10 +17,11 @@ import torch
 from s2s_media.frontend.audio import compute_cmvn
 from s2s_media.config import Config, tasks_of
 from s2s_media.data.captions import CaptionRecord, read_caption_manifest
-from s2s_media.data.manifest import AudioRecord, read_manifest
+from s2s_media.data.manifest import AudioRecord, check_language, read_manifest
 from s2s_media.errors import ConfigError, UserError
 from s2s_media.models.seq2seq import Seq2SeqModel, param_count
 from s2s_media.progress import progress_bar
+from s2s_media.text.language import get_language
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import (CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer,
                                       tokenizer_from_dict)
@@ -58,7 +59,10 @@ def read_task_data(cfg: Config) -> dict[str, tuple[list, list]]:
     data: dict[str, tuple[list, list]] = {}
     for task in tasks_of(cfg.model):
         if task == "asr":
-            data[task] = (read_train_manifest(cfg), read_manifest(cfg.data.dev) if cfg.data.dev else [])
+            train, dev = read_train_manifest(cfg), read_manifest(cfg.data.dev) if cfg.data.dev else []
+            check_language(train, cfg.tokenizer.language, cfg.data.train)
+            check_language(dev, cfg.tokenizer.language, cfg.data.dev)
+            data[task] = (train, dev)
         else:
             data[task] = (read_caption_train_manifest(cfg),
                           read_caption_manifest(cfg.data.caption_dev) if cfg.data.caption_dev else [])
@@ -66,14 +70,15 @@ def read_task_data(cfg: Config) -> dict[str, tuple[list, list]]:
 
 
 def training_texts(cfg: Config, data: dict[str, tuple[list, list]] | None = None) -> list[str]:
-    """The normalised training transcripts and captions the tokenizer is fitted on."""
+    """The training transcripts and captions the tokenizer is fitted on, normalised by ``tokenizer.language``."""
     data = read_task_data(cfg) if data is None else data
+    language = cfg.tokenizer.language
     texts = []
     for task, (train, _) in data.items():
         if task == "asr":
-            texts += [normalize_text(r.text) for r in train]
+            texts += [normalize_text(r.text, language) for r in train]
         else:
-            texts += [normalize_text(c) for r in train for c in r.captions]
+            texts += [normalize_text(c, language) for r in train for c in r.captions]
     return texts
 
 
@@ -90,7 +95,8 @@ def train_tokenizer(cfg: Config, texts: list[str]) -> Tokenizer:
         return CharTokenizer.train(texts, tasks)
     if tc.kind == "word":
         return WordTokenizer.train(texts, tasks, min_freq=tc.min_freq)
-    return SentencePieceTokenizer.train(texts, tc.vocab_size, tc.model_type, tasks)
+    return SentencePieceTokenizer.train(texts, tc.vocab_size, tc.model_type, tasks,
+                                        character_coverage=get_language(tc.language).character_coverage)
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> Path:

@@ -30,6 +30,7 @@ from s2s_media.data.sampler import BucketingBatchSampler, EpochBatches
 from s2s_media.decoding.beam_search import greedy_search
 from s2s_media.decoding.ctc import ctc_greedy
 from s2s_media.decoding.sampling import sample
+from s2s_media.metrics import cer as char_error_rate
 from s2s_media.metrics import wer as word_error_rate
 from s2s_media.models.seq2seq import Seq2SeqModel, SelfCritical
 from s2s_media.text.normalize import normalize_text
@@ -66,8 +67,9 @@ class AsrTask:
         d, t = cfg.data, cfg.train
         train = [r for r in train if d.min_duration <= r.duration <= d.max_duration]
         self.cache = FeatureCache(d.feature_cache, cfg.model.n_mels) if d.feature_cache else None
+        self.language = cfg.tokenizer.language
         self.dataset = AudioDataset(train, tokenizer, cfg.model.n_mels, d.augment, seed=t.seed,
-                                    feature_cache=self.cache)
+                                    feature_cache=self.cache, language=self.language)
         self.sampler = BucketingBatchSampler([r.duration for r in train], d.max_batch_seconds, d.max_batch_size,
                                              d.num_buckets, shuffle=True, seed=t.seed, rank=dist.rank,
                                              world_size=dist.world_size)
@@ -84,9 +86,9 @@ class AsrTask:
                    modality="audio", ss_prob=ss_prob)
 
     def validate(self, model, device) -> dict[str, float]:
-        """Dev loss and CTC-greedy WER (NaN without a CTC head)."""
+        """Dev loss and CTC-greedy WER and CER (NaN without a CTC head), normalised by ``tokenizer.language``."""
         loader = eval_loader(self.dev, self.tokenizer, self.cfg.model.n_mels, self.cfg.decode.batch_seconds,
-                             feature_cache=self.cache)
+                             feature_cache=self.cache, language=self.language)
         refs, hyps, loss_sum, n = [], [], 0.0, 0
         for batch in loader:
             if not batch["ids"]:
@@ -100,8 +102,10 @@ class AsrTask:
                 for h in ctc_greedy(model.ctc(memory), mask.sum(1)):
                     hyps.append(self.tokenizer.decode(h.tokens))
                 refs.extend(batch["texts"])
-        wer_value = word_error_rate(refs, hyps).rate if refs else float("nan")
-        return {"dev_loss": loss_sum / max(1, n), "dev_wer": wer_value}
+        if not refs:
+            return {"dev_loss": loss_sum / max(1, n), "dev_wer": float("nan"), "dev_cer": float("nan")}
+        return {"dev_loss": loss_sum / max(1, n), "dev_wer": word_error_rate(refs, hyps, language=self.language).rate,
+                "dev_cer": char_error_rate(refs, hyps, language=self.language).rate}
 
 
 class CaptionTask:

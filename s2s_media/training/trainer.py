@@ -36,6 +36,7 @@ from s2s_media.data.dataset import worker_init
 from s2s_media.errors import UserError
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.plots import plot_training_curves
+from s2s_media.text.language import get_language
 from s2s_media.text.tokenizer import Tokenizer
 from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
 from s2s_media.training.distributed import (DistInfo, amp_dtype, barrier, main_rank_decides, pick_device,
@@ -355,7 +356,8 @@ class Trainer:
         name = self.cfg.train.best_metric
         if name == "auto":
             names = [task.name for task in self.tasks]
-            name = "dev_loss" if len(names) > 1 else {"asr": "dev_wer", "caption": "dev_cider_d"}[names[0]]
+            asr = "dev_" + get_language(self.cfg.tokenizer.language).headline_metric    # dev_cer for zh, ja, th
+            name = "dev_loss" if len(names) > 1 else {"asr": asr, "caption": "dev_cider_d"}[names[0]]
         value = metrics.get(name, float("nan"))
         if math.isnan(value):
             return metrics["dev_loss"]

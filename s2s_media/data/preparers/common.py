@@ -12,7 +12,8 @@ from tqdm import tqdm
 from s2s_media.data.manifest import AudioRecord, write_manifest
 from s2s_media.errors import AudioError, UserError
 from s2s_media.frontend.audio import audio_duration
-from s2s_media.text.normalize import normalize_text
+from s2s_media.text.language import DEFAULT_LANGUAGE, get_language
+from s2s_media.text.normalize import keeps_digits, normalize_text
 
 log = logging.getLogger("s2s_media.data.preparers")
 
@@ -30,6 +31,7 @@ class Issues:
     show: int = 10
     counts: Counter = field(default_factory=Counter)
     kept: int = 0
+    digits: int = 0         # kept transcripts that still hold digits (no number verbaliser for the language)
 
     def skip(self, reason: str, detail: str) -> None:
         """Count one skipped entry under ``reason``; ``detail`` is the one-line explanation."""
@@ -50,18 +52,27 @@ class Issues:
         log.warning("%s: kept %d utterances, skipped %d: %s%s", self.name, self.kept, self.total, parts,
                     f" (first {self.show} of each kind shown above)" if hidden else "")
         if self.counts["empty transcripts"] > self.kept:
-            log.warning("%s: most transcripts are empty after normalisation; the normaliser keeps only "
-                        "a-z and apostrophes, so a corpus in another script is not supported", self.name)
+            log.warning("%s: most transcripts are empty after normalisation; the English normaliser keeps only "
+                        "a-z and apostrophes: give the corpus's language (commonvoice --language)", self.name)
+
+    def report_digits(self, language: str) -> None:
+        """Log how many kept transcripts hold digits that no verbaliser for ``language`` spelled out."""
+        if self.digits:
+            log.warning("%s: %d of %d transcripts keep digits (no number verbaliser for '%s'); they are marked "
+                        "\"digits\": true in the manifests", self.name, self.digits, self.kept, language)
 
 
 def make_record(issues: Issues, utt_id: str, audio: str | Path, text: str, duration: float,
-                speaker: str | None = None, offset: float | None = None) -> AudioRecord | None:
+                speaker: str | None = None, offset: float | None = None,
+                language: str | None = None) -> AudioRecord | None:
     """Build a manifest record with a normalised transcript, or count why there is none.
 
+    ``language``: normalise by that language's rules and mark the record with it (and with
+    ``digits`` when the transcript keeps digits); ``None``: English rules, record unmarked.
     Returns ``None`` (and records the reason in ``issues``) for transcripts that are empty after
     normalisation and for non-positive durations.
     """
-    norm = normalize_text(text)
+    norm = normalize_text(text, language or DEFAULT_LANGUAGE)
     if not norm:
         issues.skip("empty transcripts", f"{utt_id}: transcript {text.strip()!r} is empty after normalisation; skipped")
         return None
@@ -69,8 +80,11 @@ def make_record(issues: Issues, utt_id: str, audio: str | Path, text: str, durat
         issues.skip("zero-length audio", f"{utt_id}: {audio} has no audio (duration {duration:.3f} s); skipped")
         return None
     issues.kept += 1
+    digits = language is not None and not get_language(language).verbalises_numbers and keeps_digits(norm)
+    issues.digits += digits
     return AudioRecord(id=utt_id, audio=str(audio), text=norm, duration=round(float(duration), 4),
-                       speaker=speaker or None, offset=None if offset is None else round(float(offset), 4))
+                       speaker=speaker or None, offset=None if offset is None else round(float(offset), 4),
+                       language=language, digits=True if digits else None)
 
 
 def write_splits(out: Path, splits: dict[str, list], issues: Issues, expected: str,

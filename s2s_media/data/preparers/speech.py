@@ -20,6 +20,7 @@ from s2s_media.data.preparers.common import Issues, header_duration, make_record
 from s2s_media.data import synthetic_speech
 from s2s_media.errors import AudioError, UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, audio_duration, load_audio
+from s2s_media.text.language import DEFAULT_LANGUAGE, get_language, same_language
 from s2s_media.text.normalize import normalize_text
 
 log = logging.getLogger("s2s_media.data.preparers")
@@ -104,6 +105,7 @@ def prepare_librispeech(src: Path, out: Path) -> dict[str, Path]:
 
 _CV_SPLITS = ("train", "dev", "test")
 _CV_EXPECTED = "a Common Voice language folder with clips/*.mp3 and train.tsv, dev.tsv, test.tsv"
+_LANGUAGE_DIR = re.compile(r"^[a-z]{2,3}(-[A-Z][A-Za-z]{1,3})?$")     # en, yue, zh-CN, sv-SE, ca-ES
 
 
 def _is_commonvoice_dir(path: Path) -> bool:
@@ -192,7 +194,7 @@ def _convert_all(jobs: list[tuple[str, str]], workers: int) -> Iterator[tuple[fl
 
 
 def _commonvoice_split(tsv: Path, clips: Path, out: Path, convert: bool, workers: int,
-                       issues: Issues) -> list[AudioRecord]:
+                       issues: Issues, language: str) -> list[AudioRecord]:
     """Records of one tsv; with ``convert`` the clips are transcoded into ``out/audio``.
 
     Rows are filtered (missing clip, empty transcript) before any audio is read or converted.
@@ -202,7 +204,7 @@ def _commonvoice_split(tsv: Path, clips: Path, out: Path, convert: bool, workers
         clip = _find_clip(clips, row["path"])
         if clip is None:
             issues.skip("missing clips", f"{tsv.name}: clip {clips / row['path']} not found; skipped")
-        elif not normalize_text(row["sentence"]):
+        elif not normalize_text(row["sentence"], language):
             issues.skip("empty transcripts", f"{row['path']}: sentence {row['sentence']!r} is empty after normalisation; skipped")
         else:
             rows.append((row, clip.resolve()))
@@ -218,31 +220,54 @@ def _commonvoice_split(tsv: Path, clips: Path, out: Path, convert: bool, workers
             issues.skip("unreadable audio", f"{clip.stem}: {error or 'no audio'}; skipped")
             continue
         audio = f"audio/{clip.stem}.flac" if convert else clip
-        record = make_record(issues, clip.stem, audio, row["sentence"], duration, speaker=row.get("client_id"))
+        record = make_record(issues, clip.stem, audio, row["sentence"], duration, speaker=row.get("client_id"),
+                             language=language)
         if record:
             records.append(record)
     return records
 
 
-def prepare_commonvoice(src: Path, out: Path, *, convert: bool = False, workers: int | None = None) -> dict[str, Path]:
+def commonvoice_language(root: Path, language: str | None) -> str:
+    """The corpus language: ``language`` if given, else the language folder's name when it is a language
+    tag (Common Voice names them ``en``, ``de``, ``zh-CN``), else English."""
+    if language:
+        get_language(language, "--language")
+        if _LANGUAGE_DIR.match(root.name) and not same_language(root.name, language):
+            log.warning("commonvoice: folder %s looks like language '%s' but --language is '%s'",
+                        root, root.name, language)
+        return language
+    if _LANGUAGE_DIR.match(root.name):
+        log.info("commonvoice: language '%s' from the folder name (--language to override)", root.name)
+        return root.name
+    log.warning("commonvoice: %s is not named after a language; normalising as English (--language to set it)", root)
+    return DEFAULT_LANGUAGE
+
+
+def prepare_commonvoice(src: Path, out: Path, *, convert: bool = False, workers: int | None = None,
+                        language: str | None = None) -> dict[str, Path]:
     """Common Voice: ``train.tsv``/``dev.tsv``/``test.tsv`` -> train/dev/test.
 
     ``src`` is a language folder (``cv-corpus-*/en``) or a release folder holding exactly one.
+    ``language`` (default: the language folder's name, e.g. ``de``, ``zh-CN``) picks the normaliser
+    (:func:`~s2s_media.text.normalize_text`); every record is marked with it, and with ``digits`` when
+    its transcript keeps digits that no verbaliser for the language spelled out.
     Only the ``path`` and ``sentence`` columns are required; speaker = ``client_id`` when present.
     Without ``convert`` the manifests point at the mp3 clips (durations from their headers); with it
     each clip is decoded once into ``out/audio/<clip>.flac`` (16 kHz mono) using ``workers``
     processes (default: all cores), because decoding mp3 at training time is slow.
     """
     root = _commonvoice_root(src)
+    language = commonvoice_language(root, language)
     issues = Issues("commonvoice")
     workers = workers or os.cpu_count() or 1
     splits: dict[str, list[AudioRecord]] = {}
     for split in _CV_SPLITS:
         tsv = root / f"{split}.tsv"
         if tsv.is_file():
-            splits[split] = _commonvoice_split(tsv, root / "clips", out, convert, workers, issues)
+            splits[split] = _commonvoice_split(tsv, root / "clips", out, convert, workers, issues, language)
         else:
             log.warning("commonvoice: %s not found; no %s split", tsv, split)
+    issues.report_digits(language)
     return write_splits(out, splits, issues, _CV_EXPECTED)
 
 

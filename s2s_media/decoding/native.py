@@ -13,10 +13,13 @@ search's: a frame is reduced to its ``beam`` most likely ids whose posterior is 
 ``blank_skip`` becomes one blank frame (its log-probabilities summed: every hypothesis just absorbs
 it, so its order is unchanged). Pruned ids get ``-inf``, which the decoder's threshold rejects.
 
-The language model is our n-gram, fused through flashlight's custom-LM interface
-(:class:`FusionLM`: ``weight * log P + bonus`` per token, exactly as the Python search fuses it).
-flashlight's KenLM cannot take it from an ARPA file (:mod:`s2s_media.lm.arpa`): KenLM refuses
-positive log-probabilities, which the per-token bonus makes (see ``docs/benchmarks.md``).
+The language model is either
+- our n-gram through flashlight's custom-LM interface (:class:`FusionLM`: ``weight * log P + bonus``
+  per token, exactly as the Python search fuses it; each score is a call back into Python), or
+- an ARPA file in flashlight's KenLM (:class:`KenLMFusion`, all native). Our n-gram written as ARPA
+  (:mod:`s2s_media.lm.arpa`) scores exactly as the n-gram does, but the decoder has no per-token
+  bonus and KenLM refuses positive log-probabilities, so a bonus baked into the file is capped
+  where it would make one: close to the fused score, not equal (figures in ``docs/benchmarks.md``).
 """
 from __future__ import annotations
 

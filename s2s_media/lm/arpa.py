@@ -14,6 +14,8 @@ here scores every sentence exactly as the n-gram does (to float32 rounding and t
 Token ids become ARPA words through :func:`arpa_words`. ``token_bonus`` (natural log) adds a reward to
 every word but ``</s>``: flashlight's lexicon-free search has no insertion reward, so the fused score
 ``weight * log P + bonus`` per token is ``weight * (log P + bonus / weight)`` (see :func:`fusion_arpa_bonus`).
+KenLM refuses a log-probability above 0, so an entry that the bonus would lift above 0 is written as 0:
+with a bonus, the file is close to the fused score but not equal to it.
 """
 from __future__ import annotations
 

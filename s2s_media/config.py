@@ -139,6 +139,9 @@ class DecodeConfig:
     token_floor: float = 3e-3           # CTC prefix search: tokens below this posterior are not tried
     blank_skip: float = 0.99            # CTC prefix search: frames whose blank posterior exceeds this only extend
                                         # prefixes with blank (1.0: never skip)
+    ctc_search: Literal["python", "native"] = "python"   # CTC prefix search implementation: python
+                                        # (s2s_media.decoding.ctc) or native (flashlight-text, s2s_media.decoding.native);
+                                        # same results, native is faster without an LM (docs/benchmarks.md)
     length_penalty: float = 1.0
     batch_seconds: float = 300.0
     chunk_size: int = 0                 # encoder chunk (frames after subsampling); 0 = full context

@@ -29,6 +29,9 @@ python3 -m pip install -q --disable-pip-version-check torchaudio==2.11.0
 TORCH_PINS="$(mktemp)"; trap 'rm -f "$TORCH_PINS"' EXIT
 printf 'torch==2.14.1\ntorchvision==0.29.1\ntorchaudio==2.11.0\n' > "$TORCH_PINS"
 python3 -m pip install -q --disable-pip-version-check -c "$TORCH_PINS" -e ".[dev]"
+# the native CTC search (flashlight-text, from the main dependencies) must load with its KenLM
+python3 -c 'import flashlight.lib.text.decoder, flashlight.lib.text.decoder.kenlm' \
+  || { echo "[setup] flashlight-text (native CTC search) does not import; see the error above" >&2; exit 1; }
 echo "[setup] done: $(python3 -c 'import torch, torchaudio, torchvision; print("torch", torch.__version__, "torchaudio", torchaudio.__version__, "torchvision", torchvision.__version__)')"
 
 # The browser test (tests/browser): Debian's chromium, driven by playwright-core from npm, kept in

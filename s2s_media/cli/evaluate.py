@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
                    help=f"{', '.join(DECODING_METHODS)}, a comma list, or all (default rescoring)")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's decode.beam)")
     p.add_argument("--ctc-weight", type=float, default=None, help="CTC share of the rescoring score")
+    p.add_argument("--ctc-search", choices=["python", "native"], default=None,
+                   help="CTC prefix search implementation (default: the model's decode.ctc_search)")
     p.add_argument("--lm", metavar="LM.pt", help="fuse this language model (from s2s-media lm) into the CTC "
                    "searches, instead of the one stored in the checkpoint, if any")
     p.add_argument("--lm-weight", type=float, default=None,
@@ -126,7 +128,7 @@ def run_audio(args) -> int:
     loaded = load_model_file(args.model, quantize=device.type == "cpu", lm=args.lm)
     dcfg = loaded.config.decode.override(beam=args.beam, ctc_weight=args.ctc_weight, chunk_size=args.chunk_size,
                                          batch_seconds=args.batch_seconds, lm_weight=args.lm_weight,
-                                         lm_bonus=args.lm_bonus)
+                                         lm_bonus=args.lm_bonus, ctc_search=args.ctc_search)
     loaded.model.to(device)
     searcher = Searcher(loaded, dcfg, task="asr", methods=methods)
     records = read_manifest(args.manifest)

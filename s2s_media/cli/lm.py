@@ -22,18 +22,22 @@ def add_parser(sub) -> None:
     p.add_argument("--dev", metavar="MANIFEST", help="report the LM's per-token perplexity on these transcripts")
     p.add_argument("--language", default="en", metavar="TAG",
                    help="normalise the text by this language's rules: the model's tokenizer.language (default en)")
+    p.add_argument("--arpa", metavar="OUT.arpa", help="also write the LM as an ARPA file (KenLM reads it; words are "
+                   "the tokenizer's units, <s> and </s>); it scores every sentence as the LM file does")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from s2s_media.data.manifest import read_manifest
     from s2s_media.errors import UserError
+    from s2s_media.lm import NgramLM
+    from s2s_media.lm.arpa import arpa_words, write_arpa
     from s2s_media.training.lm import save_lm_file, train_lm
     from s2s_media.text.normalize import normalize_text
     from s2s_media.training.run import load_tokenizer
 
-    if args.order < 1:
-        raise UserError(f"--order {args.order}: must be at least 1")
+    if args.order < 1 or (args.arpa and args.order < 2):
+        raise UserError(f"--order {args.order}: must be at least 1 (2 with --arpa: KenLM needs bigrams)")
     tokenizer = load_tokenizer(args.tokenizer)
     try:
         lm, stats = train_lm(args.sources, tokenizer, args.order, args.exclude, args.prune, args.language)
@@ -43,6 +47,9 @@ def run(args) -> int:
         seqs = [tokenizer.encode(normalize_text(r.text, args.language)) for r in read_manifest(args.dev)]
         stats["dev_perplexity"] = round(lm.perplexity(seqs), 4)
     path = save_lm_file(args.out, lm, tokenizer, {"sources": list(args.sources), **stats})
+    if args.arpa:       # from the LM as stored (float16), so that both files score alike
+        stored = NgramLM.from_dict(lm.to_dict())
+        print(f"{write_arpa(stored, arpa_words(tokenizer.itos, lm.bos, lm.eos), args.arpa)}: the same LM as ARPA")
     ppl = f", perplexity {stats['dev_perplexity']:.3f} per token on {args.dev}" if args.dev else ""
     print(f"{path}: order-{args.order} n-gram, {stats['ngrams']} n-grams from {stats['sentences']} sentences "
           f"({stats['words']} words; {stats['excluded_sentences']} held-out sentences excluded){ppl}")

@@ -14,34 +14,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field
 
 import torch
 
+from s2s_media.decoding.types import CTCHyp
 from s2s_media.lm.fusion import LMFusion
 from s2s_media.text.tokenizer import BLANK
 
 NEG_INF = float("-inf")
-
-
-@dataclass
-class CTCHyp:
-    """One CTC hypothesis.
-
-    tokens: the collapsed label sequence (no blanks).
-    score: log-probability. For :func:`ctc_greedy` the score of the single best path; for the
-        prefix beam search the total over all alignments of ``tokens`` (the CTC score).
-    frames: for each token, the frame of its peak (highest posterior) on the best alignment.
-    probs: for each token, its posterior at that frame (a probability, not a log).
-    lm_score: the fused language model's weighted score of ``tokens`` and the sentence end
-        (0 without a language model); the search ranks by ``score + lm_score``.
-    """
-
-    tokens: list[int]
-    score: float
-    frames: list[int] = field(default_factory=list)
-    probs: list[float] = field(default_factory=list)
-    lm_score: float = 0.0
 
 
 def _logaddexp(a: float, b: float) -> float:

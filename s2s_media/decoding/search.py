@@ -14,6 +14,7 @@ import torch
 from s2s_media.config import DecodeConfig
 from s2s_media.decoding.beam_search import beam_search
 from s2s_media.decoding.ctc import ctc_greedy, ctc_prefix_beam_search_batch
+from s2s_media.decoding.native import native_nbest_batch
 from s2s_media.decoding.rescoring import attention_rescoring
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
@@ -37,9 +38,13 @@ def search_ctc_greedy(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded
     return [Decoded(h.tokens, h.score, h.frames, h.probs) for h in ctc_greedy(model.ctc(memory), mask.sum(1))]
 
 
+# the CTC prefix beam search implementations (``decode.ctc_search``): same arguments, same results
+CTC_SEARCHES = {"python": ctc_prefix_beam_search_batch, "native": native_nbest_batch}
+
+
 def _ctc_nbest(model, memory, mask, cfg, lm):
-    return ctc_prefix_beam_search_batch(model.ctc(memory), mask.sum(1), beam=cfg.beam, blank_skip=cfg.blank_skip,
-                                        lm=lm, token_floor=cfg.token_floor or None)
+    return CTC_SEARCHES[cfg.ctc_search](model.ctc(memory), mask.sum(1).cpu(), beam=cfg.beam,
+                                        blank_skip=cfg.blank_skip, lm=lm, token_floor=cfg.token_floor or None)
 
 
 def search_ctc_prefix_beam(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:

@@ -1,4 +1,4 @@
-"""What a search returns."""
+"""What a search returns: :class:`Decoded` per utterance, :class:`CTCHyp` per CTC hypothesis."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,3 +11,23 @@ class Decoded:
     score: float
     frames: list[int] = field(default_factory=list)
     probs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class CTCHyp:
+    """One CTC hypothesis.
+
+    tokens: the collapsed label sequence (no blanks).
+    score: log-probability. For greedy search the score of the single best path; for the
+        prefix beam searches the total over all alignments of ``tokens`` (the CTC score).
+    frames: for each token, the frame of its peak (highest posterior) on the best alignment.
+    probs: for each token, its posterior at that frame (a probability, not a log).
+    lm_score: the fused language model's weighted score of ``tokens`` and the sentence end
+        (0 without a language model); the searches rank by ``score + lm_score``.
+    """
+
+    tokens: list[int]
+    score: float
+    frames: list[int] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+    lm_score: float = 0.0

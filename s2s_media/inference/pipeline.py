@@ -20,11 +20,12 @@ import torch
 
 from s2s_media.config import DecodeConfig
 from s2s_media.decoding.beam_search import Hypothesis, beam_search
-from s2s_media.decoding.ctc import CTCHyp, CTCPrefixBeamSearch
+from s2s_media.decoding.ctc import CTCPrefixBeamSearch
+from s2s_media.decoding.native import NativeCTCSearch
 from s2s_media.decoding.rescoring import attention_rescoring
 from s2s_media.decoding.search import CTC_METHODS, SEARCHES
 from s2s_media.decoding.timing import ctc_align
-from s2s_media.decoding.types import Decoded
+from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.text.tokenizer import task_prefix
@@ -104,10 +105,14 @@ class Searcher:
                     h.frames, h.probs = aligned
 
     # ---- incremental (streaming) mode
-    def ctc_stream(self) -> CTCPrefixBeamSearch:
-        """A CTC prefix beam search to advance chunk by chunk, with this searcher's beam, pruning and LM."""
+    def ctc_stream(self) -> CTCPrefixBeamSearch | NativeCTCSearch:
+        """A CTC prefix beam search to advance chunk by chunk, with this searcher's implementation
+        (``decode.ctc_search``), beam, pruning and LM."""
         d = self.decode
-        return CTCPrefixBeamSearch(d.beam, blank_skip=d.blank_skip, lm=self.lm, token_floor=d.token_floor or None)
+        options = dict(blank_skip=d.blank_skip, lm=self.lm, token_floor=d.token_floor or None)
+        if d.ctc_search == "native":
+            return NativeCTCSearch(self.tokenizer.vocab_size, d.beam, **options)
+        return CTCPrefixBeamSearch(d.beam, **options)
 
     def rescore(self, memory: torch.Tensor, mask: torch.Tensor, nbests: list[list[CTCHyp]]) -> list[CTCHyp]:
         """Re-rank each CTC n-best (its best ``decode.rescore_nbest``; 0 = all) with the attention decoder."""

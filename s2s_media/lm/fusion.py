@@ -36,6 +36,10 @@ class LMFusion:
         """The state after ``token``."""
         return (state + (token,))[-self._keep:] if self._keep else ()
 
+    def state(self, tokens) -> tuple[int, ...]:
+        """The state after the sentence ``tokens`` (ids)."""
+        return tuple(tokens[-self._keep:]) if self._keep else ()
+
     def end(self, state: tuple[int, ...]) -> float:
         """Score of ending the sentence after ``state``."""
         return self.weight * self.lm.log_probs(state)[self.lm.eos]

@@ -117,8 +117,18 @@ class NgramLM:
         hit = self._cache.get(context)
         if hit is not None:
             return hit
+        out = self.distribution(context).tolist()
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[context] = out
+        return out
+
+    def distribution(self, context: tuple[int, ...]) -> np.ndarray:
+        """``log P(. | context)`` as stored, ``(vocab,)`` float32, for a context taken literally (no padding;
+        at most its last ``order - 1`` ids count): the distribution of its longest stored suffix whose own
+        suffixes are all stored (the back-off a query takes). Callers must not modify it."""
         key, scale, found = 0, 1, None
-        for n in range(self.order):                     # the longest stored suffix of the context
+        for n in range(min(self.order, len(context) + 1)):    # the longest stored suffix of the context
             if n:                                       # the packed key of the last n ids, grown leftwards
                 key += context[-n] * scale
                 scale *= self.vocab_size
@@ -126,11 +136,17 @@ class NgramLM:
             if i is None:
                 break                                   # longer contexts were never seen either
             found = (n, i)
-        out = (self._log[found[0]][found[1]].tolist() if found is not None
-               else [-math.log(self.vocab_size)] * self.vocab_size)
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.clear()
-        self._cache[context] = out
+        if found is None:
+            return np.full(self.vocab_size, -math.log(self.vocab_size), dtype=np.float32)
+        return self._log[found[0]][found[1]]
+
+    def contexts(self, k: int) -> np.ndarray:
+        """The stored contexts of length ``k``, ``(N, k)`` int64 ids (oldest first), in the order of ``tables[k]``."""
+        keys = self.tables[k]["keys"]
+        out = np.empty((len(keys), k), dtype=np.int64)
+        rest = keys.copy()
+        for j in range(k - 1, -1, -1):
+            rest, out[:, j] = np.divmod(rest, self.vocab_size)
         return out
 
     def score(self, tokens: list[int]) -> float:

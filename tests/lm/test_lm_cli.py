@@ -6,12 +6,15 @@ import torch
 
 import s2s_media
 from s2s_media.cli.main import main
+from s2s_media.decoding.native import KenLMFusion
 from s2s_media.decoding.search import SEARCHES
 from s2s_media.errors import UserError
-from s2s_media.lm import LMFusion
+from s2s_media.lm import LMFusion, NgramLM
+from s2s_media.lm.arpa import arpa_words
 from s2s_media.lm.files import lm_for_model
 from s2s_media.training.lm import lm_sentences
 from s2s_media.inference.checkpoint import load_model_file
+from s2s_media.text.tokenizer import tokenizer_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +33,20 @@ def lm_file(ckpt, tiny_corpus, tmp_path_factory):
     said = sentences(tiny_corpus)
     text.write_text("".join(f"{s}. {s}!\n" for s in said[3:]) + said[0] + "\n")
     out = text.parent / "lm.pt"
-    assert main(["lm", str(text), "--tokenizer", str(ckpt), "-o", str(out), "--order", "4",
-                 "--exclude", str(tiny_corpus / "dev.jsonl"), "--dev", str(tiny_corpus / "dev.jsonl")]) == 0
+    assert main(["lm", str(text), "--tokenizer", str(ckpt), "-o", str(out), "--order", "4", "--arpa",
+                 str(out.with_suffix(".arpa")), "--exclude", str(tiny_corpus / "dev.jsonl"),
+                 "--dev", str(tiny_corpus / "dev.jsonl")]) == 0
     return out
+
+
+def test_lm_cli_writes_the_same_lm_as_arpa(lm_file, ckpt):
+    lm_dict = torch.load(lm_file, weights_only=True)
+    lm, tokenizer = NgramLM.from_dict(lm_dict["lm"]), tokenizer_from_dict(lm_dict["tokenizer"])
+    words = arpa_words(tokenizer.itos, lm.bos, lm.eos)
+    ken = KenLMFusion(lm_file.with_suffix(".arpa"), words, 1.0)
+    for text in ["the cat", "a", ""]:
+        ids = tokenizer.encode(text)
+        assert ken.end(ids) == pytest.approx(lm.log_probs(tuple(ids))[lm.eos], abs=1e-4)
 
 
 def test_lm_file_is_plain_and_leaves_the_held_out_text_out(lm_file, tiny_corpus):

@@ -1,6 +1,7 @@
 """StreamingRecognizer end to end with a tiny random model on espeak-ng speech."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from s2s_media.frontend.audio import LogMel, resample
 from s2s_media.config import DecodeConfig
+from s2s_media.decoding.native import NativeCTCSearch
 from s2s_media.errors import UserError
 from s2s_media.inference.evaluate import offline_decode
 from s2s_media.inference.pipeline import Searcher
@@ -243,3 +245,15 @@ def test_search_settings_default_to_the_models_decoding_defaults(loaded):
         loaded.config, decode=dataclasses.replace(loaded.config.decode, beam=model_beam + 2)))
     assert recognizer(other).beam == model_beam + 2                  # e.g. set by export --set decode.beam
     assert recognizer(other, beam=1).beam == 1                       # the streaming config wins when given
+
+
+@pytest.mark.parametrize("rescore", [True, False])
+def test_the_native_search_streams_like_it_decodes_offline(loaded, corpus_wavs, rescore):
+    """decode.ctc_search native: the streaming search is flashlight's online decoder, fed chunk by chunk."""
+    config = dataclasses.replace(loaded.config, decode=loaded.config.decode.override(ctc_search="native"))
+    rec = recognizer(dataclasses.replace(loaded, config=config), chunk_size=8, rescore=rescore)
+    assert isinstance(rec.create_stream()._search, NativeCTCSearch)
+    for wav in corpus_wavs[::2]:
+        finals = rec.transcribe_stream(wav, chunk_samples=1600)
+        offline = loaded.tokenizer.decode(offline_decode(rec, wav).tokens)
+        assert len(finals) == 1 and finals[0]["text"] == offline and offline

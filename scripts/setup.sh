@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # festival + festvox-kdlpc16k: the ked_diphone voice of the synthetic corpus. Never install festvox-kallpc16k,
 # festvox-kallpc8k or festvox-us-slt-hts here: those voices belong to an independent evaluation.
 # wordnet-base: WordNet's example sentences, more text for the corpus and the LM.
-APT_PACKAGES=(espeak-ng flite fortunes fortunes-min festival festvox-kdlpc16k wordnet-base)
+# haproxy: the load balancer of server/deploy/, which tests/server/test_replicas.py runs.
+APT_PACKAGES=(espeak-ng flite fortunes fortunes-min festival festvox-kdlpc16k wordnet-base haproxy)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -28,7 +29,8 @@ python3 -m pip install -q --disable-pip-version-check torchaudio==2.11.0
 # main dependencies; the constraint keeps any of them from pulling in another torch.
 TORCH_PINS="$(mktemp)"; trap 'rm -f "$TORCH_PINS"' EXIT
 printf 'torch==2.14.1\ntorchvision==0.29.1\ntorchaudio==2.11.0\n' > "$TORCH_PINS"
-python3 -m pip install -q --disable-pip-version-check -c "$TORCH_PINS" -e ".[dev]"
+# ray: the --ray batch jobs and their tests (tests/inference/test_on_ray.py)
+python3 -m pip install -q --disable-pip-version-check -c "$TORCH_PINS" -e ".[dev,ray]"
 # the native CTC search (flashlight-text, from the main dependencies) must load with its KenLM
 python3 -c 'import flashlight.lib.text.decoder, flashlight.lib.text.decoder.kenlm' \
   || { echo "[setup] flashlight-text (native CTC search) does not import; see the error above" >&2; exit 1; }

@@ -92,3 +92,12 @@ def caption_overrides(shapes, tmp_path) -> list[str]:
     return TINY_IMAGE_MODEL + [f"data.caption_train={shapes / 'train.jsonl'}",
                                f"data.caption_dev={shapes / 'val.jsonl'}", f"train.exp_dir={tmp_path / 'exp'}",
                                "train.epochs=2"]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs, started once for the tests that need one and shut down after them."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()

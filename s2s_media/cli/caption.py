@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 import time
 
+from s2s_media.cli.transcribe import add_ray_arguments, ray_setup
+
 FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = ("path", "caption", "score", "error")
 
@@ -56,7 +58,14 @@ def add_parser(sub) -> None:
     p.add_argument("--html", metavar="REPORT", help="write an HTML gallery of the results here")
     p.add_argument("--resume", action="store_true", help="skip images already in --out and append the rest")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_ray_arguments(p, "images")
     p.set_defaults(run=run)
+
+
+def load_captioner(model: str | None, device: str, options):
+    """What each Ray actor runs once: the model and its captioner."""
+    from s2s_media import load_model
+    return load_model(model, device, task="caption").captioner(options)
 
 
 def run(args) -> int:
@@ -68,6 +77,9 @@ def run(args) -> int:
     from s2s_media.inference.report import Entry, map_files, save_attention_maps, write_html
 
     fmt = infer_format(args.out, args.format, FORMATS)
+    if args.ray and args.attention_maps:
+        from s2s_media.errors import UserError
+        raise UserError("--attention-maps does not run with --ray (the maps stay on the actors); leave one out")
     options = CaptionOptions(beam=args.beam, max_len=args.max_len, batch_size=args.batch_size,
                              workers=args.workers, attention=bool(args.attention_maps))
     items = discover_images(args.paths, args.recursive)
@@ -76,7 +88,18 @@ def run(args) -> int:
     todo = [it for it in items if it.key not in done]
     info = sys.stderr if args.out is None else sys.stdout
     try:
-        captioner = load_model(args.model, args.device, task="caption").captioner(options)
+        captioner = load_model(args.model, "cpu" if args.ray else args.device, task="caption").captioner(options)
+        if args.ray:   # the model loaded here checks the model and options; each actor loads its own
+            import functools
+
+            from s2s_media.inference import on_ray
+            actors = ray_setup(args)
+            load = functools.partial(load_captioner, args.model, args.device, options)
+            from s2s_media.inference.captioner import Captioned
+            results = (Captioned(item, rec) for item, rec in
+                       on_ray.caption(todo, load, captioner.image_cfg.max_pixels, actors, args.ray_batch))
+        else:
+            results = captioner.run(todo)
     except BaseException:
         writer.close()
         raise
@@ -90,7 +113,7 @@ def run(args) -> int:
     start, failed, interrupted, n = time.time(), 0, False, 0
     bar = progress_bar(total=len(todo), unit="img", desc="captioning", records_on_stdout=args.out is None)
     try:
-        for result in captioner.run(todo):
+        for result in results:
             rec = result.record
             writer.write(rec, result.item.name)
             maps = []
@@ -120,3 +143,4 @@ def run(args) -> int:
               + ("; run again with --resume to continue" if args.out else ""), file=sys.stderr)
         return 130
     return 1 if failed else 0
+

@@ -73,7 +73,43 @@ def add_parser(sub) -> None:
     p.add_argument("--shard", metavar="I/N", help="transcribe every N-th file starting at I (0-based), or "
                    "'auto' under torchrun (RANK/WORLD_SIZE; writes OUT.rankK)")
     p.add_argument("--merge", action="store_true", help="merge the OUT.rankK parts given as PATHs into --out")
+    add_ray_arguments(p, "files")
     p.set_defaults(run=run)
+
+
+def add_ray_arguments(p, unit: str) -> None:
+    """``--ray [ADDRESS]``, ``--ray-actors``, ``--ray-batch``: shared by transcribe and caption."""
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray Data: reading in Ray tasks, decoding in a pool of actors that load the model "
+                        "once each. ADDRESS: HOST:PORT of a cluster's head, ray://HOST:PORT, or auto; none starts "
+                        "a local Ray (write --ray last or as --ray=ADDRESS). Needs pip install 's2s-media[ray]'")
+    p.add_argument("--ray-actors", type=int, metavar="N",
+                   help="decoding actors, one CPU each (default: the cluster's CPUs)")
+    p.add_argument("--ray-batch", type=int, default=16, metavar="N",
+                   help=f"{unit} an actor decodes per call (default %(default)s)")
+
+
+def ray_setup(args) -> int:
+    """Join (or start) Ray for ``--ray``; returns the number of decoding actors."""
+    from pathlib import Path
+
+    from s2s_media.errors import UserError
+    from s2s_media.inference import on_ray
+    if args.ray != "local" and Path(args.ray).exists():
+        raise UserError(f"--ray {args.ray}: that is an input, not a Ray address; put --ray after the inputs "
+                        "or write --ray=ADDRESS")
+    on_ray.connect(None if args.ray == "local" else args.ray)
+    import ray
+    actors = args.ray_actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    print(f"ray: {actors} decoding actors on a cluster of {ray.cluster_resources().get('CPU', 0):g} CPUs",
+          file=sys.stderr)
+    return actors
+
+
+def load_transcriber(model: str | None, device: str, options):
+    """What each Ray actor runs once: the model and its transcriber."""
+    from s2s_media import load_model
+    return load_model(model, device, task="asr").transcriber(options)
 
 
 def run(args) -> int:
@@ -115,15 +151,25 @@ def run(args) -> int:
     info = sys.stderr if out is None else sys.stdout
     try:
         from s2s_media.api import load
-        model = load(args.model, args.device, task="asr", runtime=args.runtime, threads=args.threads)
+        model = load(args.model, "cpu" if args.ray else args.device, task="asr", runtime=args.runtime,
+                     threads=args.threads)
         transcriber = model.transcriber(options)
+        if args.ray:   # the model loaded here checks the model and options; each actor loads its own
+            import functools
+
+            from s2s_media.inference import on_ray
+            actors = ray_setup(args)
+            make = functools.partial(load_transcriber, args.model, args.device, options)
+            records = on_ray.transcribe(items, make, actors, args.ray_batch)
+        else:
+            records = transcriber.run(items)
     except BaseException:
         writer.close()
         raise
     stats = _Stats(time.time())  # the RTF leaves model loading out
     interrupted = False
     try:
-        stats.loop(transcriber.run(items), writer, len(items), records_on_stdout=out is None)
+        stats.loop(records, writer, len(items), records_on_stdout=out is None)
     except KeyboardInterrupt:
         interrupted = True
     except BrokenPipeError:  # stdout closed by the reader (e.g. | head): stop quietly

@@ -72,6 +72,19 @@ class AttentionMaps:
     view: Image.Image
 
 
+# --------------------------------------------------------------------------- reading
+def read_image(item: Item, max_pixels: int) -> Image.Image | str:
+    """An item's RGB image (see :func:`load_image`), or a one-line error naming the file (never raises)."""
+    if item.error:
+        return item.error
+    try:
+        return load_image(item.path, max_pixels=max_pixels)
+    except UserError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - one bad file never stops the run
+        return f"{item.path}: cannot read image ({type(e).__name__}: {e})"
+
+
 # --------------------------------------------------------------------------- captioner
 @dataclass
 class Prepared:
@@ -120,16 +133,13 @@ class Captioner:
         """An RGB PIL image -> its normalised ``pixels (3, S, S)``."""
         return Prepared(item, self.transform(image))
 
+    def prepare_read(self, item: Item, image: Image.Image | str) -> Prepared:
+        """What :func:`read_image` gave for ``item`` -> its pixels, or the item's error."""
+        return Prepared(item, error=image) if isinstance(image, str) else self.prepare_image(item, image)
+
     def prepare(self, item: Item) -> Prepared:
         """Read and transform one item; a failure is returned in ``error``, never raised."""
-        if item.error:
-            return Prepared(item, error=item.error)
-        try:
-            return self.prepare_image(item, load_image(item.path, max_pixels=self.image_cfg.max_pixels))
-        except UserError as e:
-            return Prepared(item, error=str(e))
-        except Exception as e:  # noqa: BLE001 - one bad file never stops the run
-            return Prepared(item, error=f"{item.path}: cannot read image ({type(e).__name__}: {e})")
+        return self.prepare_read(item, read_image(item, self.image_cfg.max_pixels))
 
     def _prepared(self, items: Iterable[Item]) -> Iterator[Prepared]:
         """:meth:`prepare` over ``items`` in order, ``workers`` threads reading up to 2 x workers + a batch ahead."""
@@ -196,9 +206,13 @@ class Captioner:
     # ---- driving
     def run(self, items: Iterable[Item]) -> Iterator[Captioned]:
         """Caption items; yields a :class:`Captioned` per item, in input order, batch by batch."""
+        return self.run_prepared(self._prepared(items))
+
+    def run_prepared(self, preps: Iterable[Prepared]) -> Iterator[Captioned]:
+        """:meth:`run` for items prepared already (by :meth:`prepare` or :meth:`prepare_read`)."""
         pending: list[Prepared] = []
         n_good = 0
-        for prep in self._prepared(items):
+        for prep in preps:
             pending.append(prep)
             n_good += prep.error is None
             if n_good >= self.options.batch_size:

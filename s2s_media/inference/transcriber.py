@@ -58,6 +58,19 @@ class TranscribeOptions:
     vad: VadConfig = field(default_factory=VadConfig)  # segmentation of long recordings
 
 
+# --------------------------------------------------------------------------- reading
+def read_audio(item: Item) -> np.ndarray | str:
+    """An item's audio ``(samples,)`` float32 at 16 kHz mono, or a one-line error naming the file (never raises)."""
+    if item.error:
+        return item.error
+    try:
+        return load_audio(item.path, offset=item.offset, duration=item.duration)
+    except UserError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - one bad file never stops the run
+        return f"{item.path}: cannot read audio ({type(e).__name__}: {e})"
+
+
 # --------------------------------------------------------------------------- transcriber
 @dataclass
 class Prepared:
@@ -112,17 +125,13 @@ class Transcriber:
         feats = [self.logmel(torch.from_numpy(np.ascontiguousarray(wav[s.start:s.end]))[None])[0] for s in segs]
         return Prepared(item, len(wav) / SAMPLE_RATE, segs, feats)
 
+    def prepare_read(self, item: Item, wav: np.ndarray | str) -> Prepared:
+        """What :func:`read_audio` gave for ``item`` -> segments and log-mels, or the item's error."""
+        return Prepared(item, error=wav) if isinstance(wav, str) else self.prepare_array(item, wav)
+
     def prepare(self, item: Item) -> Prepared:
         """Load and cut one item; a failure is returned in ``error``, never raised."""
-        if item.error:
-            return Prepared(item, error=item.error)
-        try:
-            wav = load_audio(item.path, offset=item.offset, duration=item.duration)
-        except UserError as e:
-            return Prepared(item, error=str(e))
-        except Exception as e:  # noqa: BLE001 - one bad file never stops the run
-            return Prepared(item, error=f"{item.path}: cannot read audio ({type(e).__name__}: {e})")
-        return self.prepare_array(item, wav)
+        return self.prepare_read(item, read_audio(item))
 
     def _prepared(self, items: Iterable[Item]) -> Iterator[Prepared]:
         workers = self.options.workers
@@ -202,10 +211,14 @@ class Transcriber:
     # ---- driving
     def run(self, items: Iterable[Item]) -> Iterator[tuple[Item, dict]]:
         """Transcribe items; yields ``(item, record)`` in input order as soon as each is complete."""
+        return self.run_prepared(self._prepared(items))
+
+    def run_prepared(self, preps: Iterable[Prepared]) -> Iterator[tuple[Item, dict]]:
+        """:meth:`run` for items prepared already (by :meth:`prepare` or :meth:`prepare_read`)."""
         pending: deque[_Job] = deque()
         queue: list[tuple[_Job, int]] = []
         queued_s = 0.0
-        for prep in self._prepared(items):
+        for prep in preps:
             job = _Job(prep)
             pending.append(job)
             for k, seg in enumerate(prep.segments):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from s2s_media.errors import ManifestError
 from s2s_media.frontend.audio import load_audio
@@ -38,6 +38,17 @@ class AudioRecord:
         if d["offset"] is None:
             del d["offset"]
         return d
+
+
+class Segment(NamedTuple):
+    """An utterance located in an audio file, as an importer found it (transcript not yet normalised);
+    ``offset`` None means the whole file."""
+    id: str
+    audio: Path
+    text: str
+    duration: float
+    speaker: str | None
+    offset: float | None
 
 
 _REQUIRED = {"id": str, "audio": str, "text": str, "duration": (int, float)}

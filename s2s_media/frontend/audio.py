@@ -7,6 +7,7 @@ audio than the file holds).
 """
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from pathlib import Path
@@ -69,6 +70,34 @@ def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
         raise AudioError(f"{path}: no audio samples{' in the requested segment' if offset or duration else ''}; the file is empty or truncated")
     if not np.isfinite(wav).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples; the file is corrupt")
+    return resample(wav, file_sr, sr)
+
+
+def decode_audio(data: bytes, where: str, offset: float = 0.0, duration: float | None = None,
+                 sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode an audio file held in memory (a tar member) as mono float32 at ``sr``: ``(samples,)``.
+
+    ``where`` names the bytes in errors (``shard.tar:key``); ``offset``/``duration`` (seconds) cut
+    a segment. Formats libsndfile reads (wav, flac, ogg, mp3) only.
+    """
+    if not data:
+        raise AudioError(f"{where}: audio is empty (0 bytes)")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            file_sr = f.samplerate
+            start = int(round(offset * file_sr))
+            if start:
+                f.seek(start)
+            wav = f.read(frames=-1 if duration is None else int(round(duration * file_sr)), dtype="float32",
+                         always_2d=False)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(f"{where}: cannot decode audio ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                         "; store it as wav or flac") from None
+    wav = to_mono(np.asarray(wav, dtype=np.float32))
+    if wav.size == 0:
+        raise AudioError(f"{where}: no audio samples{' in the requested segment' if offset or duration else ''}")
+    if not np.isfinite(wav).all():
+        raise AudioError(f"{where}: audio contains NaN or infinite samples; the data is corrupt")
     return resample(wav, file_sr, sr)
 
 

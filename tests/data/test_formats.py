@@ -15,6 +15,7 @@ from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, Supervis
 import webdataset as wds
 
 from format_fixtures import tone, write_corpus
+from s2s_media.cli.main import main
 from s2s_media.data.lhotse_io import manifest_kind, scan_shar
 from s2s_media.data.manifest import read_manifest
 from s2s_media.data.preparers import PREPARERS
@@ -199,3 +200,23 @@ def test_gzip_damage_in_a_shar_manifest_is_one_broken_item(lhotse_cuts, tmp_path
     manifest.write_bytes(gzip.compress(raw)[:-30])
     items = scan_shar(shar)
     assert any("cuts.000000.jsonl.gz is unreadable" in (it.problem or "") for it in items)
+
+
+def test_shard_command_writes_tars_that_webdataset_reads(tmp_path, capsys):
+    rows = write_corpus(tmp_path, 10, seed=4)
+    rows[3]["id"] = "spk.3.utt"                                  # a dot would start the extension
+    rows.append({"id": "gone", "audio": str(tmp_path / "gone.wav"), "text": "one", "duration": 1.0})
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = main(["shard", str(tmp_path / "m.jsonl"), str(tmp_path / "shards"), "--shard-seconds", "3",
+                 "--workers", "2"])
+    out = capsys.readouterr()
+    assert code == 1 and "gone" in out.err and "1 skipped" in out.out     # the missing file is skipped, not fatal
+    tars = expand_shards(str(tmp_path / "shards"))
+    assert len(tars) >= 3 and not list((tmp_path / "shards").glob("*.tmp"))
+    samples = list(wds.WebDataset([str(t) for t in tars], shardshuffle=False).decode())
+    assert sorted(s["json"]["id"] for s in samples) == sorted(r["id"] for r in rows[:10])
+    by_id = {r["id"]: r for r in rows}
+    for s in samples:
+        assert s["json"]["text"] == by_id[s["json"]["id"]]["text"] and "flac" in s
+    ours = {it.id: it for t in tars for it in scan_tar(t)}
+    np.testing.assert_allclose(ours["spk.3.utt"].load(), load_audio(rows[3]["audio"]), atol=1 / 32768)

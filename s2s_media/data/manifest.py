@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import ClassVar, Iterable, NamedTuple
 
 from s2s_media.errors import ManifestError
 from s2s_media.frontend.audio import load_audio
@@ -24,6 +24,7 @@ class AudioRecord:
     duration: float
     speaker: str | None = None
     offset: float | None = None   # set for a segment of a longer file (0.0 is a segment at the start)
+    problem: ClassVar[None] = None  # a manifest row is usable; shard entries (data/shards.py) may not be
 
     def load(self):
         """The utterance's samples: the whole file, or the segment ``[offset, offset + duration)``."""

@@ -36,4 +36,4 @@ def read_source(source: str | DataSource) -> list[AudioRecord | ShardItem]:
 
 def usable(records: list) -> list:
     """The records that can be loaded (broken shard entries left out)."""
-    return [r for r in records if getattr(r, "problem", None) is None]
+    return [r for r in records if r.problem is None]

@@ -69,7 +69,7 @@ class AsrTask:
         d, t = cfg.data, cfg.train
         # broken shard entries stay: training counts them when their batch comes
         train = [r for r in train if d.min_duration <= r.duration <= d.max_duration
-                 or getattr(r, "problem", None) is not None]
+                 or r.problem is not None]
         self.cache = FeatureCache(d.feature_cache, cfg.model.n_mels) if d.feature_cache else None
         self.dataset = AudioDataset(train, tokenizer, cfg.model.n_mels, d.augment, seed=t.seed,
                                     feature_cache=self.cache)

@@ -16,10 +16,14 @@ import webdataset as wds
 
 from format_fixtures import tone, write_corpus
 from s2s_media.cli.main import main
+from s2s_media.config import load_config
+from s2s_media.data.dataset import AudioDataset, Bad
+from s2s_media.data.sources import read_source
+from s2s_media.text.tokenizer import CharTokenizer
 from s2s_media.data.lhotse_io import manifest_kind, scan_shar
 from s2s_media.data.manifest import read_manifest
 from s2s_media.data.preparers import PREPARERS
-from s2s_media.data.shards import expand_shards, flac_bytes, scan_tar
+from s2s_media.data.shards import expand_shards, flac_bytes, scan_tar, write_shards
 from s2s_media.errors import AudioError, UserError
 from s2s_media.frontend.audio import load_audio
 
@@ -220,3 +224,35 @@ def test_shard_command_writes_tars_that_webdataset_reads(tmp_path, capsys):
         assert s["json"]["text"] == by_id[s["json"]["id"]]["text"] and "flac" in s
     ours = {it.id: it for t in tars for it in scan_tar(t)}
     np.testing.assert_allclose(ours["spk.3.utt"].load(), load_audio(rows[3]["audio"]), atol=1 / 32768)
+
+
+def test_data_train_names_each_source_kind(lhotse_cuts, tmp_path):
+    shar = tmp_path / "shar"
+    shar.mkdir()
+    lhotse_cuts.to_shar(shar, fields={"recording": "flac"}, shard_size=2)
+    rows = write_corpus(tmp_path / "c", 4)
+    write_shards(read_manifest(tmp_path / "c/train.jsonl"), tmp_path / "tars", shard_seconds=2)
+    kinds = {"shar": f"{{shar: {shar}}}", "shards": f"{{shards: '{tmp_path}/tars/shard-{{000000..000001}}.tar'}}",
+             "jsonl": str(tmp_path / "c/train.jsonl")}
+    found = {}
+    for kind, value in kinds.items():
+        cfg = load_config(None, [f"data.train={value}"])
+        found[kind] = read_source(cfg.data.train)
+    assert len(found["shar"]) == 5 and len(found["jsonl"]) == 4
+    assert {it.id for it in found["shards"]} <= {r["id"] for r in rows} and len(found["shards"]) >= 2
+    with pytest.raises(UserError, match="exactly one of jsonl, shards, shar"):
+        load_config(None, [f"data.train={{shards: x, shar: {shar}}}"])
+
+
+def test_a_broken_entry_becomes_a_counted_bad_item_naming_shard_and_key(tmp_path, tokenizer_chars):
+    path = tmp_path / "s.tar"
+    with wds.TarWriter(str(path)) as w:
+        w.write({"__key__": "k1", "flac": flac_bytes(tone(0.5, 300, np.random.default_rng(0))), "json": {"text": 3}})
+    ds = AudioDataset(scan_tar(path), tokenizer_chars)
+    bad = ds[0]
+    assert isinstance(bad, Bad) and bad.id == "k1" and f"{path}: key k1: field 'text'" in bad.reason
+
+
+@pytest.fixture
+def tokenizer_chars():
+    return CharTokenizer.train(["one two three"])

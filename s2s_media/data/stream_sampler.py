@@ -88,6 +88,7 @@ class StreamBatchSampler(EpochBatches):
         batches: list[list[int]] = []
         marks: list[tuple[int, int]] = []
         open_: dict[int, list[int]] = {}
+        longest: dict[int, float] = {}
         bad: list[int] = []
         buffer: list[int] = []
         position = (shards[0], 0) if shards else (0, 0)
@@ -96,10 +97,10 @@ class StreamBatchSampler(EpochBatches):
             d = self.items[i].duration
             b = bisect.bisect_right(self.bounds, d)
             cur = open_.setdefault(b, [])
-            longest = max([self.items[j].duration for j in cur] + [d])
-            if cur and ((len(cur) + 1) * longest > self.cap or len(cur) >= self.size):
+            if cur and ((len(cur) + 1) * max(longest[b], d) > self.cap or len(cur) >= self.size):
                 emit(cur)
                 open_[b] = cur = []
+            longest[b] = max(longest[b], d) if cur else d
             cur.append(i)
 
         def emit(batch: list[int]) -> None:
@@ -131,8 +132,8 @@ class StreamBatchSampler(EpochBatches):
 
     def _split_to(self, batches: list[list[int]], marks: list, target: int, stream: int) -> None:
         """Halve the largest batches (by usable items) until there are ``target``."""
+        sizes = [sum(self.items[i].problem is None for i in b) for b in batches]
         while len(batches) < target:
-            sizes = [sum(self.items[i].problem is None for i in b) for b in batches]
             j = max(range(len(batches)), key=lambda k: (sizes[k], -k), default=None)
             if j is None or sizes[j] < 2:
                 raise UserError(f"the shards are too uneven to give every stream {target} batches: stream {stream} "
@@ -143,6 +144,7 @@ class StreamBatchSampler(EpochBatches):
             half = len(good) // 2
             batches[j:j + 1] = [rest + good[:half], good[half:]]
             marks[j:j + 1] = [marks[j], marks[j]]
+            sizes[j:j + 1] = [half, len(good) - half]
 
     def plan(self, epoch: int) -> tuple[list[list[list[int]]], list[list[tuple[int, int]]]]:
         """Every stream's batches for ``epoch`` (equal counts), with their read positions."""

@@ -5,6 +5,10 @@
 #   any other --name value     sets the shell variable $name (dashes become underscores) if the recipe defines it
 set -euo pipefail
 
+# The toolkit of this checkout, whichever copy pip installed (WeNet's path.sh does the same).
+S2S_MEDIA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$S2S_MEDIA_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
 stage=${stage:-0}
 stop_stage=${stop_stage:-100}
 

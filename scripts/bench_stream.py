@@ -104,11 +104,12 @@ class Corpus:
 
 # ---------------------------------------------------------------- server process
 class Server:
-    """``s2s-media serve --port 0`` in a subprocess; keeps its last log lines."""
+    """``s2s-media serve --port 0`` in a subprocess; keeps its last log lines. ``extra``: more serve
+    options (a repeated option overrides the one before)."""
 
-    def __init__(self, chunk_size: int, args: argparse.Namespace):
+    def __init__(self, chunk_size: int, args: argparse.Namespace, extra: tuple[str, ...] = ()):
         cmd = [sys.executable, "-m", "s2s_media.cli.main", "serve", "--port", "0", "--chunk-size", str(chunk_size),
-               "--max-sessions", "64"] + (["--model", str(args.model)] if args.model else [])
+               "--max-sessions", "64", *extra] + (["--model", str(args.model)] if args.model else [])
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if args.threads:
             env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -144,6 +145,11 @@ class Server:
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process in MB (/proc/PID/status VmRSS)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until the server reports no open sessions (``/metrics``)."""

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 ROUTES = {"/v1/stream": V1Session, "/vosk": VoskSession}
 HTTP_METHODS = ("GET", "HEAD")    # what the HTTP routes answer; anything else is 405
+# Frames websockets buffers per connection before it stops reading the socket (its default is 16). With
+# messages of at most 1 MiB, a session holds at most this many MiB of unread messages (see README's budget).
+RECV_QUEUE_FRAMES = 4
 
 
 class App:
@@ -45,34 +48,45 @@ class App:
         self.metrics = Metrics()
         self.engine = Engine(recognizer, self.config.engine, self.metrics)
         self.sessions: set[Session] = set()
+        self.per_client: dict[str, int] = {}   # client address -> sessions open
         self.port: int | None = None
         self.ready = asyncio.Event()   # set once listening (``port`` is known)
         self.draining = False          # set when a clean shutdown begins
         self._stop: asyncio.Event | None = None
 
     # ---------------------------------------------------------------- sessions
-    def admit(self, session: Session) -> bool:
-        if len(self.sessions) >= self.config.max_sessions:
-            return False
+    def admit(self, session: Session, client: str) -> str | None:
+        """Admit a session from address ``client``, or return the limit that refuses it."""
+        cfg = self.config
+        if cfg.max_per_client and self.per_client.get(client, 0) >= cfg.max_per_client:
+            return "max_per_client"
+        if len(self.sessions) >= cfg.max_sessions:
+            return "max_sessions"
         self.sessions.add(session)
+        self.per_client[client] = self.per_client.get(client, 0) + 1
         self.metrics.session_opened()
-        return True
+        return None
 
-    def release(self, session: Session) -> None:
+    def release(self, session: Session, client: str) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
+            self.per_client[client] -= 1
+            if not self.per_client[client]:
+                del self.per_client[client]
             self.metrics.session_closed()
 
     async def handle(self, ws: ServerConnection) -> None:
         """One connection: admitted as a session of its route (or refused with ``overloaded``), served, released."""
         session = ROUTES[urlsplit(ws.request.path).path](self, ws)
-        if not self.admit(session):
-            await session.refuse(self.config.max_sessions)
+        client = ws.remote_address[0] if ws.remote_address else ""
+        refused = self.admit(session, client)
+        if refused:
+            await session.refuse(refused)
             return
         try:
             await session.run()
         finally:
-            self.release(session)
+            self.release(session, client)
 
     # ---------------------------------------------------------------- HTTP
     def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -80,6 +94,7 @@ class App:
         if url.path in ROUTES:
             if self.config.token and not self._authorized(request, url.query):
                 self.metrics.error("unauthorized")
+                self.metrics.refused("unauthorized")
                 return _response(http.HTTPStatus.UNAUTHORIZED, "unauthorized: give Authorization: Bearer TOKEN "
                                  "or ?token=TOKEN\n", extra=[("WWW-Authenticate", "Bearer")])
             return None
@@ -137,11 +152,12 @@ class App:
                 loop.add_signal_handler(sig, self.stop)
         self.engine.start()
         try:
-            # max_size: the protocol's 1 MiB limit is checked by the session, which sends too_large;
-            # messages over 4 MiB are refused by websockets itself (close 1009, no error message)
+            # Bounded memory per connection: websockets refuses a message over the protocol's 1 MiB at
+            # its frame header (close 1009) without reading it, buffers at most RECV_QUEUE_FRAMES frames,
+            # and compression is off (a 1 MiB deflated frame costs its sender ~1 KB).
             async with serve(self.handle, cfg.host, cfg.port, process_request=self.process_request,
-                             max_size=4 * MAX_MESSAGE_BYTES, ssl=_ssl_context(cfg),
-                             server_header=None) as server:
+                             max_size=MAX_MESSAGE_BYTES, max_queue=RECV_QUEUE_FRAMES, compression=None,
+                             ssl=_ssl_context(cfg), server_header=None) as server:
                 self.port = server.sockets[0].getsockname()[1]
                 scheme = "wss" if cfg.certfile else "ws"
                 log.info("listening on %s://%s:%d (/v1/stream, /vosk; page at /)", scheme, cfg.host, self.port)

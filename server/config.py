@@ -15,6 +15,10 @@ class ServerConfig:
     certfile: str | None = None        # TLS (wss://, https://) when both are set
     keyfile: str | None = None
     idle_timeout_s: float = 30.0       # a session that sends nothing for this long ends with ``timeout``
+    start_timeout_s: float = 5.0       # a connection must start its session (v1 ``start``, any Vosk message) this soon
+    min_audio_rate: float = 0.2        # a started session must send at least this many seconds of audio per second...
+    rate_window_s: float = 30.0        # ...over each window of this many seconds the server waits for it; 0 rate: off
+    max_per_client: int = 16           # concurrent sessions from one client address; 0: no cap (behind a proxy)
     max_session_s: float = 3600.0      # a session's maximum length (wall clock from connecting)
     shutdown_grace_s: float = 30.0     # on SIGTERM/SIGINT, how long sessions get to send their finals
     engine: EngineConfig = field(default_factory=EngineConfig)   # batching and back-pressure

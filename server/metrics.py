@@ -14,6 +14,9 @@ from server.protocol import CLOSE_CODES
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# why a connection was refused or a session ended by a server limit (``s2s_refused_total{reason}``)
+REFUSALS = ("max_sessions", "max_per_client", "unauthorized", "start_timeout", "idle_timeout", "min_audio_rate",
+            "max_session", "too_large")
 
 
 class Histogram:
@@ -48,6 +51,7 @@ class Metrics:
         self.sessions_total = 0
         self.audio_seconds = 0.0
         self.errors = {code: 0 for code in [*CLOSE_CODES, "unauthorized"]}
+        self.refusals = dict.fromkeys(REFUSALS, 0)
         self.chunk_latency = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
 
@@ -67,6 +71,10 @@ class Metrics:
     def error(self, code: str) -> None:
         with self._lock:
             self.errors[code] += 1
+
+    def refused(self, reason: str) -> None:
+        with self._lock:
+            self.refusals[reason] += 1
 
     def decoded(self, batch_size: int, latencies: list[float]) -> None:
         """One ``decode_streams`` call: its batch size and each chunk's latency."""
@@ -97,6 +105,9 @@ class Metrics:
                 "# HELP s2s_errors_total Sessions ended by an error, by error code.",
                 "# TYPE s2s_errors_total counter",
                 *(f's2s_errors_total{{code="{code}"}} {n}' for code, n in sorted(self.errors.items())),
+                "# HELP s2s_refused_total Connections refused, and sessions ended, by a server limit, by limit.",
+                "# TYPE s2s_refused_total counter",
+                *(f's2s_refused_total{{reason="{r}"}} {n}' for r, n in sorted(self.refusals.items())),
             ]
         return "\n".join(lines) + "\n"
 

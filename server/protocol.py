@@ -39,11 +39,12 @@ ENCODINGS = {
 class ProtocolError(Exception):
     """Something that ends a session with ``{"type":"error"}`` and the close code of ``code``."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, limit: str | None = None):
         assert code in CLOSE_CODES, code
         super().__init__(message)
         self.code = code
         self.message = message
+        self.limit = limit           # the server limit that ended the session (``s2s_refused_total{reason}``)
 
     @property
     def close_code(self) -> int:
@@ -60,14 +61,6 @@ class StartRequest:
     encoding: str = "pcm_s16le"     # pcm_s16le | f32le, mono, little-endian
     partials: bool = True           # send ``partial`` messages
     words: bool = True              # put word timings in ``final`` messages
-
-
-def check_size(message: str | bytes) -> None:
-    """Any message over 1 MiB is ``too_large``."""
-    size = len(message) if isinstance(message, bytes) else len(message.encode())
-    if size > MAX_MESSAGE_BYTES:
-        raise ProtocolError("too_large", f"message of {size} bytes is over the limit of {MAX_MESSAGE_BYTES} "
-                                         "bytes; send audio in smaller pieces")
 
 
 def parse_json(text: str) -> dict:

@@ -8,6 +8,11 @@ Back-pressure: a session reads its socket only while its backlog (audio queued a
 decoder) is under the engine's ``max_buffered_s``. websockets reads frames into a bounded
 buffer (``max_queue``) and stops reading the TCP socket when it is full, so a client that sends
 faster than the decoder keeps up is slowed down by TCP flow control: its ``send`` blocks.
+
+Slots that cannot be squatted: a connection must start its session within ``start_timeout_s``,
+and a started session must send at least ``min_audio_rate`` seconds of audio per second the
+server spent waiting for it, over each ``rate_window_s`` of waiting (:class:`AudioRate`); time
+the server holds back reading (back-pressure) or decodes is not counted against the client.
 """
 from __future__ import annotations
 
@@ -18,12 +23,13 @@ import time
 from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from s2s_media.inference.events import Final, Partial
 from server.config import ServerConfig
 from server.engine import DONE, Engine, EngineSession
 from server.metrics import Metrics
-from server.protocol import (MAX_REASON_BYTES, PROTOCOL_VERSION, ProtocolError, StartRequest, VoskConfig, check_size,
+from server.protocol import (MAX_REASON_BYTES, PROTOCOL_VERSION, ProtocolError, StartRequest, VoskConfig,
                              decode_audio, parse_control, parse_json, parse_start, parse_vosk_config, v1_event,
                              vosk_result)
 
@@ -34,6 +40,30 @@ SHUTDOWN_CLOSE = (1001, "server shutting down")
 
 class Shutdown(Exception):
     """Raised in a session waiting for its client when the server begins to stop."""
+
+
+class AudioRate:
+    """Audio received against time spent waiting for it, in windows of ``window`` seconds of waiting."""
+
+    def __init__(self, minimum: float, window: float):
+        self.minimum, self.window = minimum, window
+        self.waited = 0.0          # seconds spent waiting for messages in this window
+        self.audio = 0.0           # seconds of audio received in this window
+
+    def budget(self) -> float:
+        """Waiting time left before this window is judged (inf when the check is off)."""
+        return max(self.window - self.waited, 0.0) if self.minimum > 0 else float("inf")
+
+    def check(self) -> None:
+        """At the end of a window: ``timeout`` if too little audio came, else start the next window."""
+        if self.waited < self.window or self.minimum <= 0:
+            return
+        rate = self.audio / self.waited
+        if rate < self.minimum:
+            raise ProtocolError("timeout", f"audio came at {rate:.2f}x real time over {self.waited:.0f} s, under "
+                                           f"the minimum of {self.minimum:g}x; send audio as it is captured",
+                                limit="min_audio_rate")
+        self.waited = self.audio = 0.0
 
 
 class Host(Protocol):
@@ -52,13 +82,18 @@ class Session:
         self.ws = ws
         self.es: EngineSession | None = None
         self.started = time.monotonic()
+        self.streaming = False       # the session has started (v1 ``start``, a first Vosk message)
+        cfg = app.config
+        self.rate = AudioRate(cfg.min_audio_rate, cfg.rate_window_s)
         self.close_code, self.close_reason = 1000, ""
         self._shutdown = asyncio.Event()
 
-    async def refuse(self, limit: int) -> None:
-        """The server is full: say so and close."""
-        await self.send_error(ProtocolError("overloaded", f"the server is at its limit of {limit} sessions; "
-                                                          "retry later"))
+    async def refuse(self, reason: str) -> None:
+        """A limit refuses the connection (``max_sessions`` or ``max_per_client``): say so and close."""
+        cfg = self.app.config
+        message = (f"the server is at its limit of {cfg.max_sessions} sessions; retry later" if reason == "max_sessions"
+                   else f"this address has {cfg.max_per_client} sessions open, the limit per client; retry later")
+        await self.send_error(ProtocolError("overloaded", message, limit=reason))
 
     async def run(self) -> None:
         """Serve, and always free the session's decoding stream."""
@@ -75,6 +110,16 @@ class Session:
         finally:
             if self.es is not None:
                 self.app.engine.close(self.es)
+            self._count_too_large()
+
+    def _count_too_large(self) -> None:
+        """A message over 1 MiB is refused by websockets itself at its frame header (close 1009, its
+        reason names the sizes): count it as the ``too_large`` error it is."""
+        sent = self.ws.protocol.close_sent
+        if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
+            self.app.metrics.error("too_large")
+            self.app.metrics.refused("too_large")
+            log.info("session error too_large: %s", sent.reason)
 
     async def serve(self) -> None:
         raise NotImplementedError
@@ -93,37 +138,58 @@ class Session:
         """Seconds until the session reaches its maximum length."""
         return self.app.config.max_session_s - (time.monotonic() - self.started)
 
-    async def recv(self) -> str | bytes:
-        """The next message; ``timeout`` after ``idle_timeout_s`` of silence or at the maximum length;
-        :class:`Shutdown` when the server begins to stop."""
-        if self.shutting_down:
-            raise Shutdown
-        limit = max(min(self.app.config.idle_timeout_s, self.remaining()), 0)
-        receiving = asyncio.ensure_future(self.ws.recv())     # cancelling recv() loses no data
-        stopping = asyncio.ensure_future(self._shutdown.wait())
-        try:
-            done, _ = await asyncio.wait({receiving, stopping}, timeout=limit,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            receiving.cancel()
-            stopping.cancel()
-            await asyncio.gather(receiving, stopping, return_exceptions=True)
-        if receiving in done:
-            message = receiving.result()
-            check_size(message)
-            return message
-        if stopping in done:
-            raise Shutdown
-        raise self.timeout_error()
-
-    def timeout_error(self) -> ProtocolError:
+    def _deadline(self) -> tuple[float, str]:
+        """How long the next wait for a message may last, and the limit that ends it."""
         cfg = self.app.config
-        if self.remaining() <= 0:
-            return ProtocolError("timeout", f"session reached its maximum length of {cfg.max_session_s:g} s")
-        return ProtocolError("timeout", f"no message for {cfg.idle_timeout_s:g} s")
+        limits = [(cfg.idle_timeout_s, "idle_timeout"), (self.remaining(), "max_session")]
+        if not self.streaming:
+            limits.append((cfg.start_timeout_s - (time.monotonic() - self.started), "start_timeout"))
+        else:
+            limits.append((self.rate.budget(), "min_audio_rate"))
+        seconds, limit = min(limits)
+        return max(seconds, 0.0), limit
+
+    async def recv(self) -> str | bytes:
+        """The next message. ``timeout`` when a limit runs out first: ``start_timeout_s`` before the
+        session started, ``idle_timeout_s`` of silence, the maximum length, or too little audio over
+        a rate window; :class:`Shutdown` when the server begins to stop."""
+        while True:
+            if self.shutting_down:
+                raise Shutdown
+            limit, reason = self._deadline()
+            t0 = time.monotonic()
+            receiving = asyncio.ensure_future(self.ws.recv())     # cancelling recv() loses no data
+            stopping = asyncio.ensure_future(self._shutdown.wait())
+            try:
+                done, _ = await asyncio.wait({receiving, stopping}, timeout=limit,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                receiving.cancel()
+                stopping.cancel()
+                await asyncio.gather(receiving, stopping, return_exceptions=True)
+            if self.streaming:
+                self.rate.waited += time.monotonic() - t0
+            if receiving in done:
+                return receiving.result()
+            if stopping in done:
+                raise Shutdown
+            if reason != "min_audio_rate":
+                raise self.timeout_error(reason)
+            self.rate.check()     # raises when too slow; else the next window begins
+
+    def timeout_error(self, limit: str) -> ProtocolError:
+        cfg = self.app.config
+        if limit == "max_session":
+            message = f"session reached its maximum length of {cfg.max_session_s:g} s"
+        elif limit == "start_timeout":
+            message = f"the session did not start within {cfg.start_timeout_s:g} s of connecting"
+        else:
+            message = f"no message for {cfg.idle_timeout_s:g} s"
+        return ProtocolError("timeout", message, limit=limit)
 
     def audio(self, data: bytes, encoding: str, sample_rate: int):
         samples = decode_audio(data, encoding)
+        self.rate.audio += len(samples) / sample_rate
         self.app.metrics.add_audio(len(samples) / sample_rate)
         return samples
 
@@ -146,10 +212,16 @@ class Session:
     async def send_json(self, msg: dict) -> None:
         await self.ws.send(json.dumps(msg, ensure_ascii=False))
 
+    def count_error(self, err: ProtocolError) -> None:
+        self.app.metrics.error(err.code)
+        if err.limit is not None:
+            self.app.metrics.refused(err.limit)
+        log.info("%s error %s: %s", "vosk session" if isinstance(self, VoskSession) else "session", err.code,
+                 err.message)
+
     async def send_error(self, err: ProtocolError) -> None:
         """Count the error, send it as a message, then close with its close code."""
-        self.app.metrics.error(err.code)
-        log.info("session error %s: %s", err.code, err.message)
+        self.count_error(err)
         try:
             await self.send_json(err.to_message())
             await self.close(err.close_code, f"{err.code}: {err.message}")
@@ -172,6 +244,7 @@ class V1Session(Session):
         if not isinstance(first, str):
             raise ProtocolError("bad_request", "audio before start: send {\"type\":\"start\"} first")
         start = parse_start(first)
+        self.streaming = True
         self.es = es = self.app.engine.open(start.sample_rate)
         await self.send_json({"type": "ready", "session": es.id, "protocol": PROTOCOL_VERSION,
                               "sample_rate": start.sample_rate})
@@ -217,14 +290,13 @@ class V1Session(Session):
             elif item == "max_length" or (isinstance(item, ProtocolError) and item.code == "timeout"):
                 reader.cancel()
                 await self._send_last_final(start)
-                raise self.timeout_error() if item == "max_length" else item
+                raise self.timeout_error("max_session") if item == "max_length" else item
             elif item == "gone":
                 return
             elif isinstance(item, ProtocolError):
                 raise item
             else:  # an exception from the decoder
                 raise self.internal_error(item)
-
 
     async def _send_event(self, event: Partial | Final, start: StartRequest) -> None:
         msg = v1_event(event, start)
@@ -255,6 +327,7 @@ class VoskSession(Session):
         try:
             while True:
                 msg = await self.recv()
+                self.streaming = True
                 if isinstance(msg, bytes):
                     if self.es is None:
                         self.es = self.app.engine.open(self.config.sample_rate)
@@ -279,7 +352,12 @@ class VoskSession(Session):
                 self.config = parse_vosk_config(obj, self.config)
         except Shutdown:
             pass
-        await self._finish()
+        except ProtocolError as e:
+            if e.code == "timeout" and self.es is not None:     # the speech decoded so far is not lost
+                await self._send_last_result()
+            raise
+        await self._send_last_result()
+        await self.close(self.close_code, self.close_reason)
 
     def _take(self, item) -> None:
         """One item of the session's queue: a decoder event, DONE, or a failure."""
@@ -293,21 +371,23 @@ class VoskSession(Session):
         else:
             raise self.internal_error(item)
 
-    async def _finish(self) -> None:
-        """eof (or shutdown): decode what is left, answer with one result of the remaining finals, close."""
+    async def _send_last_result(self) -> None:
+        """eof, shutdown or a timeout: decode what is left and send one result of the remaining finals."""
         if self.es is None:
             self.es = self.app.engine.open(self.config.sample_rate)
         self.app.engine.finish(self.es)
         while not self.done:
             self._take(await self.es.queue.get())
         await self.send_json(vosk_result(self.finals, self.config.words))
-        await self.close(self.close_code, self.close_reason)
+        self.finals = []
 
     async def send_error(self, err: ProtocolError) -> None:
         """Vosk clients know no error message: the close code and its reason carry the error."""
-        self.app.metrics.error(err.code)
-        log.info("vosk session error %s: %s", err.code, err.message)
-        await self.close(err.close_code, f"{err.code}: {err.message}")
+        self.count_error(err)
+        try:
+            await self.close(err.close_code, f"{err.code}: {err.message}")
+        except ConnectionClosed:
+            pass
 
 
 def _reason(text: str) -> str:

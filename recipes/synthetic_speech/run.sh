@@ -15,8 +15,8 @@ seed=0
 data=data           # corpus folder
 feats=data/feats    # log-mel feature cache (data.feature_cache); "" = none (waveform augmentation on the fly)
 workers=$(nproc)
-conf=conf/conformer_v2.yaml
-exp=exp/conformer_v2
+conf=conf/conformer_v3.yaml
+exp=exp/conformer_v3
 nproc_per_node=2    # DDP processes of one thread each (train.threads in $conf); 1 = a single process
 nnodes=1
 node_rank=0

@@ -3,7 +3,14 @@ a real server running in a background thread."""
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -82,12 +89,58 @@ class RunningServer:
         except urllib.error.HTTPError as e:
             return e.code, e.headers.get("Content-Type", ""), e.read().decode()
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no session is open (a client may see its close before the server has counted it)."""
+        deadline = time.monotonic() + timeout
+        while self.metric("s2s_sessions_active") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not self.metric("s2s_sessions_active"), "sessions still open"
+
     def metric(self, name: str) -> float:
         """The value of one sample line of /metrics (``name`` with its labels, as printed)."""
         for line in self.get("/metrics")[2].splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[-1])
         raise KeyError(name)
+
+
+def start_process(*args: str) -> tuple[subprocess.Popen, int, "queue.Queue[str]"]:
+    """``s2s-media serve --port 0 ARGS`` in a subprocess of its own process group; returns it, its port
+    and its log lines. End it with :func:`stop_process`."""
+    proc = subprocess.Popen([sys.executable, "-m", "s2s_media.cli.main", "serve", "--port", "0", *args],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    seen = []
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=300)   # importing torch on a busy 2-core machine can be slow
+            except queue.Empty:
+                raise AssertionError(f"the server did not start; its log: {seen}") from None
+            seen.append(line)
+            if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line):
+                return proc, int(m.group(1)), lines
+    except BaseException:                   # no start, or the test's own timeout: leave no server behind
+        stop_process(proc)
+        raise
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Kill the server's whole process group if it is still running."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
 def tiny_recognizer(ckpt: Path):

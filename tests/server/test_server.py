@@ -96,8 +96,6 @@ TOO_LARGE = b"\0" * (MAX_MESSAGE_BYTES + 2)
     ('{"type":"start","encoding":"opus"}', [], "unsupported_encoding", 1003),
     ('{"type":"start"}', [b"\0\0\0"], "bad_request", 1008),               # half a sample
     ('{"type":"start"}', ['{"type":"start"}'], "bad_request", 1008),
-    ('{"type":"start"}', [TOO_LARGE], "too_large", 1009),
-    ('{"type":"start","x":"' + "a" * MAX_MESSAGE_BYTES + '"}', [], "too_large", 1009),
 ])
 def test_errors_send_a_message_then_close(serve, first, then, code, close):
     srv = serve()
@@ -112,6 +110,30 @@ def test_errors_send_a_message_then_close(serve, first, then, code, close):
     assert replies[-1]["message"]
     assert close_code == close
     assert srv.metric(f's2s_errors_total{{code="{code}"}}') == 1
+
+
+@pytest.mark.parametrize("first, then", [
+    ('{"type":"start"}', [TOO_LARGE]),
+    ('{"type":"start","x":"' + "a" * MAX_MESSAGE_BYTES + '"}', []),
+])
+def test_too_large_is_refused_at_the_frame_header(serve, first, then):
+    """websockets refuses a message over 1 MiB before reading it (close 1009); the server counts it."""
+    srv = serve()
+
+    async def run():
+        async with connect(srv.url(), max_size=None) as ws:
+            try:
+                for m in [first, *then]:
+                    await ws.send(m)
+            except ConnectionClosed:
+                pass
+            return await collect(ws), ws.close_code, ws.close_reason
+    replies, close_code, reason = asyncio.run(run())
+    assert all(r["type"] != "error" for r in replies) and close_code == 1009
+    assert f"exceeds limit of {MAX_MESSAGE_BYTES} bytes" in reason
+    srv.wait_idle()
+    assert srv.metric('s2s_errors_total{code="too_large"}') == 1
+    assert srv.metric('s2s_refused_total{reason="too_large"}') == 1
 
 
 def test_token_by_header_or_query(serve, speech):

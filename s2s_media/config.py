@@ -55,8 +55,25 @@ class TokenizerConfig:
 
 
 @dataclass
+class DataSource:
+    """Where training utterances come from: exactly one field set (docs/data-formats.md)."""
+    jsonl: str = ""                     # our JSONL manifest (the same as giving data.train the path itself)
+    shards: str = ""                    # WebDataset tar shards: a brace pattern (train-{000000..000007}.tar),
+                                        # a glob or a folder of .tar (written by 's2s-media shard' or any tool)
+    shar: str = ""                      # a Lhotse Shar directory (cuts.NNNNNN.jsonl.gz + recording.NNNNNN.tar)
+
+    def kind(self) -> str:
+        """The one source set: ``jsonl``, ``shards`` or ``shar``."""
+        given = [f.name for f in dataclasses.fields(self) if getattr(self, f.name)]
+        if len(given) != 1:
+            raise ConfigError(f"data.train: set exactly one of jsonl, shards, shar (got {given or 'none'})")
+        return given[0]
+
+
+@dataclass
 class DataConfig:
-    train: str = ""                     # JSONL audio manifest (ASR)
+    train: str | DataSource = ""        # ASR training data: a JSONL manifest path, or {shards: ...}/{shar: ...}
+    shuffle_buffer: int = 1000          # shard streams: utterances held by each stream's shuffle buffer
     dev: str = ""
     caption_train: str = ""             # JSONL caption manifest (id, image, captions, split)
     caption_dev: str = ""
@@ -286,5 +303,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.lsm_weight: must be within [0, 1), got {m.lsm_weight}")
     if cfg.optim.accum_grad < 1:
         raise ConfigError(f"optim.accum_grad: must be >= 1, got {cfg.optim.accum_grad}")
+    if isinstance(d.train, DataSource):
+        d.train.kind()
+    if d.shuffle_buffer < 1:
+        raise ConfigError(f"data.shuffle_buffer: must be >= 1, got {d.shuffle_buffer}")
     if cfg.data.max_batch_seconds <= 0:
         raise ConfigError("data.max_batch_seconds: must be > 0")

@@ -49,6 +49,14 @@ datasets and the SRC layout each one expects:
                (speakers "engine:voice+vtl<factor>"), through simulated rooms, microphones,
                noise, telephone and codecs; see OUT/voices.json. 50 h: about 1 h on 2 idle cores
 
+  lhotse       SRC = a Lhotse CutSet manifest (cuts.jsonl.gz), a recordings manifest with its supervisions
+                 beside it (recordings_X.jsonl.gz + supervisions_X.jsonl.gz), or a folder of them;
+               one utterance per supervision, located in the recording's file by offset and duration;
+               OUT/<file name without the word cuts/recordings>.jsonl (cuts.jsonl.gz -> all.jsonl)
+
+  nemo         SRC = a NeMo manifest (JSON lines: audio_filepath, duration, text, optional offset)
+                 or a folder of .json/.jsonl manifests; train_manifest.json -> OUT/train.jsonl
+
 captioning (caption manifests train.jsonl, val.jsonl, test.jsonl: id, image, captions, split):
 
   coco         SRC = a folder with train2014/ and val2014/ (COCO 2014 images) and Karpathy's
@@ -71,6 +79,8 @@ examples:
   s2s-media prepare commonvoice /data/cv-corpus-17.0/en data/cv_en --convert --workers 2
   s2s-media prepare commonvoice /data/cv-corpus-17.0/zh-CN data/cv_zh --convert --language zh-CN
   s2s-media prepare kaldi ~/kaldi/egs/mini_librispeech/s5/data data/mini
+  s2s-media prepare lhotse data/lhotse/librispeech_cuts_train-clean-100.jsonl.gz data/ls
+  s2s-media prepare nemo data/an4/train_manifest.json data/an4
   s2s-media prepare synthetic fortunes data/synth --hours 2
   s2s-media prepare coco /data/coco data/coco
   s2s-media prepare synthetic_shapes data/shapes --train 20000 --val 500 --test 1000 --size 64

@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("config", help="YAML config, e.g. recipes/synthetic_speech/conf/conformer.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set train.epochs=10 --set data.train=data/train.jsonl "
-                        "(repeatable; VALUE is parsed as YAML)")
+                        "or --set 'data.train={shards: data/shards}' (tar shards; {shar: DIR} for Lhotse Shar, "
+                        "docs/data-formats.md) (repeatable; VALUE is parsed as YAML)")
     p.set_defaults(run=run)
 
 

@@ -1,4 +1,4 @@
-"""ASR dataset: manifest records -> (log-mel features, token ids), with augmentation in training.
+"""ASR dataset: manifest records or shard items -> (log-mel features, token ids), with augmentation in training.
 
 With a :class:`~s2s_media.data.feature_cache.FeatureCache` the features come from disk (computed
 once), and only SpecAugment is applied on the fly; waveform augmentation is then refused.
@@ -20,6 +20,7 @@ from s2s_media.frontend.augment import AugmentConfig, SpecAugment, WaveAugment
 from s2s_media.data.feature_cache import FeatureCache
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.data.sampler import BucketingBatchSampler
+from s2s_media.data.shards import ShardItem
 from s2s_media.errors import UserError
 from s2s_media.text.language import DEFAULT_LANGUAGE
 from s2s_media.text.normalize import normalize_text
@@ -41,7 +42,7 @@ class Bad:
 class AudioDataset(torch.utils.data.Dataset):
     """``__getitem__(i)`` -> dict(id, feats (T, n_mels) float32, tokens list[int], text) or :class:`Bad`."""
 
-    def __init__(self, records: list[AudioRecord], tokenizer: Tokenizer, n_mels: int = 80,
+    def __init__(self, records: list[AudioRecord | ShardItem], tokenizer: Tokenizer, n_mels: int = 80,
                  augment: AugmentConfig | None = None, seed: int = 0, feature_cache: FeatureCache | None = None,
                  language: str = DEFAULT_LANGUAGE):
         self.records = records
@@ -66,6 +67,8 @@ class AudioDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         r = self.records[i]
+        if r.problem is not None:            # a broken shard entry: the reason names its shard and key
+            return Bad(r.id, r.problem)
         text = normalize_text(r.text, self.language)
         if not text:
             return Bad(r.id, f"empty transcript after normalisation ({r.text!r})")

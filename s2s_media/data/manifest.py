@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import ClassVar, Iterable, NamedTuple
 
 from s2s_media.errors import ManifestError
 from s2s_media.frontend.audio import load_audio
@@ -29,6 +29,7 @@ class AudioRecord:
     offset: float | None = None   # set for a segment of a longer file (0.0 is a segment at the start)
     language: str | None = None   # language tag of the transcript; None = not marked
     digits: bool | None = None    # True: the transcript keeps digits (no verbaliser for its language)
+    problem: ClassVar[None] = None  # a manifest row is usable; shard entries (data/shards.py) may not be
 
     def load(self):
         """The utterance's samples: the whole file, or the segment ``[offset, offset + duration)``."""
@@ -44,6 +45,17 @@ class AudioRecord:
             if d[key] is None:
                 del d[key]
         return d
+
+
+class Segment(NamedTuple):
+    """An utterance located in an audio file, as an importer found it (transcript not yet normalised);
+    ``offset`` None means the whole file."""
+    id: str
+    audio: Path
+    text: str
+    duration: float
+    speaker: str | None
+    offset: float | None
 
 
 _REQUIRED = {"id": str, "audio": str, "text": str, "duration": (int, float)}

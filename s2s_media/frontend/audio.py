@@ -7,6 +7,7 @@ audio than the file holds).
 """
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from pathlib import Path
@@ -55,20 +56,48 @@ def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
         raise AudioError(f"{path}: audio file is empty (0 bytes); regenerate or remove it")
     _check_wav_length(path)
     try:
-        with sf.SoundFile(str(path)) as f:
-            file_sr = f.samplerate
-            start = int(round(offset * file_sr))
-            frames = -1 if duration is None else int(round(duration * file_sr))
-            if start:
-                f.seek(start)
-            wav = f.read(frames=frames, dtype="float32", always_2d=False)
+        wav, file_sr = _read_segment(str(path), offset, duration)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         wav, file_sr = _load_with_librosa(path, offset, duration, e)
+    return _checked(wav, file_sr, sr, str(path), offset or duration)
+
+
+def decode_audio(data: bytes, where: str, offset: float = 0.0, duration: float | None = None,
+                 sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode an audio file held in memory (a tar member) as mono float32 at ``sr``: ``(samples,)``.
+
+    ``where`` names the bytes in errors (``shard.tar:key``); ``offset``/``duration`` (seconds) cut
+    a segment. Formats libsndfile reads (wav, flac, ogg, mp3) only.
+    """
+    if not data:
+        raise AudioError(f"{where}: audio is empty (0 bytes)")
+    try:
+        wav, file_sr = _read_segment(io.BytesIO(data), offset, duration)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(f"{where}: cannot decode audio ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                         "; store it as wav or flac") from None
+    return _checked(wav, file_sr, sr, where, offset or duration)
+
+
+def _read_segment(source, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    """``(samples, rate)`` of ``[offset, offset + duration)`` of a file name or file object (libsndfile)."""
+    with sf.SoundFile(source) as f:
+        file_sr = f.samplerate
+        start = int(round(offset * file_sr))
+        if start:
+            f.seek(start)
+        return f.read(frames=-1 if duration is None else int(round(duration * file_sr)), dtype="float32",
+                      always_2d=False), file_sr
+
+
+def _checked(wav, file_sr: int, sr: int, where: str, segment) -> np.ndarray:
+    """Mono, non-empty, finite, at ``sr``; else :class:`AudioError` naming ``where``."""
     wav = to_mono(np.asarray(wav, dtype=np.float32))
     if wav.size == 0:
-        raise AudioError(f"{path}: no audio samples{' in the requested segment' if offset or duration else ''}; the file is empty or truncated")
+        raise AudioError(f"{where}: no audio samples{' in the requested segment' if segment else ''}; "
+                         "the file is empty or truncated")
     if not np.isfinite(wav).all():
-        raise AudioError(f"{path}: audio contains NaN or infinite samples; the file is corrupt")
+        raise AudioError(f"{where}: audio contains NaN or infinite samples; the file is corrupt")
     return resample(wav, file_sr, sr)
 
 

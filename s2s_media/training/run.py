@@ -18,6 +18,8 @@ from s2s_media.frontend.audio import compute_cmvn
 from s2s_media.config import Config, tasks_of
 from s2s_media.data.captions import CaptionRecord, read_caption_manifest
 from s2s_media.data.manifest import AudioRecord, check_language, read_manifest
+from s2s_media.data.shards import ShardItem
+from s2s_media.data.sources import describe, read_source, usable
 from s2s_media.errors import ConfigError, UserError
 from s2s_media.models.seq2seq import Seq2SeqModel, param_count
 from s2s_media.progress import progress_bar
@@ -33,13 +35,14 @@ from s2s_media.training.trainer import Trainer, TrainerState
 log = logging.getLogger("s2s_media.train")
 
 
-def read_train_manifest(cfg: Config) -> list[AudioRecord]:
-    """The records of ``data.train``, with clear errors when it is unset or empty."""
+def read_train_manifest(cfg: Config) -> list[AudioRecord | ShardItem]:
+    """The utterances of ``data.train`` (a JSONL manifest, tar shards or a Lhotse Shar directory),
+    with clear errors when it is unset or empty."""
     if not cfg.data.train:
         raise ConfigError("data.train: no training manifest given; set it in the config or with --set data.train=PATH")
-    records = read_manifest(cfg.data.train)
-    if not records:
-        raise UserError(f"{cfg.data.train}: the training manifest is empty")
+    records = read_source(cfg.data.train)
+    if not usable(records):
+        raise UserError(f"data.train: {describe(cfg.data.train)} holds no usable utterances")
     return records
 
 
@@ -60,7 +63,7 @@ def read_task_data(cfg: Config) -> dict[str, tuple[list, list]]:
     for task in tasks_of(cfg.model):
         if task == "asr":
             train, dev = read_train_manifest(cfg), read_manifest(cfg.data.dev) if cfg.data.dev else []
-            check_language(train, cfg.tokenizer.language, cfg.data.train)
+            check_language(train, cfg.tokenizer.language, describe(cfg.data.train))
             check_language(dev, cfg.tokenizer.language, cfg.data.dev)
             data[task] = (train, dev)
         else:
@@ -76,7 +79,7 @@ def training_texts(cfg: Config, data: dict[str, tuple[list, list]] | None = None
     texts = []
     for task, (train, _) in data.items():
         if task == "asr":
-            texts += [normalize_text(r.text, language) for r in train]
+            texts += [normalize_text(r.text, language) for r in usable(train)]
         else:
             texts += [normalize_text(c, language) for r in train for c in r.captions]
     return texts
@@ -134,7 +137,7 @@ def get_tokenizer(cfg: Config, texts: list[str], dist: DistInfo) -> Tokenizer:
     return tokenizer
 
 
-def get_cmvn(cfg: Config, records: list[AudioRecord], dist: DistInfo) -> dict:
+def get_cmvn(cfg: Config, records: list[AudioRecord | ShardItem], dist: DistInfo) -> dict:
     """Global mean/std of log-mels over up to ``data.cmvn_utterances`` training utterances, cached in exp_dir."""
     path = Path(cfg.train.exp_dir) / "cmvn.json"
     if not path.is_file() and dist.is_main:
@@ -180,7 +183,7 @@ def run_training(cfg: Config) -> TrainerState:
     np.random.seed(cfg.train.seed)
     data = read_task_data(cfg)
     tokenizer = get_tokenizer(cfg, training_texts(cfg, data), dist)
-    cmvn = get_cmvn(cfg, data["asr"][0], dist) if "asr" in data else None
+    cmvn = get_cmvn(cfg, usable(data["asr"][0]), dist) if "asr" in data else None
     model = build_model(cfg, tokenizer, cmvn)
     if dist.is_main:
         encoders = " + ".join(f"{m} ({cfg.model.encoder if m == 'audio' else cfg.model.image_encoder})"

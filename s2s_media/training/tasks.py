@@ -21,12 +21,15 @@ import torch
 
 from s2s_media.caption_metrics import CiderD, bleu, cider_d
 from s2s_media.config import Config
+from s2s_media.errors import ConfigError
 from s2s_media.data.captions import (CaptionDataset, CaptionRecord, ImageBatchSampler, caption_eval_loader,
                                      collate as collate_captions)
 from s2s_media.data.dataset import AudioDataset, collate as collate_audio, eval_loader
 from s2s_media.data.feature_cache import FeatureCache
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.data.sampler import BucketingBatchSampler, EpochBatches
+from s2s_media.data.shards import ShardItem
+from s2s_media.data.stream_sampler import StreamBatchSampler
 from s2s_media.decoding.beam_search import greedy_search
 from s2s_media.decoding.ctc import ctc_greedy
 from s2s_media.decoding.sampling import sample
@@ -60,19 +63,28 @@ def _evenly_spaced(records: list, n: int) -> list:
 class AsrTask:
     name, unit = "asr", "audio_s"
 
-    def __init__(self, cfg: Config, tokenizer: Tokenizer, train: list[AudioRecord], dev: list[AudioRecord],
-                 dist: DistInfo):
+    def __init__(self, cfg: Config, tokenizer: Tokenizer, train: list[AudioRecord | ShardItem],
+                 dev: list[AudioRecord], dist: DistInfo):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.prefix = task_prefix(tokenizer, "asr")
         d, t = cfg.data, cfg.train
-        train = [r for r in train if d.min_duration <= r.duration <= d.max_duration]
+        # broken shard entries stay: training counts them when their batch comes
+        train = [r for r in train if d.min_duration <= r.duration <= d.max_duration
+                 or r.problem is not None]
         self.cache = FeatureCache(d.feature_cache, cfg.model.n_mels) if d.feature_cache else None
         self.language = cfg.tokenizer.language
         self.dataset = AudioDataset(train, tokenizer, cfg.model.n_mels, d.augment, seed=t.seed,
                                     feature_cache=self.cache, language=self.language)
-        self.sampler = BucketingBatchSampler([r.duration for r in train], d.max_batch_seconds, d.max_batch_size,
-                                             d.num_buckets, shuffle=True, seed=t.seed, rank=dist.rank,
-                                             world_size=dist.world_size)
+        if train and isinstance(train[0], ShardItem):    # a shard stream (tar shards, Lhotse Shar)
+            if self.cache is not None:
+                raise ConfigError("data.feature_cache: works with JSONL manifests only; unset it to train from shards")
+            self.sampler = StreamBatchSampler(train, d.max_batch_seconds, d.max_batch_size, d.num_buckets,
+                                              d.shuffle_buffer, seed=t.seed, rank=dist.rank,
+                                              world_size=dist.world_size, num_workers=d.num_workers)
+        else:
+            self.sampler = BucketingBatchSampler([r.duration for r in train], d.max_batch_seconds, d.max_batch_size,
+                                                 d.num_buckets, shuffle=True, seed=t.seed, rank=dist.rank,
+                                                 world_size=dist.world_size)
         self.dev = _evenly_spaced(dev, t.valid_utterances)
 
     def collate(self, items: list) -> dict:
@@ -243,10 +255,19 @@ class MultiTaskBatchSampler(EpochBatches):
     def __len__(self) -> int:
         return sum(len(s) for s in self.samplers)
 
+    def state_dict(self, consumed: int) -> dict:
+        """The position after ``consumed`` batches, with each task's own state (a shard stream adds
+        its read positions and a fingerprint of its shards)."""
+        done = [0] * len(self.samplers)
+        for batch in self._epoch_order()[:consumed]:
+            done[batch[0][0]] += 1
+        return {**super().state_dict(consumed), "tasks": [s.state_dict(n) for s, n in zip(self.samplers, done)]}
+
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        for s in self.samplers:
-            s.epoch = self.epoch
+        for s, sub in zip(self.samplers, state.get("tasks") or [{"epoch": self.epoch, "consumed": 0}] * len(self.samplers)):
+            s.load_state_dict(sub)   # checks a stream's shards; the order is skipped here, not in the task
+            s.skip = 0
 
 
 class MultiTaskCollate:

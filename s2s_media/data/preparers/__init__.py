@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from s2s_media.data.preparers.caption import (prepare_coco, prepare_flickr8k, prepare_flickr30k, prepare_image_folder,
                                               prepare_synthetic_shapes)
+from s2s_media.data.preparers.formats import prepare_lhotse, prepare_nemo
 from s2s_media.data.preparers.common import (Issues, Preparer, header_duration, make_record, progress, require_dir,
                                              write_splits)
 from s2s_media.data.preparers.speech import (convert_clip, is_kaldi_dir, kaldi_records, librispeech_split,
@@ -38,6 +39,8 @@ PREPARERS: dict[str, Preparer] = {
     "flickr30k": prepare_flickr30k,
     "image_folder": prepare_image_folder,
     "synthetic_shapes": prepare_synthetic_shapes,
+    "lhotse": prepare_lhotse,
+    "nemo": prepare_nemo,
 }
 
 NO_SOURCE = {"synthetic_shapes"}   # generators called as 'prepare NAME OUT'
@@ -47,6 +50,6 @@ __all__ = [
     "PREPARERS", "NO_SOURCE", "CAPTION_PREPARERS", "Preparer", "Issues", "make_record", "write_splits", "require_dir",
     "progress", "header_duration", "prepare_librispeech", "prepare_commonvoice", "prepare_kaldi", "prepare_synthetic",
     "prepare_coco", "prepare_flickr8k", "prepare_flickr30k", "prepare_image_folder", "prepare_synthetic_shapes",
-    "librispeech_split", "read_commonvoice_tsv", "convert_clip", "is_kaldi_dir", "read_kaldi_table",
+    "prepare_lhotse", "prepare_nemo", "librispeech_split", "read_commonvoice_tsv", "convert_clip", "is_kaldi_dir", "read_kaldi_table",
     "resolve_kaldi_path", "kaldi_records",
 ]

@@ -8,7 +8,7 @@ import sys
 from s2s_media import __version__
 from s2s_media.errors import UserError
 
-SUBCOMMANDS = ["prepare", "features", "tokenizer", "train", "average", "lm", "evaluate", "transcribe", "caption", "export",
+SUBCOMMANDS = ["prepare", "features", "tokenizer", "train", "average", "lm", "punctuation", "evaluate", "transcribe", "caption", "export",
                "serve", "stream", "mic"]
 
 

@@ -91,8 +91,9 @@ def normalize_text(text: str) -> str:
     >>> normalize_text("Dr. Who's 2nd TARDIS cost $1,200.50 -- in 1984!")
     "dr who's second tardis cost dollars one thousand two hundred point five zero in nineteen eighty four"
     """
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    if not text.isascii():                    # ASCII is its own NFKD form: skip the slow path
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     text = text.replace("\u2019", "'").replace("`", "'")
     for sym, word in _SYMBOLS.items():
         text = text.replace(sym, word)

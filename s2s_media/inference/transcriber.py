@@ -14,6 +14,9 @@ The flow, one responsibility per step:
    they are sorted by length and decoded in padded batches (one encoder pass, then the search
    method of the run's :class:`~s2s_media.inference.pipeline.Searcher`).
 4. A file's record is built once all its segments are decoded; records come out in input order.
+   Its text, segment texts and words are then written with capitals and ``. , ? !``
+   (:mod:`s2s_media.inference.punctuation`, one written word per word: times stay put), unless
+   ``options.punctuation`` is off or the model does not write normalised English.
 
 Timestamps and confidences are :mod:`s2s_media.decoding.timing`'s; items come from
 :mod:`s2s_media.inference.inputs`, sharding is :mod:`s2s_media.inference.sharding`.

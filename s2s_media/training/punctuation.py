@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from s2s_media.checkpoint_io import save_checkpoint
+from s2s_media.checkpoint_io import load_checkpoint, save_checkpoint
 from s2s_media.config import apply_overrides, read_yaml
 from s2s_media.data.synthetic_speech import source_paragraphs, split_sentences
 from s2s_media.errors import ConfigError, UserError
-from s2s_media.models.punctuation import PunctuationModel, PunctuationModelConfig, to_checkpoint
+from s2s_media.models.punctuation import PunctuationModel, PunctuationModelConfig, from_checkpoint, to_checkpoint
 from s2s_media.progress import progress_bar
 from s2s_media.text.normalize import normalize_text
-from s2s_media.text.punctuation import LabelScores, WordVocab, case_of, labels_from_text, mixed_forms
+from s2s_media.text.punctuation import MARKS, LabelScores, WordVocab, case_of, labels_from_text, mixed_forms
 from s2s_media.training.lm import WordSpans, manifest_texts
 from s2s_media.typed import from_dict, to_dict
 
@@ -64,6 +64,8 @@ class PunctuationTrainConfig:
     warmup_steps: int = 200
     weight_decay: float = 0.01
     case_weight: float = 1.0            # loss = marks CE + case_weight * case CE
+    mark_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0])  # CE weight of "" , . ? !
+    init_from: str = ""                 # a punctuation model file to go on from (its model config and vocabulary)
     max_minutes: float = 25.0           # stop (keeping the best so far) after this long; 0 = no limit
     threads: int = 1
     seed: int = 0
@@ -91,6 +93,8 @@ def load_punctuation_config(path: str | Path, overrides: list[str] = ()) -> Punc
                           f"for training (got {d.dev_percent} and {d.test_percent})")
     if d.max_sentences < 1 or d.max_words < 2 or d.vocab_size < 3 or d.suffix_buckets < 2:
         raise ConfigError(f"{path}: data.max_sentences >= 1, max_words >= 2, vocab_size >= 3, suffix_buckets >= 2")
+    if len(cfg.train.mark_weights) != len(MARKS) or min(cfg.train.mark_weights) <= 0:
+        raise ConfigError(f"{path}: train.mark_weights needs {len(MARKS)} positive weights (no mark , . ? !)")
     if cfg.train.epochs < 1 or cfg.train.batch_words < d.max_words:
         raise ConfigError(f"{path}: train.epochs must be >= 1 and train.batch_words >= data.max_words")
     return cfg
@@ -211,12 +215,15 @@ def batches(examples: list[Example], batch_words: int, rng: random.Random | None
 
 
 # --------------------------------------------------------------------------- training
-def loss_of(model: PunctuationModel, batch, case_weight: float = 1.0) -> torch.Tensor:
-    """Cross-entropy of the mark and case labels of one :func:`batches` batch."""
+def loss_of(model: PunctuationModel, batch, case_weight: float = 1.0,
+            mark_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of the mark labels (weighted per mark by ``mark_weights``, ``(len(MARKS),)``) and
+    case labels of one :func:`batches` batch."""
     ids, sufs, marks, cases = batch
     mark_logits, case_logits = model(ids, sufs)
     ce = nn.functional.cross_entropy
-    return ce(mark_logits.flatten(0, 1), marks.flatten()) + case_weight * ce(case_logits.flatten(0, 1), cases.flatten())
+    return ce(mark_logits.flatten(0, 1), marks.flatten(), weight=mark_weights) + \
+        case_weight * ce(case_logits.flatten(0, 1), cases.flatten())
 
 
 @torch.no_grad()
@@ -258,21 +265,27 @@ def train_punctuation(cfg: PunctuationConfig, source_name: str = "") -> dict:
     start = time.time()
     splits, stats = read_corpus(cfg.data)
     log.info("text: %s", stats)
-    vocab, forms = build_vocab_and_forms(splits["train"], cfg.data)
+    if t.init_from:
+        model, vocab, forms, _ = from_checkpoint(load_checkpoint(t.init_from), t.init_from)
+        model.train()
+    else:
+        vocab, forms = build_vocab_and_forms(splits["train"], cfg.data)
+        model = PunctuationModel(cfg.model, len(vocab), vocab.suffix_buckets)
     held = {}
     for split in ("dev", "test"):
         runs = cut_runs(splits[split], random.Random(t.seed + 1), cfg.data.max_sentences, cfg.data.max_words)
         (exp / f"{split}.txt").write_text("".join(" ".join(s.text for s in r) + "\n" for r in runs), encoding="utf-8")
         held[split] = [to_example(r, vocab, cfg.data.max_words) for r in runs]
-    model = PunctuationModel(cfg.model, len(vocab), vocab.suffix_buckets)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %d parameters, vocabulary %d words, %d mixed-case forms", n_params, len(vocab), len(forms))
+    mark_weights = torch.tensor(t.mark_weights, dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     n_train_words = stats["train_words"]
     total_steps = max(1, t.epochs * math.ceil(n_train_words / (0.8 * t.batch_words)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / t.warmup_steps) * max(
         0.02, 0.5 * (1 + math.cos(math.pi * min(1.0, k / total_steps)))))
     meta = {"sources": list(cfg.data.sources), "excluded": list(cfg.data.exclude), "params": n_params,
+            "init_from": t.init_from,
             "config": to_dict(cfg), "text": stats, "source_name": source_name}
     best, history, step, stopped = -1.0, [], 0, False
     for epoch in range(1, t.epochs + 1):
@@ -282,7 +295,7 @@ def train_punctuation(cfg: PunctuationConfig, source_name: str = "") -> dict:
         bar = progress_bar(desc=f"epoch {epoch}", unit=" words", total=sum(len(e.ids) for e in examples))
         total_loss, n_batches = 0.0, 0
         for batch in batches(examples, t.batch_words, rng):
-            loss = loss_of(model, batch, t.case_weight)
+            loss = loss_of(model, batch, t.case_weight, mark_weights)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)

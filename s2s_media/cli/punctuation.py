@@ -59,19 +59,25 @@ def _units(path: str) -> list[str]:
 
 
 def run_evaluate(args) -> int:
+    import torch
+
     from s2s_media.inference.punctuation import Punctuator, score_texts
 
+    torch.set_num_threads(1)             # a small model: more threads only wait on each other
     punctuator = Punctuator.load(args.model)
     for path in args.texts:
         scores = score_texts(punctuator, _units(path))
-        print(f"## {path}\n\n{scores.table()}\n")
+        print(f"## {path}\n\n{scores.table()}\n", flush=True)
     return 0
 
 
 def run_restore(args) -> int:
+    import torch
+
     from s2s_media.inference.punctuation import Punctuator
     from s2s_media.text.normalize import normalize_text
 
+    torch.set_num_threads(1)
     punctuator = Punctuator.load(args.model)
     lines = _units(args.file) if args.file else sys.stdin
     for line in lines:

@@ -102,10 +102,18 @@ def test_train_writes_a_small_loadable_model_without_the_held_out_text(text_file
     out = capsys.readouterr().out
     assert "| `.` |" in out and "casing accuracy" in out
 
+    tuned = tmp_path / "tuned"                      # the recipe's fine-tuning stage: on from a model file
+    assert main(["punctuation", "train", _conf(tmp_path, text, manifest, epochs=1, exp_dir=str(tuned),
+                                               init_from=str(exp / "punct.pt"), mark_weights=[1, 3, 1.5, 3, 3])]) == 0
+    assert torch.load(tuned / "punct.pt", weights_only=True)["meta"]["init_from"] == str(exp / "punct.pt")
+    assert Punctuator.load(tuned / "punct.pt").vocab.itos == punctuator.vocab.itos
+
 
 def test_config_errors_name_the_field(text_file, tmp_path):
     text, manifest = text_file
     with pytest.raises(ConfigError, match="train.epochs"):
         load_punctuation_config(_conf(tmp_path, text, manifest, epochs=0))
+    with pytest.raises(ConfigError, match="mark_weights"):
+        load_punctuation_config(_conf(tmp_path, text, manifest, mark_weights=[1, 2]))
     with pytest.raises(ConfigError, match="train.nope: unknown key"):
         load_punctuation_config(_conf(tmp_path, text, manifest), ["train.nope=1"])

@@ -74,8 +74,9 @@ class Model:
 
     def transcribe(self, audio, sample_rate: int | None = None, **opts) -> dict:
         """Transcribe one recording: a path, or samples ``(samples,)`` / ``(samples, channels)`` at
-        ``sample_rate`` (default 16 kHz). Returns the record (see :mod:`s2s_media.inference.transcriber`); an
-        unreadable file raises :class:`~s2s_media.errors.AudioError`."""
+        ``sample_rate`` (default 16 kHz). Returns the record (see :mod:`s2s_media.inference.transcriber`),
+        capitals and ``. , ? !`` restored unless ``punctuation=False``; an unreadable file raises
+        :class:`~s2s_media.errors.AudioError`."""
         tr = self.transcriber(**{"workers": 0, **opts})
         if isinstance(audio, (str, Path)):
             prep = tr.prepare(Item(str(audio), Path(audio).stem))

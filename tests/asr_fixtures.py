@@ -1,4 +1,4 @@
-"""A tiny trained speech model and long recordings, shared by the transcription, CLI and LM tests
+"""A tiny trained speech model, long recordings and a fake search, shared by the transcription, CLI, LM and punctuation tests
 (the model is trained once per session: the ``tiny_asr_ckpt`` fixture of ``tests/conftest.py``)."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import soundfile as sf
 
 from fixtures_make import TINY_MODEL
 from s2s_media.config import load_config
+from s2s_media.decoding.types import Decoded
 from s2s_media.frontend.audio import SAMPLE_RATE as SR, load_audio
 from s2s_media.training.run import run_training
 
@@ -36,3 +37,13 @@ def long_recording(corpus: Path, path: Path, n: int = 5, gap_s: float = 1.5) -> 
         pos += len(gap) + len(wav)
     sf.write(path, np.concatenate(parts + [gap]), SR)
     return starts
+
+
+def fake_search(text: str, tokenizer):
+    """A search that "hears" ``text`` in every segment: tokens at frames 2, 4, 6, ... with known posteriors."""
+    ids = tokenizer.encode(text)
+
+    def search(model, memory, mask, prefix, cfg, lm=None):
+        return [Decoded(list(ids), 0.0, [2 + 2 * k for k in range(len(ids))], [0.9 - 0.01 * k for k in range(len(ids))])
+                for _ in range(memory.size(0))]
+    return search

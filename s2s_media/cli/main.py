@@ -8,8 +8,8 @@ import sys
 from s2s_media import __version__
 from s2s_media.errors import UserError
 
-SUBCOMMANDS = ["prepare", "shard", "features", "tokenizer", "train", "average", "lm", "evaluate", "transcribe",
-               "align", "caption", "export", "serve", "stream", "mic"]
+SUBCOMMANDS = ["prepare", "shard", "features", "tokenizer", "train", "average", "lm", "punctuation", "evaluate",
+               "transcribe", "align", "caption", "export", "serve", "stream", "mic"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,8 @@ EPILOG = """\
 output:
   One record per input: {"path","text","duration","words":[{"word","start","end","confidence"}],
   "segments":[{"start","end","text"}]} ("id" added for manifest entries), or {"path","error"}.
-  Times are seconds; a word's confidence is the lowest CTC posterior of its tokens.
+  Times are seconds; a word's confidence is the lowest CTC posterior of its tokens. Text and words
+  are written with capitals and . , ? ! restored (each word keeps its times; --no-punctuation: raw).
   Records are written as each file finishes. The format comes from --format, else from --out's
   extension (.jsonl .txt .tsv .srt .vtt), else jsonl on stdout. srt/vtt with several inputs:
   --out is a folder that gets one subtitle file per input. Formats other than jsonl keep the list
@@ -65,6 +66,11 @@ def add_parser(sub) -> None:
                    "(default: the model's decode.batch_seconds)")
     p.add_argument("--max-segment", type=float, default=20.0, metavar="S",
                    help="longest piece a long recording is cut into, in seconds (default 20)")
+    p.add_argument("--no-punctuation", dest="punctuation", action="store_false",
+                   help="leave the text as the model writes it (lower-case, no marks); by default the bundled "
+                        "punctuation model restores capitals and . , ? ! (models writing normalised English)")
+    p.add_argument("--punctuation-model", metavar="FILE",
+                   help="punctuation model file (s2s-media punctuation train) instead of the bundled one")
     p.add_argument("--workers", type=int, default=1, help="threads loading and cutting audio (0 = main thread)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_runtime_arguments(p)
@@ -134,7 +140,8 @@ def run(args) -> int:
     except ValueError as e:
         raise UserError(f"--max-segment {args.max_segment}: {e}") from None
     options = TranscribeOptions(decoding=args.decoding, beam=args.beam, batch_seconds=args.batch_seconds,
-                                lm_weight=args.lm_weight, workers=args.workers, vad=vad)
+                                lm_weight=args.lm_weight, workers=args.workers, vad=vad,
+                                punctuation=args.punctuation, punctuation_model=args.punctuation_model)
     index, count, auto = parse_shard(args.shard)
     out = args.out
     if auto:

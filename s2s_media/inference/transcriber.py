@@ -14,6 +14,9 @@ The flow, one responsibility per step:
    they are sorted by length and decoded in padded batches (one encoder pass, then the search
    method of the run's :class:`~s2s_media.inference.pipeline.Searcher`).
 4. A file's record is built once all its segments are decoded; records come out in input order.
+   Its text, segment texts and words are then written with capitals and ``. , ? !``
+   (:mod:`s2s_media.inference.punctuation`, one written word per word: times stay put), unless
+   ``options.punctuation`` is off or the model does not write normalised English.
 
 Timestamps and confidences are :mod:`s2s_media.decoding.timing`'s; items come from
 :mod:`s2s_media.inference.inputs`, sharding is :mod:`s2s_media.inference.sharding`.
@@ -40,6 +43,7 @@ from s2s_media.frontend.vad import Segment, VadConfig, segment
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.inputs import Item
 from s2s_media.inference.pipeline import Searcher
+from s2s_media.inference.punctuation import Punctuator, writes_normalised_english
 from s2s_media.parallel import ordered_map
 
 MIN_DECODE_S = 0.1                        # shorter segments give no encoder frames: empty text
@@ -56,6 +60,35 @@ class TranscribeOptions:
     chunk_size: int = 0                 # encoder chunk in frames after subsampling; 0 = full context
     workers: int = 1                    # threads loading audio and computing features (0 = the main thread)
     vad: VadConfig = field(default_factory=VadConfig)  # segmentation of long recordings
+    punctuation: bool = True            # restore capitals and . , ? ! in the results (models writing normalised English)
+    punctuation_model: str | None = None  # its file; None = the bundled s2s_media/assets/punct_default.pt
+
+
+def punctuator_for(options: TranscribeOptions, tokenizer) -> Punctuator | None:
+    """The punctuation model ``options`` ask for: their file, else the bundled one when the speech model
+    writes normalised English (lower-case ``a-z'``); None when off or for other vocabularies."""
+    if not options.punctuation:
+        return None
+    if options.punctuation_model is not None:
+        return Punctuator.load_cached(options.punctuation_model)
+    return Punctuator.load_cached(None) if writes_normalised_english(tokenizer) else None
+
+
+def punctuate(punctuator: Punctuator, words: list[dict], segments: list[dict]) -> None:
+    """Restore the written form of a record's segment texts and word dicts in place, word for word, so
+    every word keeps its times and confidence. The whole record is one text (sentences run across
+    segments); the word dicts take the same written words when they are the same words."""
+    plain = [s["text"].split() for s in segments]
+    flat = [w for p in plain for w in p]
+    written = punctuator.restore(flat)
+    k = 0
+    for seg, p in zip(segments, plain):
+        seg["text"] = " ".join(written[k:k + len(p)])
+        k += len(p)
+    if [w["word"] for w in words] != flat:          # never expected; restore the word list on its own
+        written = punctuator.restore([w["word"] for w in words])
+    for w, new in zip(words, written, strict=True):
+        w["word"] = new
 
 
 # --------------------------------------------------------------------------- reading
@@ -110,6 +143,7 @@ class Transcriber:
             raise UserError(f"--batch-seconds {self.dcfg.batch_seconds}: must be positive")
         self.shift = self.model.encoders["audio"].frame_shift
         self.logmel = LogMel(loaded.config.model.n_mels)
+        self.punctuator = punctuator_for(options, self.tokenizer)
 
     # ---- preparing
     def _cut(self, wav: np.ndarray) -> list[Segment]:
@@ -205,6 +239,8 @@ class Transcriber:
             words += seg_words
             segments.append({"start": round(seg.start / SAMPLE_RATE, 3), "end": round(seg.end / SAMPLE_RATE, 3),
                              "text": text})
+        if self.punctuator is not None:
+            punctuate(self.punctuator, words, segments)
         text = " ".join(s["text"] for s in segments if s["text"])
         return {**head, "text": text, "duration": round(prep.duration, 3), "words": words, "segments": segments}
 

@@ -109,8 +109,9 @@ def normalize_text(text: str, language: str = "en") -> str:
 
 
 def _normalize_english(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    if not text.isascii():                    # ASCII is its own NFKD form: skip the slow path
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     text = text.replace("\u2019", "'").replace("`", "'")
     for sym, word in _SYMBOLS.items():
         text = text.replace(sym, word)

@@ -30,7 +30,7 @@ def lm_sentences(sources: Iterable[str], exclude: Iterable[str] = (), language: 
     exclude: normalised held-out texts. A sentence is dropped when it contains one of them or is
     contained in one (as whole words): quotes recur inside longer ones in real text collections.
     """
-    held_out = _WordSpans(exclude)
+    held_out = WordSpans(exclude)
     seen: set[str] = set()
     for source in sources:
         for paragraph in source_paragraphs(source):
@@ -41,7 +41,7 @@ def lm_sentences(sources: Iterable[str], exclude: Iterable[str] = (), language: 
                     yield text
 
 
-class _WordSpans:
+class WordSpans:
     """Whole-word containment, either way, between a text and a set of texts."""
 
     def __init__(self, texts: Iterable[str]):

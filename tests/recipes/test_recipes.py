@@ -199,14 +199,14 @@ def test_synthetic_speech_commands(recorder, tmp_path):
     ok(run(RECIPES / "synthetic_speech" / "run.sh", "--stage", 1, "--data", data, "--exp", exp, "--lm-order", 7,
            "--feats", feats, "--workers", 2, path_prefix=bin_dir))
     tokenizer, lm, features, train, average, plain, fused = calls(log)
-    assert tokenizer[:3] == ["s2s-media", "tokenizer", "conf/conformer_v2.yaml"]
+    assert tokenizer[:3] == ["s2s-media", "tokenizer", "conf/conformer_v3.yaml"]
     assert lm == ["s2s-media", "lm", "fortunes+wordnet", "--tokenizer", f"{exp}/tokenizer.pt", "-o", f"{exp}/lm.pt",
                   "--order", "7", "--exclude", f"{data}/dev.jsonl", f"{data}/test.jsonl", "--dev", f"{data}/dev.jsonl"]
     assert features == ["s2s-media", "features", f"{data}/train.jsonl", f"{data}/dev.jsonl", f"{data}/test.jsonl",
                         "--cache", str(feats), "--workers", "2"]
     # two DDP processes of one thread each, reading the feature cache
     assert train[0] == "torchrun" and train[train.index("--nproc_per_node") + 1] == "2"
-    assert train[train.index("-m"):][:4] == ["-m", "s2s_media.cli.main", "train", "conf/conformer_v2.yaml"]
+    assert train[train.index("-m"):][:4] == ["-m", "s2s_media.cli.main", "train", "conf/conformer_v3.yaml"]
     assert f"data.feature_cache={feats}" in train and average[:2] == ["s2s-media", "average"]
     # the test split is scored without the LM (every method) and with it (the CTC searches it fuses into)
     assert plain[plain.index("--lm-weight") + 1] == "0" and "--lm" not in plain

@@ -120,6 +120,12 @@ async def handle(app: App, request: HttpRequest) -> HttpResponse:
             app.metrics.refused(e.limit)
         log.info("transcription error %d %s: %s", e.status, e.metric, e.message)
         return e.response()
+    except ConnectionError:
+        raise                                     # the client went away: nobody to answer
+    except Exception:  # noqa: BLE001 - a server bug fails this request only, in OpenAI's shape
+        log.exception("transcription failed")
+        app.metrics.error("internal")
+        return ApiError(500, "the server failed on this request; other requests are unaffected").response()
 
 
 def _refusal(app: App, reason: str) -> ApiError:

@@ -125,3 +125,15 @@ def test_serve_loads_the_bundled_punctuator_unless_told_not_to(recognizer, tmp_p
     from s2s_media.errors import UserError
     with pytest.raises(UserError):
         load_punctuator(recognizer, True, str(tmp_path / "missing.pt"))
+
+
+def test_restore_final_keeps_each_word_on_its_times(punctuator):
+    from s2s_media.inference.events import Final, Word
+    words = [Word("is", 0.1, 0.2, 0.9), Word("it", 0.2, 0.3, 0.8), Word("you", 0.3, 0.5, None)]
+    written = punctuator.restore_final(Final(3, "is it you", 0.0, 0.6, words))
+    assert written.text == " ".join(w.word for w in written.words) and written.text != "is it you"
+    assert [strip_word(w.word) for w in written.words] == ["is", "it", "you"]
+    assert [(w.start, w.end, w.confidence) for w in written.words] == [(w.start, w.end, w.confidence) for w in words]
+    assert (written.segment, written.start, written.end) == (3, 0.0, 0.6)
+    odd = punctuator.restore_final(Final(0, "is it you", 0.0, 0.6, words[:2]))     # words not the text's words
+    assert [strip_word(w) for w in odd.text.split()] == ["is", "it", "you"] and len(odd.words) == 2

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # festvox-kallpc8k or festvox-us-slt-hts here: those voices belong to an independent evaluation.
 # wordnet-base: WordNet's example sentences, more text for the corpus and the LM.
 # haproxy: the load balancer of server/deploy/, which tests/server/test_replicas.py runs.
-APT_PACKAGES=(espeak-ng flite fortunes fortunes-min festival festvox-kdlpc16k wordnet-base haproxy)
+# curl: the OpenAI-compatible endpoint's curl test (tests/server/test_openai_http.py).
+APT_PACKAGES=(espeak-ng flite fortunes fortunes-min festival festvox-kdlpc16k wordnet-base haproxy curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -11,7 +11,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8765                   # 0 picks a free port (see App.port)
     max_sessions: int = 64             # concurrent sessions; more are refused with ``overloaded``
-    token: str | None = None           # required from websocket clients when set
+    token: str | None = None           # required from websocket and transcription clients when set
     certfile: str | None = None        # TLS (wss://, https://) when both are set
     keyfile: str | None = None
     idle_timeout_s: float = 30.0       # a session that sends nothing for this long ends with ``timeout``
@@ -21,4 +21,6 @@ class ServerConfig:
     max_per_client: int = 16           # concurrent sessions from one client address; 0: no cap (behind a proxy)
     max_session_s: float = 3600.0      # a session's maximum length (wall clock from connecting)
     shutdown_grace_s: float = 30.0     # on SIGTERM/SIGINT, how long sessions get to send their finals
+    max_upload_mb: float = 25.0        # POST /v1/audio/transcriptions: largest request body (OpenAI's limit)...
+    max_audio_s: float = 600.0         # ...and longest audio it may hold
     engine: EngineConfig = field(default_factory=EngineConfig)   # batching and back-pressure

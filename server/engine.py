@@ -22,6 +22,10 @@ gets audio while it is short of a chunk, so the inbox is the session's backlog; 
 stops reading its socket while the backlog exceeds ``max_buffered_s``
 (:meth:`EngineSession.wait_backlog_below`).
 
+Punctuation: with a :class:`~s2s_media.inference.punctuation.Punctuator`, the finals of sessions
+that want it are written (capitals, ``. , ? !``) in the worker thread as they are popped, each word
+keeping its times; partials stay raw.
+
 Failures: an exception from one session's stream fails that session only. When a batched
 ``decode_streams`` raises, each of its streams is retried alone to find the failing one(s).
 """
@@ -36,7 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from s2s_media.inference.events import Recognizer
+from s2s_media.inference.events import Event, Final, Recognizer
+from s2s_media.inference.punctuation import Punctuator
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -58,10 +63,13 @@ class EngineSession:
     put its own items there too (protocol errors), making it the session's single outbox.
     """
 
-    def __init__(self, engine: "Engine", sid: int, sample_rate: int):
+    def __init__(self, engine: "Engine", sid: int, sample_rate: int, punctuation: bool = True,
+                 hotwords: tuple[str, ...] = ()):
         self.engine = engine
         self.id = sid
         self.sample_rate = sample_rate
+        self.punctuation = punctuation and engine.punctuator is not None   # write its finals
+        self.hotwords = hotwords     # PHRASE or PHRASE:BOOST to bias this stream toward (see Engine._prepare)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.caught_up_seq = 0       # every fed message up to this one has been decoded as far as possible
         self.ended = False           # DONE or a failure was delivered
@@ -120,8 +128,10 @@ class EngineSession:
 class Engine:
     """Owns the recognizer and the worker thread. Create, :meth:`start`, then open sessions."""
 
-    def __init__(self, recognizer: Recognizer, config: EngineConfig | None = None, metrics: Metrics | None = None):
+    def __init__(self, recognizer: Recognizer, config: EngineConfig | None = None, metrics: Metrics | None = None,
+                 punctuator: Punctuator | None = None):
         self.recognizer = recognizer
+        self.punctuator = punctuator      # writes finals (None: raw text)
         self.config = config or EngineConfig()
         self.metrics = metrics or Metrics()
         self._cond = threading.Condition()
@@ -146,10 +156,12 @@ class Engine:
         if self._thread is not None:
             self._thread.join()
 
-    def open(self, sample_rate: int) -> EngineSession:
+    def open(self, sample_rate: int, punctuation: bool = True, hotwords: tuple[str, ...] = ()) -> EngineSession:
+        """A new stream of audio at ``sample_rate``; ``punctuation``: write its finals (when the engine has a
+        punctuator); ``hotwords``: phrases to bias its search toward."""
         with self._cond:
             self._next_id += 1
-            session = EngineSession(self, self._next_id, sample_rate)
+            session = EngineSession(self, self._next_id, sample_rate, punctuation, tuple(hotwords))
             self._sessions.append(session)
         return session
 
@@ -237,6 +249,8 @@ class Engine:
         rec = self.recognizer
         try:
             if s._stream is None:
+                # The hotwords hook: s.hotwords go to the stream here once streams take them (issue #13
+                # item 1 adds biasing to the search); until then they are carried but unused.
                 s._stream = rec.create_stream()
             consumed = False
             while not rec.is_ready(s._stream):
@@ -257,11 +271,18 @@ class Engine:
                 s._ready_since = time.monotonic()
             done = s._finish_sent and not ready and s._stream.done
             if consumed or finish_now or done:
-                self._settle(s, s._stream.pop_events(), ready, done)
+                self._settle(s, self._pop_events(s), ready, done)
             return ready
         except Exception as e:  # noqa: BLE001 - one session's failure must not stop the others
             self._failed(s, e)
             return False
+
+    def _pop_events(self, s: EngineSession) -> list[Event]:
+        """The stream's new events, its finals written when the session wants punctuation."""
+        events = s._stream.pop_events()
+        if s.punctuation:
+            events = [self.punctuator.restore_final(e) if isinstance(e, Final) else e for e in events]
+        return events
 
     def _settle(self, s: EngineSession, events: list[dict], ready: bool, done: bool) -> None:
         """Send events to the loop, saying how far the session is caught up (nothing left to decode)."""
@@ -295,7 +316,7 @@ class Engine:
                                           if s._last_arrival or s._finish_time])
         for s in ok:
             try:
-                events = s._stream.pop_events()
+                events = self._pop_events(s)
                 ready = rec.is_ready(s._stream)
                 done = s._finish_sent and not ready and s._stream.done
             except Exception as e:  # noqa: BLE001

@@ -16,7 +16,7 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 # why a connection was refused or a session ended by a server limit (``s2s_refused_total{reason}``)
 REFUSALS = ("max_sessions", "max_per_client", "unauthorized", "start_timeout", "idle_timeout", "min_audio_rate",
-            "max_session", "too_large")
+            "max_session", "too_large", "max_upload", "max_audio")
 
 
 class Histogram:

@@ -59,6 +59,7 @@ class StartRequest:
     """The fields of v1's ``{"type":"start"}`` message, with their defaults."""
     sample_rate: int = 16000        # of the audio the client sends; the server resamples
     encoding: str = "pcm_s16le"     # pcm_s16le | f32le, mono, little-endian
+    punctuation: bool = True        # write finals with capitals and . , ? ! (when the server has a punctuator)
     partials: bool = True           # send ``partial`` messages
     words: bool = True              # put word timings in ``final`` messages
 
@@ -111,7 +112,7 @@ def parse_start(text: str) -> StartRequest:
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ProtocolError("bad_request", f"start: unknown field {unknown[0]!r}; valid fields are {sorted(known)}")
-    for name in ("partials", "words"):
+    for name in ("partials", "words", "punctuation"):
         if name in fields and not isinstance(fields[name], bool):
             raise ProtocolError("bad_request", f"start: {name} must be true or false, got {fields[name]!r}")
     if "encoding" in fields:

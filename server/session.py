@@ -245,7 +245,7 @@ class V1Session(Session):
             raise ProtocolError("bad_request", "audio before start: send {\"type\":\"start\"} first")
         start = parse_start(first)
         self.streaming = True
-        self.es = es = self.app.engine.open(start.sample_rate)
+        self.es = es = self.app.engine.open(start.sample_rate, punctuation=start.punctuation)
         await self.send_json({"type": "ready", "session": es.id, "protocol": PROTOCOL_VERSION,
                               "sample_rate": start.sample_rate})
         timer = asyncio.get_running_loop().call_later(max(self.remaining(), 0), es.queue.put_nowait, "max_length")

@@ -1,4 +1,4 @@
-"""``s2s-media serve``: the streaming websocket server (protocol v1, Vosk protocol, browser page)."""
+"""``s2s-media serve``: the streaming server (protocol v1, Vosk, OpenAI's transcription and realtime APIs, browser page)."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "serve", help="streaming speech-to-text server over websockets",
         description="Serve streaming recognition: protocol v1 at ws://HOST:PORT/v1/stream, the Vosk protocol at "
-                    "/vosk, a microphone page at /, /healthz and Prometheus /metrics (see server/README.md). "
+                    "/vosk, OpenAI's realtime transcription at /v1/realtime?intent=transcription and its "
+                    "POST /v1/audio/transcriptions, a microphone page at /, /healthz and Prometheus /metrics (see "
+                    "server/README.md). Finals are written with capitals and . , ? ! (--no-punctuation: raw). "
                     "SIGTERM/SIGINT stop it cleanly: open sessions get their last final.")
     p.add_argument("--model", type=Path, help="checkpoint, or an ONNX model directory (export --format onnx) "
                    "(default: the bundled s2s_media/assets/asr_default.pt)")
@@ -30,7 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-sessions", type=int, default=_SERVER.max_sessions,
                    help="concurrent sessions; more are refused with 'overloaded' (default: %(default)s)")
     p.add_argument("--token", default=os.environ.get("S2S_MEDIA_TOKEN"),
-                   help="require this token from websocket clients (Authorization: Bearer T or ?token=T); "
+                   help="require this token from websocket and transcription clients (Authorization: Bearer T or "
+                        "?token=T); "
                         "default: $S2S_MEDIA_TOKEN, else none")
     p.add_argument("--certfile", type=Path, help="TLS certificate (PEM) for wss:// and https://; needs --keyfile")
     p.add_argument("--keyfile", type=Path, help="TLS private key (PEM)")
@@ -60,6 +63,15 @@ def add_parser(sub) -> None:
     p.add_argument("--max-batch", type=int, default=_ENGINE.max_batch, help="streams decoded per encoder call (default: %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=_ENGINE.max_wait_ms,
                    help="how long a ready chunk waits for others to join its batch (default: %(default)s)")
+    p.add_argument("--no-punctuation", dest="punctuation", action="store_false",
+                   help="send finals raw; by default the bundled punctuation model restores capitals and . , ? ! "
+                        "(models writing normalised English; a v1 session can turn it off with punctuation: false)")
+    p.add_argument("--punctuation-model", metavar="FILE",
+                   help="punctuation model file (s2s-media punctuation train) instead of the bundled one")
+    p.add_argument("--max-upload", type=float, default=_SERVER.max_upload_mb, metavar="MB",
+                   help="POST /v1/audio/transcriptions: largest request body in MB (default: %(default)s)")
+    p.add_argument("--max-audio", type=float, default=_SERVER.max_audio_s, metavar="S",
+                   help="POST /v1/audio/transcriptions: longest audio in seconds (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     add_runtime_arguments(p)
@@ -83,7 +95,9 @@ def server_config(args: argparse.Namespace):
               ("--max-per-client", args.max_per_client, args.max_per_client >= 0),
               ("--max-buffered", args.max_buffered, args.max_buffered > 0),
               ("--max-batch", args.max_batch, args.max_batch >= 1),
-              ("--max-wait-ms", args.max_wait_ms, args.max_wait_ms >= 0)]
+              ("--max-wait-ms", args.max_wait_ms, args.max_wait_ms >= 0),
+              ("--max-upload", args.max_upload, args.max_upload > 0),
+              ("--max-audio", args.max_audio, args.max_audio > 0)]
     for name, value, ok in checks:
         if not ok:
             raise UserError(f"{name}: {value} is out of range")
@@ -95,6 +109,7 @@ def server_config(args: argparse.Namespace):
                         idle_timeout_s=args.idle_timeout, max_session_s=args.max_session,
                         start_timeout_s=args.start_timeout, min_audio_rate=args.min_audio_rate,
                         rate_window_s=args.rate_window, max_per_client=args.max_per_client,
+                        max_upload_mb=args.max_upload, max_audio_s=args.max_audio,
                         engine=EngineConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                                             max_buffered_s=args.max_buffered))
 
@@ -125,12 +140,20 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
     return StreamingRecognizer(loaded, config, device=dev)
 
 
+def load_punctuator(recognizer, enabled: bool = True, path: str | None = None):
+    """The :class:`~s2s_media.inference.punctuation.Punctuator` the server writes finals with, chosen as
+    ``transcribe`` chooses it (the bundled one for models writing normalised English); None when off."""
+    from s2s_media.inference.transcriber import TranscribeOptions, punctuator_for
+    return punctuator_for(TranscribeOptions(punctuation=enabled, punctuation_model=path), recognizer.tokenizer)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; after a clean shutdown the process exits at once (:func:`exit_now`)."""
     from server import App
     config = server_config(args)
-    app = App(load_recognizer(args.model, args.chunk_size, args.device, args.beam, args.lm_weight, args.runtime,
-                              args.threads), config)
+    recognizer = load_recognizer(args.model, args.chunk_size, args.device, args.beam, args.lm_weight, args.runtime,
+                                 args.threads)
+    app = App(recognizer, config, load_punctuator(recognizer, args.punctuation, args.punctuation_model))
     try:
         asyncio.run(app.run(install_signals=True))
     except OSError as e:  # the port is taken, the address is not ours, a TLS file is unreadable

@@ -11,6 +11,7 @@ A model file is a plain dict read with ``weights_only=True``
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from s2s_media.checkpoint_io import load_checkpoint
 from s2s_media.errors import UserError
+from s2s_media.inference.events import Final
 from s2s_media.models.punctuation import PunctuationModel, from_checkpoint
 from s2s_media.text.punctuation import NORMALISED_WORD, LabelScores, WordVocab, apply_labels, labels_from_text
 from s2s_media.text.tokenizer import Tokenizer
@@ -77,6 +79,17 @@ class Punctuator:
     def restore_text(self, text: str) -> str:
         """A normalised transcript as written text (``"hi there how are you" -> "Hi there, how are you?"``)."""
         return " ".join(self.restore(text.split()))
+
+    def restore_final(self, final: Final) -> Final:
+        """A streaming recogniser's final as written text: its words restored one for one, so each
+        keeps its times and confidence; the text is the written words joined. A final whose word list
+        is not its text's words (never expected) has the two restored separately."""
+        plain = final.text.split()
+        written = self.restore(plain)
+        spoken = [w.word for w in final.words]
+        forms = written if spoken == plain else self.restore(spoken)
+        return dataclasses.replace(final, text=" ".join(written), words=[
+            dataclasses.replace(w, word=new) for w, new in zip(final.words, forms, strict=True)])
 
 
 @functools.lru_cache(maxsize=4)

@@ -47,13 +47,21 @@ def speech_wav(speech, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def punctuator():
+    """The bundled punctuation model (what ``serve`` writes finals with by default)."""
+    from s2s_media.inference.punctuation import Punctuator
+    return Punctuator.load_cached(None)
+
+
 @pytest.fixture
 def serve(recognizer):
-    """``serve(recognizer=None, engine=None, **ServerConfig fields)`` -> a started :class:`RunningServer`."""
+    """``serve(recognizer=None, engine=None, punctuator=None, **ServerConfig fields)`` -> a started
+    :class:`RunningServer`."""
     servers: list[RunningServer] = []
 
-    def start(rec=None, engine: dict | None = None, **fields) -> RunningServer:
-        servers.append(start_server(rec or recognizer, engine, **fields))
+    def start(rec=None, engine: dict | None = None, punctuator=None, **fields) -> RunningServer:
+        servers.append(start_server(rec or recognizer, engine, punctuator, **fields))
         return servers[-1]
 
     yield start

@@ -3,6 +3,7 @@ a real server running in a background thread."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import re
@@ -15,10 +16,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 import torch
+from websockets.asyncio.client import connect
 
 from fixtures_make import TINY_MODEL
-from server.client import messages
+from server.client import STOP, messages
 
 CONF = Path(__file__).resolve().parents[2] / "recipes/synthetic_speech/conf/conformer.yaml"
 
@@ -152,11 +155,12 @@ def tiny_recognizer(ckpt: Path):
     return StreamingRecognizer(load_model_file(ckpt), config)
 
 
-def start_server(recognizer, engine: dict | None = None, **fields) -> RunningServer:
-    """A started server on a free port of 127.0.0.1; ``fields``: :class:`server.ServerConfig` fields."""
+def start_server(recognizer, engine: dict | None = None, punctuator=None, **fields) -> RunningServer:
+    """A started server on a free port of 127.0.0.1; ``fields``: :class:`server.ServerConfig` fields;
+    ``punctuator`` writes its finals (None: raw)."""
     from server import App, EngineConfig, ServerConfig
     config = ServerConfig(host="127.0.0.1", port=0, engine=EngineConfig(**(engine or {})), **fields)
-    return RunningServer(App(recognizer, config)).start()
+    return RunningServer(App(recognizer, config, punctuator)).start()
 
 
 def chunks(data: bytes, size: int) -> list[bytes]:
@@ -166,3 +170,37 @@ def chunks(data: bytes, size: int) -> list[bytes]:
 async def collect(ws) -> list[dict]:
     """Every message until the connection closes (normally or not)."""
     return [m async for m in messages(ws)]
+
+
+async def session(url: str, start: dict | None, audio: list[bytes], stop: bool = True, **kw) -> tuple[list[dict], int]:
+    """Run one v1 session; returns every message received and the close code."""
+    async with connect(url, max_size=None, **kw) as ws:
+        if start is not None:
+            await ws.send(json.dumps({"type": "start", **start}))
+        for a in audio:
+            await ws.send(a)
+        if stop:
+            await ws.send(STOP)
+        received = await collect(ws)
+        await ws.wait_closed()
+        return received, ws.close_code
+
+
+def check_stream(messages: list[dict], duration: float, words: bool = True, partials: bool = True) -> list[dict]:
+    """The v1 message sequence is well formed; returns the finals."""
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "ready" and kinds[-1] == "end", kinds
+    assert messages[0]["protocol"] == 1 and isinstance(messages[0]["session"], int)
+    assert ("partial" in kinds) == partials
+    finals = [m for m in messages if m["type"] == "final"]
+    assert finals and kinds[-2] == "final"
+    assert [f["segment"] for f in finals] == list(range(len(finals)))
+    for m in messages[1:-1]:
+        assert 0 <= m["start"] <= m["end"] <= duration + 0.05, m
+        assert isinstance(m["text"], str)
+        assert ("words" in m) == (words and m["type"] == "final")
+    assert finals[-1]["end"] == pytest.approx(duration, abs=0.05)
+    if words:
+        ws = [w for f in finals for w in f["words"]]
+        assert ws and all({"word", "start", "end", "confidence"} <= set(w) for w in ws)
+    return finals

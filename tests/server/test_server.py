@@ -10,45 +10,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from server.client import STOP, pcm16
-from server_fixtures import chunks, collect
+from server.client import pcm16
+from server_fixtures import check_stream, chunks, collect, session
 from server.protocol import MAX_MESSAGE_BYTES
 
 SR = 16000
-
-
-async def session(url: str, start: dict | None, audio: list[bytes], stop: bool = True, **kw) -> tuple[list[dict], int]:
-    """Run one v1 session; returns every message received and the close code."""
-    async with connect(url, max_size=None, **kw) as ws:
-        if start is not None:
-            await ws.send(json.dumps({"type": "start", **start}))
-        for a in audio:
-            await ws.send(a)
-        if stop:
-            await ws.send(STOP)
-        received = await collect(ws)
-        await ws.wait_closed()
-        return received, ws.close_code
-
-
-def check_stream(messages: list[dict], duration: float, words: bool = True, partials: bool = True) -> list[dict]:
-    """The v1 message sequence is well formed; returns the finals."""
-    kinds = [m["type"] for m in messages]
-    assert kinds[0] == "ready" and kinds[-1] == "end", kinds
-    assert messages[0]["protocol"] == 1 and isinstance(messages[0]["session"], int)
-    assert ("partial" in kinds) == partials
-    finals = [m for m in messages if m["type"] == "final"]
-    assert finals and kinds[-2] == "final"
-    assert [f["segment"] for f in finals] == list(range(len(finals)))
-    for m in messages[1:-1]:
-        assert 0 <= m["start"] <= m["end"] <= duration + 0.05, m
-        assert isinstance(m["text"], str)
-        assert ("words" in m) == (words and m["type"] == "final")
-    assert finals[-1]["end"] == pytest.approx(duration, abs=0.05)
-    if words:
-        ws = [w for f in finals for w in f["words"]]
-        assert ws and all({"word", "start", "end", "confidence"} <= set(w) for w in ws)
-    return finals
 
 
 def test_happy_path_pcm16(serve, speech):

@@ -13,19 +13,21 @@ import torch
 
 from s2s_media.config import DecodeConfig
 from s2s_media.decoding.beam_search import beam_search
+from s2s_media.decoding.context import Context
 from s2s_media.decoding.ctc import ctc_greedy, ctc_prefix_beam_search_batch
 from s2s_media.decoding.native import native_nbest_batch
-from s2s_media.decoding.rescoring import attention_rescoring
-from s2s_media.decoding.types import Decoded
+from s2s_media.decoding.rescoring import attention_rescoring_ranked
+from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
 from s2s_media.lm import LMFusion
 from s2s_media.methods import DECODING_METHODS
 from s2s_media.models.seq2seq import Seq2SeqModel
 
 
-# (model, memory (B, T, D), mask (B, T), decoder prefix, options, fused LM or None) -> B results
-SearchFn = Callable[[Seq2SeqModel, torch.Tensor, torch.Tensor, list[int], DecodeConfig, LMFusion | None],
-                    list[Decoded]]
+# (model, memory (B, T, D), mask (B, T), decoder prefix, options, fused LM or None, context or None,
+#  hypotheses wanted) -> B results; with nbest > 1 each result holds its n best in ``alternatives``
+SearchFn = Callable[[Seq2SeqModel, torch.Tensor, torch.Tensor, list[int], DecodeConfig, LMFusion | None,
+                     Context | None, int], list[Decoded]]
 
 
 def _need_ctc(model: Seq2SeqModel, method: str) -> None:
@@ -33,41 +35,61 @@ def _need_ctc(model: Seq2SeqModel, method: str) -> None:
         raise UserError(f"--decoding {method}: this model has no CTC head (ctc_weight 0); use --decoding attention")
 
 
-def search_ctc_greedy(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:
+def _decoded(ranked: list[CTCHyp], nbest: int) -> Decoded:
+    """The best of a ranked CTC list as a :class:`Decoded`, with the ``nbest`` best as alternatives when
+    more than one is asked for; scores are what the list was ranked by."""
+    if not ranked:
+        return Decoded([], float("-inf"))
+    alts = [Decoded(h.tokens, h.total, h.frames, h.probs) for h in ranked[:nbest]] if nbest > 1 else []
+    best = ranked[0]
+    return Decoded(best.tokens, best.score, best.frames, best.probs, alts)
+
+
+def search_ctc_greedy(model, memory, mask, prefix, cfg, lm=None, context=None, nbest=1) -> list[Decoded]:
+    """Best path: one hypothesis (hotwords, a grammar and alternatives need a beam search)."""
     _need_ctc(model, "ctc_greedy")
-    return [Decoded(h.tokens, h.score, h.frames, h.probs) for h in ctc_greedy(model.ctc(memory), mask.sum(1))]
+    return [_decoded([h], nbest) for h in ctc_greedy(model.ctc(memory), mask.sum(1))]
 
 
 # the CTC prefix beam search implementations (``decode.ctc_search``): same arguments, same results
 CTC_SEARCHES = {"python": ctc_prefix_beam_search_batch, "native": native_nbest_batch}
 
 
-def _ctc_nbest(model, memory, mask, cfg, lm):
+def _ctc_nbest(model, memory, mask, cfg, lm, context=None):
     return CTC_SEARCHES[cfg.ctc_search](model.ctc(memory), mask.sum(1).cpu(), beam=cfg.beam,
-                                        blank_skip=cfg.blank_skip, lm=lm, token_floor=cfg.token_floor or None)
+                                        blank_skip=cfg.blank_skip, lm=lm, token_floor=cfg.token_floor or None,
+                                        context=context)
 
 
-def search_ctc_prefix_beam(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:
+def search_ctc_prefix_beam(model, memory, mask, prefix, cfg, lm=None, context=None, nbest=1) -> list[Decoded]:
     _need_ctc(model, "ctc_prefix_beam")
-    nbest = _ctc_nbest(model, memory, mask, cfg, lm)
-    return [Decoded(n[0].tokens, n[0].score, n[0].frames, n[0].probs) if n else Decoded([], float("-inf"))
-            for n in nbest]
+    return [_decoded(n, nbest) for n in _ctc_nbest(model, memory, mask, cfg, lm, context)]
 
 
-def search_attention(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:
-    """The attention decoder alone (the language model is fused into the CTC searches only)."""
+def search_attention(model, memory, mask, prefix, cfg, lm=None, context=None, nbest=1) -> list[Decoded]:
+    """The attention decoder alone (the language model and hotwords are fused into the CTC searches only)."""
+    if context is not None:
+        raise UserError("--decoding attention: hotwords and phrase lists need a CTC search; use --decoding "
+                        "rescoring or ctc_prefix_beam")
     hyps = beam_search(model.decoder, memory, mask, prefix, beam=cfg.beam, max_len=lambda t: t + 10,
-                       length_penalty=cfg.length_penalty, nbest=1)
-    return [Decoded(h[0].tokens, h[0].score) if h else Decoded([], float("-inf")) for h in hyps]
+                       length_penalty=cfg.length_penalty, nbest=max(1, nbest))
+    out = []
+    for h in hyps:
+        if not h:
+            out.append(Decoded([], float("-inf")))
+            continue
+        alts = [Decoded(x.tokens, x.score) for x in h[:nbest]] if nbest > 1 else []
+        out.append(Decoded(h[0].tokens, h[0].score, alternatives=alts))
+    return out
 
 
-def search_rescoring(model, memory, mask, prefix, cfg, lm=None) -> list[Decoded]:
+def search_rescoring(model, memory, mask, prefix, cfg, lm=None, context=None, nbest=1) -> list[Decoded]:
     _need_ctc(model, "rescoring")
-    nbest = _ctc_nbest(model, memory, mask, cfg, lm)
+    lists = _ctc_nbest(model, memory, mask, cfg, lm, context)
     if cfg.rescore_nbest > 0:
-        nbest = [n[:cfg.rescore_nbest] for n in nbest]
-    best = attention_rescoring(model.decoder, memory, mask, nbest, prefix, cfg.ctc_weight)
-    return [Decoded(h.tokens, h.score, h.frames, h.probs) for h in best]
+        lists = [n[:max(cfg.rescore_nbest, nbest)] for n in lists]
+    return [_decoded(r, nbest) for r in attention_rescoring_ranked(model.decoder, memory, mask, lists, prefix,
+                                                                   cfg.ctc_weight)]
 
 
 SEARCHES: dict[str, SearchFn] = {

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from s2s_media.inference.events import Recognizer
+from s2s_media.inference.events import Recognizer, StreamOptions
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,11 @@ class EngineSession:
     put its own items there too (protocol errors), making it the session's single outbox.
     """
 
-    def __init__(self, engine: "Engine", sid: int, sample_rate: int):
+    def __init__(self, engine: "Engine", sid: int, sample_rate: int, options: StreamOptions | None = None):
         self.engine = engine
         self.id = sid
         self.sample_rate = sample_rate
+        self.options = options          # the stream's hotwords, grammar, alternatives (None: the recognizer's)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.caught_up_seq = 0       # every fed message up to this one has been decoded as far as possible
         self.ended = False           # DONE or a failure was delivered
@@ -146,10 +147,10 @@ class Engine:
         if self._thread is not None:
             self._thread.join()
 
-    def open(self, sample_rate: int) -> EngineSession:
+    def open(self, sample_rate: int, options: StreamOptions | None = None) -> EngineSession:
         with self._cond:
             self._next_id += 1
-            session = EngineSession(self, self._next_id, sample_rate)
+            session = EngineSession(self, self._next_id, sample_rate, options)
             self._sessions.append(session)
         return session
 
@@ -237,7 +238,7 @@ class Engine:
         rec = self.recognizer
         try:
             if s._stream is None:
-                s._stream = rec.create_stream()
+                s._stream = rec.create_stream(s.options) if s.options is not None else rec.create_stream()
             consumed = False
             while not rec.is_ready(s._stream):
                 with self._cond:

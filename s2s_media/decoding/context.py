@@ -38,7 +38,7 @@ from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import UNK, Tokenizer
 
 NEG_INF = float("-inf")
-DEFAULT_BOOST = 2.0          # bonus per token of a hotword when none is given (chosen on a dev set, docs/benchmarks.md)
+DEFAULT_BOOST = 4.0          # bonus per token of a hotword when none is given (chosen on a dev set, docs/benchmarks.md)
 MAX_HOTWORDS = 1000          # default limit on the number of hotwords (--max-hotwords)
 UNK_PHRASE = "[unk]"         # in a phrase list: any word outside the list
 

@@ -168,7 +168,9 @@ class CTCPrefixBeamSearch:
         then ranked and pruned by CTC score plus its score.
     context: hotwords (:class:`~s2s_media.decoding.context.ContextGraph`) or a phrase grammar
         (:class:`~s2s_media.decoding.context.Grammar`); its score is added to the ranking too, and a
-        prefix it forbids (``-inf``) is never kept. None costs nothing.
+        prefix it forbids (``-inf``) is never kept. The beam then keeps the ``beam`` best prefixes by
+        the biased score and the ``beam`` best without it (at most twice as many): a hotword's partial
+        match must not crowd out what the unbiased search would have kept. None costs nothing.
 
     >>> search = CTCPrefixBeamSearch(beam=10)
     >>> for chunk in chunks:            # each (t, vocab) log-posteriors
@@ -298,12 +300,15 @@ class CTCPrefixBeamSearch:
                     if best_v + p > n.vnb:
                         n.vnb, n.path_nb = best_v + p, (t, p, best)
         if len(nxt) > self.beam:
-            if context is not None:
-                key = (lambda kv: kv[1].total + kv[0].ctx) if lm is None else \
-                    (lambda kv: kv[1].total + kv[0].lm + kv[0].ctx)
+            key = (lambda kv: kv[1].total) if lm is None else (lambda kv: kv[1].total + kv[0].lm)
+            if context is None:
+                nxt = dict(heapq.nlargest(self.beam, nxt.items(), key=key))
             else:
-                key = (lambda kv: kv[1].total) if lm is None else (lambda kv: kv[1].total + kv[0].lm)
-            nxt = dict(heapq.nlargest(self.beam, nxt.items(), key=key))
+                # the best by the biased score, and the best without the context: a partial match's
+                # bonus (given back if it fails) never pushes the unbiased search's prefixes out
+                biased = heapq.nlargest(self.beam, nxt.items(), key=lambda kv: key(kv) + kv[0].ctx)
+                plain = heapq.nlargest(self.beam, ((k, v) for k, v in nxt.items() if k.ctx > NEG_INF), key=key)
+                nxt = dict(biased + plain)
         self.hyps = nxt
 
     def _lm_state(self, node: _Node) -> tuple[int, ...]:

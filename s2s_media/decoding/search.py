@@ -17,6 +17,7 @@ from s2s_media.decoding.context import Context
 from s2s_media.decoding.ctc import ctc_greedy, ctc_prefix_beam_search_batch
 from s2s_media.decoding.native import native_nbest_batch
 from s2s_media.decoding.rescoring import attention_rescoring_ranked
+from s2s_media.decoding.timing import hypothesis_confidences
 from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
 from s2s_media.lm import LMFusion
@@ -37,10 +38,14 @@ def _need_ctc(model: Seq2SeqModel, method: str) -> None:
 
 def _decoded(ranked: list[CTCHyp], nbest: int) -> Decoded:
     """The best of a ranked CTC list as a :class:`Decoded`, with the ``nbest`` best as alternatives when
-    more than one is asked for; scores are what the list was ranked by."""
+    more than one is asked for: scores are what the list was ranked by, confidences their share of
+    the whole list's probability (:func:`~s2s_media.decoding.timing.hypothesis_confidences`)."""
     if not ranked:
         return Decoded([], float("-inf"))
-    alts = [Decoded(h.tokens, h.total, h.frames, h.probs) for h in ranked[:nbest]] if nbest > 1 else []
+    alts = []
+    if nbest > 1:
+        conf = hypothesis_confidences([h.total for h in ranked])
+        alts = [Decoded(h.tokens, h.total, h.frames, h.probs, confidence=c) for h, c in zip(ranked[:nbest], conf)]
     best = ranked[0]
     return Decoded(best.tokens, best.score, best.frames, best.probs, alts)
 
@@ -72,13 +77,14 @@ def search_attention(model, memory, mask, prefix, cfg, lm=None, context=None, nb
         raise UserError("--decoding attention: hotwords and phrase lists need a CTC search; use --decoding "
                         "rescoring or ctc_prefix_beam")
     hyps = beam_search(model.decoder, memory, mask, prefix, beam=cfg.beam, max_len=lambda t: t + 10,
-                       length_penalty=cfg.length_penalty, nbest=max(1, nbest))
+                       length_penalty=cfg.length_penalty, nbest=None if nbest > 1 else 1)
     out = []
     for h in hyps:
         if not h:
             out.append(Decoded([], float("-inf")))
             continue
-        alts = [Decoded(x.tokens, x.score) for x in h[:nbest]] if nbest > 1 else []
+        conf = hypothesis_confidences([x.score for x in h])
+        alts = [Decoded(x.tokens, x.score, confidence=c) for x, c in zip(h[:nbest], conf)] if nbest > 1 else []
         out.append(Decoded(h[0].tokens, h[0].score, alternatives=alts))
     return out
 

@@ -14,6 +14,8 @@ spread evenly over the segment and confidences are ``None``.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torchaudio.functional as AF
 
@@ -92,3 +94,16 @@ def tokens_to_words(tokenizer: Tokenizer, d: Decoded, shift: float, start_s: flo
         out.append({"word": word, "start": round(start, 3), "end": round(max(start, min(end, end_s)), 3),
                     "confidence": None if conf is None else round(conf, 4)})
     return out
+
+
+def hypothesis_confidences(scores: list[float]) -> list[float]:
+    """The confidence of each of a search's hypotheses: its share of their summed probability
+    (softmax of the log scores the search ranked them by), so an n-best list's confidences add up
+    to at most 1. ``-inf`` scores get 0."""
+    finite = [s for s in scores if s > float("-inf")]
+    if not finite:
+        return [0.0] * len(scores)
+    top = max(finite)
+    weights = [math.exp(s - top) if s > float("-inf") else 0.0 for s in scores]
+    total = sum(weights)
+    return [w / total for w in weights]

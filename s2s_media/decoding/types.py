@@ -9,13 +9,15 @@ class Decoded:
     """One utterance's result: unit ids, score, and (CTC methods) each token's frame and posterior.
 
     alternatives: when more than one hypothesis was asked for, the n best (this one first), each a
-    :class:`Decoded` with its own score on the scale of the method's ranking.
+    :class:`Decoded` with its own score on the scale of the method's ranking and its ``confidence``
+    (its share of the probability of all hypotheses the search ranked).
     """
     tokens: list[int]
     score: float
     frames: list[int] = field(default_factory=list)
     probs: list[float] = field(default_factory=list)
     alternatives: list[Decoded] = field(default_factory=list)
+    confidence: float | None = None
 
 
 @dataclass

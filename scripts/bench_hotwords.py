@@ -11,7 +11,8 @@ Every utterance is decoded once by the encoder; then the search (the model's def
 beam search with its LM, attention rescoring of the best 4) runs without hotwords and with the whole
 list of the split's hotwords, and its CPU time is measured alone. ``--boosts`` runs the dev split
 (a different word list and voices) at several boosts, to choose the default, before the test split.
-``--searches native`` also runs flashlight's search, where hotwords go through its custom-LM interface.
+``--searches native`` also runs flashlight's search, hotwords going through its custom-LM interface
+(the comparison behind ``decoding.search.ctc_search_for``, which runs hotwords in the Python search).
 
     nice -n 10 python scripts/bench_hotwords.py --work /tmp/hotwords
 """
@@ -30,6 +31,7 @@ import torch
 
 from s2s_media.data.synthetic_speech import Prosody, espeak_voice_ids, is_reserved, make_voice
 from s2s_media.decoding.context import DEFAULT_BOOST, Hotword, compile_hotwords
+from s2s_media.decoding.native import native_nbest_batch
 from s2s_media.frontend.audio import SAMPLE_RATE, LogMel, resample
 from s2s_media.inference.checkpoint import bundled_model_path, load_model_file
 from s2s_media.inference.evaluate import hotword_recall
@@ -83,29 +85,42 @@ def synthesize(rows: list[dict], out: Path) -> None:
         sf.write(path, np.concatenate([pad, wav, pad]), SAMPLE_RATE)
 
 
-def encode(loaded, searcher: Searcher, rows: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per utterance its encoder output ``(1, T, d)`` and mask ``(1, T)`` (encoded once)."""
+def encode(loaded, searcher: Searcher, rows: list[dict]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], float]:
+    """Per utterance its encoder output ``(1, T, d)`` and mask ``(1, T)`` (encoded once), and the CPU
+    seconds of features and encoder together."""
     logmel = LogMel(loaded.config.model.n_mels)
     out = []
+    t0 = time.process_time()
     with torch.inference_mode():
         for r in rows:
             wav, _ = sf.read(r["audio"], dtype="float32")
             feats = logmel(torch.from_numpy(wav)[None])
             out.append(searcher.encode(feats, torch.tensor([feats.size(1)])))
-    return out
+    return out, time.process_time() - t0
+
+
+def native_rescoring(searcher: Searcher, memory, mask, context) -> list[int]:
+    """The model's default method with hotwords in flashlight's search: what the searches would run if
+    they did not take the Python search for a context (``decoding.search.ctc_search_for``)."""
+    d = searcher.decode
+    lists = native_nbest_batch(searcher.model.ctc(memory), mask.sum(1), beam=d.beam, blank_skip=d.blank_skip,
+                               lm=searcher.lm, token_floor=d.token_floor or None, context=context)
+    return searcher.rescore(memory, mask, lists)[0][0].tokens
 
 
 def run(loaded, dcfg, encoded, rows, context, phrases) -> dict:
     """Search every utterance with ``context``: recall on the hotword rows, WER on the distractors, CPU s."""
     searcher = Searcher(loaded, dcfg, task="asr", context=context)
+    forced = context is not None and dcfg.ctc_search == "native"
     hyps = []
     cpu = 0.0
     with torch.inference_mode():
         for memory, mask in encoded:
             t0 = time.process_time()
-            d = searcher.search(memory, mask)[0]
+            tokens = native_rescoring(searcher, memory, mask, context) if forced else \
+                searcher.search(memory, mask)[0].tokens
             cpu += time.process_time() - t0
-            hyps.append(loaded.tokenizer.decode(d.tokens))
+            hyps.append(loaded.tokenizer.decode(tokens))
     hot = [i for i, r in enumerate(rows) if r["hotword"]]
     dis = [i for i, r in enumerate(rows) if not r["hotword"]]
     rec = hotword_recall([rows[i]["text"] for i in hot], [hyps[i] for i in hot], phrases)
@@ -117,7 +132,8 @@ def run(loaded, dcfg, encoded, rows, context, phrases) -> dict:
 
 
 def evaluate_split(loaded, base, rows, words, boosts, searches, repeats) -> list[dict]:
-    encoded = encode(loaded, Searcher(loaded, base, task="asr"), rows)
+    encoded, encoder_s = encode(loaded, Searcher(loaded, base, task="asr"), rows)
+    print(f"features and encoder: {encoder_s:.2f} s CPU", flush=True)
     out = []
     for search in searches:
         dcfg = base.override(ctc_search=search)
@@ -130,7 +146,7 @@ def evaluate_split(loaded, base, rows, words, boosts, searches, repeats) -> list
             for _ in range(repeats):           # the least CPU of the repeats: the loaded machine's noise is additive
                 r = run(loaded, dcfg, encoded, rows, context, phrases)
                 best = r if best is None or r["cpu_s"] < best["cpu_s"] else best
-            best.update(search=search, boost=boost)
+            best.update(search=search, boost=boost, encoder_cpu_s=encoder_s)
             out.append(best)
             print(f"{search:7s} boost {str(boost):5s} recall {100 * best['recall']:5.1f}% "
                   f"({best['hits']}/{best['total']})  hotword-sentence WER {100 * best['hotword_wer']:5.1f}%  "
@@ -147,11 +163,12 @@ def main() -> int:
     p.add_argument("--searches", default="python", help="comma list of python, native")
     p.add_argument("--repeats", type=int, default=2, help="searches of each setting; the least CPU is kept")
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--lm-weight", type=float, help="the model's LM weight instead of its decode.lm_weight (0: off)")
     args = p.parse_args()
     torch.set_num_threads(1)
     work = Path(args.work)
     loaded = load_model_file(args.model, quantize=True)
-    base = loaded.config.decode
+    base = loaded.config.decode.override(lm_weight=args.lm_weight)
     searches = args.searches.split(",")
     results = {}
     if args.boosts:
@@ -167,8 +184,8 @@ def main() -> int:
           f"boost {DEFAULT_BOOST}", flush=True)
     results["test"] = evaluate_split(loaded, base, test, TEST_WORDS, [DEFAULT_BOOST], searches, args.repeats)
     results["test_audio_s"] = seconds
-    (work / "results.json").write_text(json.dumps({"rows": test, **results}, indent=1))
-    print(f"results in {work / 'results.json'}")
+    (work / f"results{'' if args.lm_weight is None else f'_lm{args.lm_weight:g}'}.json").write_text(json.dumps({"rows": test, **results}, indent=1))
+    print(f"results in {work}")
     return 0
 
 

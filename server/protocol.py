@@ -138,13 +138,7 @@ def parse_start(text: str) -> StartRequest:
 
 def parse_hotwords(value, field: str) -> tuple[Hotword, ...]:
     """A JSON list of hotwords: ``"phrase"``, ``"phrase:boost"`` or ``{"phrase": ..., "boost": ...}``."""
-    if not isinstance(value, list):
-        raise ProtocolError("bad_request", f"{field} must be a list of phrases, got {type(value).__name__}")
-    if not value:
-        raise ProtocolError("bad_request", f"{field} is empty; leave it out or list at least one phrase")
-    if len(value) > MAX_HOTWORDS:
-        raise ProtocolError("bad_request", f"{field} has {len(value)} phrases, over the limit of {MAX_HOTWORDS}; "
-                                           "send fewer")
+    _check_phrases(value, field, isinstance(value, list))
     out = []
     for i, item in enumerate(value):
         try:
@@ -165,14 +159,19 @@ def parse_hotwords(value, field: str) -> tuple[Hotword, ...]:
 
 def parse_phrase_list(value, field: str) -> tuple[str, ...]:
     """Vosk's ``phrase_list``: a non-empty list of strings (``"[unk]"`` allows any other word)."""
-    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-        raise ProtocolError("bad_request", f"{field} must be a list of strings, got {json.dumps(value)[:60]}")
+    _check_phrases(value, field, isinstance(value, list) and all(isinstance(p, str) for p in value))
+    return tuple(value)
+
+
+def _check_phrases(value, field: str, well_formed: bool) -> None:
+    """``bad_request`` unless ``value`` is a well-formed list of 1 to MAX_HOTWORDS phrases."""
+    if not well_formed:
+        raise ProtocolError("bad_request", f"{field} must be a list of phrases, got {json.dumps(value)[:60]}")
     if not value:
         raise ProtocolError("bad_request", f"{field} is empty; leave it out or list at least one phrase")
     if len(value) > MAX_HOTWORDS:
         raise ProtocolError("bad_request", f"{field} has {len(value)} phrases, over the limit of {MAX_HOTWORDS}; "
                                            "send fewer")
-    return tuple(value)
 
 
 def check_alternatives(value, field: str) -> int:

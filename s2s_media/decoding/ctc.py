@@ -95,7 +95,7 @@ class _Node:
     With a fused language model, ``lm`` is its score of the prefix (set when the prefix enters a
     beam), ``lm_state`` its state and ``lm_next`` its scores of every next token (both computed
     the first time they are needed). With a context (hotwords, a grammar), ``ctx`` is its score
-    of the prefix and ``ctx_state`` its state, set with ``lm``.
+    of the prefix and ``ctx_state`` its state, set when the prefix is made (and never without one).
     """
 
     __slots__ = ("parent", "token", "length", "hash", "lm", "lm_state", "lm_next", "ctx", "ctx_state")
@@ -107,8 +107,6 @@ class _Node:
         self.lm: float | None = 0.0 if parent is None else None
         self.lm_state: tuple[int, ...] | None = () if parent is None else None
         self.lm_next: list[float] | None = None
-        self.ctx = 0.0
-        self.ctx_state = None
 
     def __hash__(self) -> int:
         return self.hash
@@ -200,8 +198,8 @@ class CTCPrefixBeamSearch:
         empty = _Prefix()
         empty.pb = empty.vb = 0.0
         root = _Node()
-        if self.context is not None:
-            root.ctx_state = self.context.start
+        if self.context is not None:            # set only with a context: no cost without one
+            root.ctx, root.ctx_state = 0.0, self.context.start
         self.hyps: dict[_Node, _Prefix] = {root: empty}
         self.frames = 0
 
@@ -289,12 +287,12 @@ class CTCPrefixBeamSearch:
                             path = h.path_nb
                             n.path_nb = (t, p, path[2]) if p > path[1] else path  # a new peak?
                     # "a" + blank + a -> "aa"
-                    if h.pb > NEG_INF and (child := _Node(node, u) if context is None else extend(node, u)) is not None:
+                    if h.pb > NEG_INF and (child := extend(node, u) if context else _Node(node, u)) is not None:
                         n = get(child)
                         n.pnb = _logaddexp(n.pnb, h.pb + p)
                         if h.vb + p > n.vnb:
                             n.vnb, n.path_nb = h.vb + p, (t, p, h.path_b)
-                elif total > NEG_INF and (child := _Node(node, u) if context is None else extend(node, u)) is not None:
+                elif total > NEG_INF and (child := extend(node, u) if context else _Node(node, u)) is not None:
                     n = get(child)
                     n.pnb = _logaddexp(n.pnb, total + p)
                     if best_v + p > n.vnb:
@@ -307,7 +305,7 @@ class CTCPrefixBeamSearch:
                 # the best by the biased score, and the best without the context: a partial match's
                 # bonus (given back if it fails) never pushes the unbiased search's prefixes out
                 biased = heapq.nlargest(self.beam, nxt.items(), key=lambda kv: key(kv) + kv[0].ctx)
-                plain = heapq.nlargest(self.beam, ((k, v) for k, v in nxt.items() if k.ctx > NEG_INF), key=key)
+                plain = heapq.nlargest(self.beam, nxt.items(), key=key)
                 nxt = dict(biased + plain)
         self.hyps = nxt
 

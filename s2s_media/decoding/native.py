@@ -24,7 +24,10 @@ The language model is either
 Hotwords and phrase grammars (:mod:`s2s_media.decoding.context`) go through the same custom-LM
 interface (:class:`FusionLM` with a context, with or without our n-gram): every token the decoder
 considers is scored by a call back into Python, as for the exact fusion. Without a context
-nothing changes. ``docs/benchmarks.md`` measures what it costs against the Python search.
+nothing changes. The searches of :mod:`s2s_media.decoding.search` do not use it: with hotwords the
+partial matches crowd unbiased prefixes out of flashlight's beam (distractor WER +5.4 points,
+``docs/benchmarks.md``), so a context always runs in the Python search
+(:func:`~s2s_media.decoding.search.ctc_search_for`); it stays for direct use and that comparison.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from s2s_media.decoding.context import Context
 from s2s_media.decoding.ctc import CTCPrefixBeamSearch
 from s2s_media.decoding.native import NativeCTCSearch
 from s2s_media.decoding.rescoring import RescoredHyp, attention_rescoring_ranked
-from s2s_media.decoding.search import CTC_METHODS, SEARCHES
+from s2s_media.decoding.search import CTC_METHODS, SEARCHES, ctc_search_for
 from s2s_media.decoding.timing import ctc_align
 from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
@@ -125,9 +125,9 @@ class Searcher:
         """A CTC prefix beam search to advance chunk by chunk, with this searcher's implementation
         (``decode.ctc_search``), beam, pruning and LM, and ``context`` (default: the searcher's)."""
         d = self.decode
-        options = dict(blank_skip=d.blank_skip, lm=self.lm, token_floor=d.token_floor or None,
-                       context=context if context is not None else self.context)
-        if d.ctc_search == "native":
+        context = context if context is not None else self.context
+        options = dict(blank_skip=d.blank_skip, lm=self.lm, token_floor=d.token_floor or None, context=context)
+        if ctc_search_for(d, context) == "native":
             return NativeCTCSearch(self.tokenizer.vocab_size, d.beam, **options)
         return CTCPrefixBeamSearch(d.beam, **options)
 

@@ -244,7 +244,8 @@ class Transcriber:
     # ---- records
     def words(self, d: Decoded, seg: Segment) -> list[dict]:
         """Word dicts with absolute times for one decoded segment (see :func:`tokens_to_words`)."""
-        return tokens_to_words(self.tokenizer, d, self.shift, seg.start / SAMPLE_RATE, seg.end / SAMPLE_RATE)
+        return tokens_to_words(self.tokenizer, d, self.shift, seg.start / SAMPLE_RATE, seg.end / SAMPLE_RATE,
+                               self.loaded.calibration)
 
     def record(self, prep: Prepared, results: list[Decoded]) -> dict:
         """The output record of one prepared item whose segments are decoded."""

@@ -49,7 +49,7 @@ def test_v1_a_strong_hotword_changes_the_transcript(serve, speech):
 
 @pytest.mark.parametrize("start, error", [
     ({"hotwords": []}, "start: hotwords is empty"),
-    ({"hotwords": "abc"}, "start: hotwords must be a list"),
+    ({"hotwords": "abc"}, "start: hotwords must be a list of phrases"),
     ({"hotwords": ["x"] * 1001}, "over the limit of 1000"),
     ({"hotwords": [{"phrase": "x", "weight": 2}]}, "start: hotwords[0]: expected"),
     ({"hotwords": ["你好"]}, None),        # every phrase skipped: a warning, not an error

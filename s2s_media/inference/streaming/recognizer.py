@@ -283,7 +283,7 @@ class Stream:
     def _words(self, hyp: CTCHyp, text: str, start_s: float, end_s: float) -> list[Word]:
         """The words of ``hyp`` (written as ``text``: a grammar's ``[unk]``) with their times."""
         words = tokens_to_words(self._rec.tokenizer, Decoded(hyp.tokens, hyp.score, hyp.frames, hyp.probs),
-                                self._rec.frame_shift, start_s, end_s)
+                                self._rec.frame_shift, start_s, end_s, self._rec.loaded.calibration)
         if self.options.phrases:
             for w, shown in zip(words, text.split()):
                 w["word"] = shown

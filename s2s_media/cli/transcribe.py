@@ -12,8 +12,9 @@ EPILOG = """\
 output:
   One record per input: {"path","text","duration","words":[{"word","start","end","confidence"}],
   "segments":[{"start","end","text"}]} ("id" added for manifest entries), or {"path","error"}.
-  Times are seconds; a word's confidence is the lowest CTC posterior of its tokens. Text and words
-  are written with capitals and . , ? ! restored (each word keeps its times; --no-punctuation: raw).
+  Times are seconds; a word's confidence is the lowest CTC posterior of its tokens, calibrated to the
+  probability that the word is right when the model has MODEL.calibration.json beside it (the bundled
+  one does). Text and words are written with capitals and . , ? ! restored (each word keeps its times; --no-punctuation: raw).
   Records are written as each file finishes. The format comes from --format, else from --out's
   extension (.jsonl .txt .tsv .srt .vtt), else jsonl on stdout. srt/vtt with several inputs:
   --out is a folder that gets one subtitle file per input. Formats other than jsonl keep the list

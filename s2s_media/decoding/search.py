@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 
 from s2s_media.config import DecodeConfig
 from s2s_media.decoding.beam_search import beam_search
@@ -20,15 +19,14 @@ from s2s_media.decoding.rescoring import attention_rescoring_ranked
 from s2s_media.decoding.timing import hypothesis_confidences
 from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
-from s2s_media.lm import LMFusion
 from s2s_media.methods import DECODING_METHODS
 from s2s_media.models.seq2seq import Seq2SeqModel
 
 
-# (model, memory (B, T, D), mask (B, T), decoder prefix, options, fused LM or None, context or None,
-#  hypotheses wanted) -> B results; with nbest > 1 each result holds its n best in ``alternatives``
-SearchFn = Callable[[Seq2SeqModel, torch.Tensor, torch.Tensor, list[int], DecodeConfig, LMFusion | None,
-                     Context | None, int], list[Decoded]]
+# (model, memory (B, T, D), mask (B, T), decoder prefix, options, fused LM or None, *, context=None
+#  (hotwords, a grammar), nbest=1 (hypotheses wanted)) -> B results; with nbest > 1 each result holds
+#  its n best in ``alternatives``
+SearchFn = Callable[..., list[Decoded]]
 
 
 def _need_ctc(model: Seq2SeqModel, method: str) -> None:
@@ -50,7 +48,7 @@ def _decoded(ranked: list[CTCHyp], nbest: int) -> Decoded:
     return Decoded(best.tokens, best.score, best.frames, best.probs, alts)
 
 
-def search_ctc_greedy(model, memory, mask, prefix, cfg, lm=None, context=None, nbest=1) -> list[Decoded]:
+def search_ctc_greedy(model, memory, mask, prefix, cfg, lm=None, *, context=None, nbest=1) -> list[Decoded]:
     """Best path: one hypothesis (hotwords, a grammar and alternatives need a beam search)."""
     _need_ctc(model, "ctc_greedy")
     return [_decoded([h], nbest) for h in ctc_greedy(model.ctc(memory), mask.sum(1))]
@@ -74,12 +72,12 @@ def _ctc_nbest(model, memory, mask, cfg, lm, context=None):
                                         context=context)
 
 
-def search_ctc_prefix_beam(model, memory, mask, prefix, cfg, lm=None, context=None, nbest=1) -> list[Decoded]:
+def search_ctc_prefix_beam(model, memory, mask, prefix, cfg, lm=None, *, context=None, nbest=1) -> list[Decoded]:
     _need_ctc(model, "ctc_prefix_beam")
     return [_decoded(n, nbest) for n in _ctc_nbest(model, memory, mask, cfg, lm, context)]
 
 
-def search_attention(model, memory, mask, prefix, cfg, lm=None, context=None, nbest=1) -> list[Decoded]:
+def search_attention(model, memory, mask, prefix, cfg, lm=None, *, context=None, nbest=1) -> list[Decoded]:
     """The attention decoder alone (the language model and hotwords are fused into the CTC searches only)."""
     if context is not None:
         raise UserError("--decoding attention: hotwords and phrase lists need a CTC search; use --decoding "
@@ -97,7 +95,7 @@ def search_attention(model, memory, mask, prefix, cfg, lm=None, context=None, nb
     return out
 
 
-def search_rescoring(model, memory, mask, prefix, cfg, lm=None, context=None, nbest=1) -> list[Decoded]:
+def search_rescoring(model, memory, mask, prefix, cfg, lm=None, *, context=None, nbest=1) -> list[Decoded]:
     _need_ctc(model, "rescoring")
     lists = _ctc_nbest(model, memory, mask, cfg, lm, context)
     if cfg.rescore_nbest > 0:

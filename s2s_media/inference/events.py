@@ -86,6 +86,10 @@ class Final(_Segment):
     words: list[Word] = field(default_factory=list)
     alternatives: list[Alternative] = field(default_factory=list)
 
+    def _keys(self) -> list[str]:
+        keys = super()._keys()
+        return keys if self.alternatives else [k for k in keys if k != "alternatives"]
+
     def to_dict(self) -> dict:
         msg = {"type": self.type, "segment": self.segment, "text": self.text, "start": self.start,
                "end": self.end, "words": [w.to_dict() for w in self.words]}

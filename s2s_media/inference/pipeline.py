@@ -98,7 +98,7 @@ class Searcher:
     def search(self, memory: torch.Tensor, mask: torch.Tensor, method: str | None = None) -> list[Decoded]:
         """One method (default :attr:`method`) over encoder output: B results."""
         return SEARCHES[method or self.method](self.model, memory, mask, self.prefix, self.decode, self.lm,
-                                               self.context, self.nbest)
+                                               context=self.context, nbest=self.nbest)
 
     @torch.inference_mode()
     def decode_batch(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict[str, list[Decoded]]:

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from s2s_media.decoding.context import (DEFAULT_BOOST, ContextGraph, Grammar, Hotword, UNK_PHRASE, as_hotwords,
+from s2s_media.decoding.context import (DEFAULT_BOOST, ContextGraph, Hotword, UNK_PHRASE, as_hotwords,
                                         compile_grammar, compile_hotwords, read_hotwords, render_grammar_words)
 from s2s_media.decoding.ctc import ctc_prefix_beam_search
 from s2s_media.decoding.native import NativeCTCSearch

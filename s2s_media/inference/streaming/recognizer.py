@@ -35,7 +35,13 @@ these dicts too), times in seconds from the start of the stream, 3 decimals:
   the end of the input the open segment gets a final if it has text, or if the stream has not
   emitted any final yet and received audio: every stream with audio ends with at least one final,
   and no empty final follows a completed sentence. Word times and confidences are those of
-  :func:`~s2s_media.decoding.timing.tokens_to_words` (peak frames of the CTC alignment).
+  :func:`~s2s_media.decoding.timing.tokens_to_words` (peak frames of the CTC alignment). A stream
+  created with ``StreamOptions(alternatives=N)`` adds ``"alternatives": [{"text", "confidence"}]``.
+
+Per-stream options (:class:`~s2s_media.inference.events.StreamOptions`, built from text by
+:meth:`StreamingRecognizer.stream_options`): hotwords or a phrase grammar biasing or restricting
+the stream's prefix search, and the number of alternatives its finals carry. A stream with a
+grammar writes words outside its phrases as ``[unk]``.
 
 Threads. ``accept_waveform``, ``input_finished``, ``pop_events`` and ``is_ready`` may be called
 from any thread while another thread runs ``decode_streams``; decoding calls are serialised by

@@ -148,3 +148,13 @@ def test_vosk_bad_phrase_list_is_refused(serve):
     assert code == 1008 and "config.phrase_list is empty" in reason
     code, reason = asyncio.run(run({"phrase_list": ["yes"], "hotwords": ["no"]}))
     assert code == 1008 and "not both" in reason
+
+
+def test_vosk_config_takes_hotwords_in_v1s_shape(serve, speech):
+    srv = serve()
+    plain = asyncio.run(vosk(srv.url("/vosk"), {"sample_rate": SR}, pcm16(speech)))
+    biased = asyncio.run(vosk(srv.url("/vosk"), {"sample_rate": SR, "hotwords": [{"phrase": "jn", "boost": 20}]},
+                              pcm16(speech)))
+    words = lambda run: " ".join(r["text"] for r in results(run[0], run[1])).split()    # noqa: E731
+    assert plain[2] == biased[2] == 1000
+    assert "jn" not in words(plain) and "jn" in words(biased)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from s2s_media.inference.events import Event, Final, Recognizer
+from s2s_media.inference.events import Event, Final, Recognizer, StreamOptions
 from s2s_media.inference.punctuation import Punctuator
 from server.metrics import Metrics
 
@@ -63,13 +63,13 @@ class EngineSession:
     put its own items there too (protocol errors), making it the session's single outbox.
     """
 
-    def __init__(self, engine: "Engine", sid: int, sample_rate: int, punctuation: bool = True,
-                 hotwords: tuple[str, ...] = ()):
+    def __init__(self, engine: "Engine", sid: int, sample_rate: int, options: StreamOptions | None = None,
+                 punctuation: bool = True):
         self.engine = engine
         self.id = sid
         self.sample_rate = sample_rate
+        self.options = options          # the stream's hotwords, grammar, alternatives (None: the recognizer's)
         self.punctuation = punctuation and engine.punctuator is not None   # write its finals
-        self.hotwords = hotwords     # PHRASE or PHRASE:BOOST to bias this stream toward (see Engine._prepare)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.caught_up_seq = 0       # every fed message up to this one has been decoded as far as possible
         self.ended = False           # DONE or a failure was delivered
@@ -156,12 +156,12 @@ class Engine:
         if self._thread is not None:
             self._thread.join()
 
-    def open(self, sample_rate: int, punctuation: bool = True, hotwords: tuple[str, ...] = ()) -> EngineSession:
-        """A new stream of audio at ``sample_rate``; ``punctuation``: write its finals (when the engine has a
-        punctuator); ``hotwords``: phrases to bias its search toward."""
+    def open(self, sample_rate: int, options: StreamOptions | None = None, punctuation: bool = True) -> EngineSession:
+        """A new stream of audio at ``sample_rate``; ``options``: its hotwords, grammar and alternatives
+        (:meth:`Recognizer.stream_options`); ``punctuation``: write its finals (when the engine has a punctuator)."""
         with self._cond:
             self._next_id += 1
-            session = EngineSession(self, self._next_id, sample_rate, punctuation, tuple(hotwords))
+            session = EngineSession(self, self._next_id, sample_rate, options, punctuation)
             self._sessions.append(session)
         return session
 
@@ -249,9 +249,7 @@ class Engine:
         rec = self.recognizer
         try:
             if s._stream is None:
-                # The hotwords hook: s.hotwords go to the stream here once streams take them (issue #13
-                # item 1 adds biasing to the search); until then they are carried but unused.
-                s._stream = rec.create_stream()
+                s._stream = rec.create_stream(s.options) if s.options is not None else rec.create_stream()
             consumed = False
             while not rec.is_ready(s._stream):
                 with self._cond:

@@ -26,9 +26,11 @@ from python_multipart import create_form_parser
 from python_multipart.exceptions import FormParserError, ParseError
 from python_multipart.multipart import Field, File
 
+from s2s_media.errors import UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, load_audio
-from s2s_media.inference.events import Final
+from s2s_media.inference.events import Final, StreamOptions
 from server.engine import DONE, Engine
+from server.protocol import MAX_HOTWORDS
 from server.transport import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
@@ -96,6 +98,21 @@ def prompt_hotwords(prompt: str) -> tuple[str, ...]:
     return tuple(phrases)
 
 
+def prompt_options(engine: Engine, prompt: str) -> StreamOptions | None:
+    """The stream options of OpenAI's ``prompt`` (its hotwords; None when it names none); ApiError 400
+    when the list is over the limit. Phrases the model cannot write are logged and left out."""
+    hotwords = prompt_hotwords(prompt)
+    if not hotwords:
+        return None
+    try:
+        options, skipped = engine.recognizer.stream_options(hotwords=list(hotwords), max_hotwords=MAX_HOTWORDS)
+    except UserError as e:
+        raise ApiError(400, f"prompt: {e}", param="prompt") from None
+    for line in skipped:
+        log.info("transcription prompt: %s", line)
+    return options
+
+
 # --------------------------------------------------------------------------- the endpoint
 async def handle(app: App, request: HttpRequest) -> HttpResponse:
     """``POST /v1/audio/transcriptions``: admitted like a session, read, decoded, answered."""
@@ -145,7 +162,7 @@ async def _transcribe(app: App, request: HttpRequest) -> HttpResponse:
     finally:
         file.close()                              # the temporary file is deleted
     app.metrics.add_audio(len(audio) / SAMPLE_RATE)
-    finals = await decode(app.engine, audio, prompt_hotwords(form.prompt))
+    finals = await decode(app.engine, audio, prompt_options(app.engine, form.prompt))
     return render(finals, form, len(audio) / SAMPLE_RATE)
 
 
@@ -256,9 +273,10 @@ def load_upload(file: File, max_audio_s: float) -> np.ndarray:
     return audio
 
 
-async def decode(engine: Engine, audio: np.ndarray, hotwords: tuple[str, ...] = ()) -> list[Final]:
-    """``audio (samples,)`` at 16 kHz as one engine stream, fed at the decoder's pace; its finals."""
-    es = engine.open(SAMPLE_RATE, hotwords=hotwords)
+async def decode(engine: Engine, audio: np.ndarray, options: StreamOptions | None = None) -> list[Final]:
+    """``audio (samples,)`` at 16 kHz as one engine stream (``options``: its hotwords), fed at the decoder's
+    pace; its finals."""
+    es = engine.open(SAMPLE_RATE, options)
     try:
         step = int(FEED_S * SAMPLE_RATE)
         for i in range(0, len(audio), step):

@@ -12,12 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2s_media.decoding.context import Hotword
+from s2s_media.errors import UserError
 from s2s_media.inference.events import Event, Final, Partial
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20          # 1 MiB: a larger message is a ``too_large`` error
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000
 MAX_REASON_BYTES = 123               # RFC 6455: a close frame's reason fits in 123 bytes
+MAX_HOTWORDS = 1000                  # hotwords or phrase_list entries one session may give
+MAX_ALTERNATIVES = 10                # the most alternatives a final can carry
 
 # error code -> websocket close code
 CLOSE_CODES = {
@@ -62,6 +66,9 @@ class StartRequest:
     punctuation: bool = True        # write finals with capitals and . , ? ! (when the server has a punctuator)
     partials: bool = True           # send ``partial`` messages
     words: bool = True              # put word timings in ``final`` messages
+    hotwords: tuple[Hotword, ...] | None = None   # phrases to favour: "phrase", "phrase:boost" or
+                                    # {"phrase", "boost"}; boost per token (default 2.0)
+    max_alternatives: int = 0       # finals carry this many best hypotheses with confidences
 
 
 def parse_json(text: str) -> dict:
@@ -123,7 +130,58 @@ def parse_start(text: str) -> StartRequest:
                                                         f"use one of {sorted(ENCODINGS)}")
     if "sample_rate" in fields:
         fields["sample_rate"] = check_sample_rate(fields["sample_rate"], "start: sample_rate")
+    if "hotwords" in fields:
+        fields["hotwords"] = parse_hotwords(fields["hotwords"], "start: hotwords")
+    if "max_alternatives" in fields:
+        fields["max_alternatives"] = check_alternatives(fields["max_alternatives"], "start: max_alternatives")
     return StartRequest(**fields)
+
+
+def parse_hotwords(value, field: str) -> tuple[Hotword, ...]:
+    """A JSON list of hotwords: ``"phrase"``, ``"phrase:boost"`` or ``{"phrase": ..., "boost": ...}``."""
+    _check_phrases(value, field, isinstance(value, list))
+    out = []
+    for i, item in enumerate(value):
+        try:
+            if isinstance(item, str):
+                out.append(Hotword.parse(item, f"{field}[{i}]"))
+            elif isinstance(item, dict) and isinstance(item.get("phrase"), str) and item["phrase"].strip() \
+                    and set(item) <= {"phrase", "boost"} and isinstance(item.get("boost", 0.0), (int, float)) \
+                    and not isinstance(item.get("boost"), bool):
+                boost = item.get("boost")
+                out.append(Hotword(item["phrase"].strip(), None if boost is None else float(boost)))
+            else:
+                raise UserError(f"{field}[{i}]: expected \"phrase\", \"phrase:boost\" or "
+                                f"{{\"phrase\": ..., \"boost\": ...}}, got {json.dumps(item)[:60]}")
+        except UserError as e:
+            raise ProtocolError("bad_request", str(e)) from None
+    return tuple(out)
+
+
+def parse_phrase_list(value, field: str) -> tuple[str, ...]:
+    """Vosk's ``phrase_list``: a non-empty list of strings (``"[unk]"`` allows any other word)."""
+    _check_phrases(value, field, isinstance(value, list) and all(isinstance(p, str) for p in value))
+    return tuple(value)
+
+
+def _check_phrases(value, field: str, well_formed: bool) -> None:
+    """``bad_request`` unless ``value`` is a well-formed list of 1 to MAX_HOTWORDS phrases."""
+    if not well_formed:
+        raise ProtocolError("bad_request", f"{field} must be a list of phrases, got {json.dumps(value)[:60]}")
+    if not value:
+        raise ProtocolError("bad_request", f"{field} is empty; leave it out or list at least one phrase")
+    if len(value) > MAX_HOTWORDS:
+        raise ProtocolError("bad_request", f"{field} has {len(value)} phrases, over the limit of {MAX_HOTWORDS}; "
+                                           "send fewer")
+
+
+def check_alternatives(value, field: str) -> int:
+    """An integer in [0, MAX_ALTERNATIVES]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ProtocolError("bad_request", f"{field} must be an integer, got {value!r}")
+    if not 0 <= value <= MAX_ALTERNATIVES:
+        raise ProtocolError("bad_request", f"{field} must be between 0 and {MAX_ALTERNATIVES}, got {int(value)}")
+    return int(value)
 
 
 def parse_control(text: str) -> str:
@@ -165,12 +223,21 @@ def v1_event(event: Event, start: StartRequest) -> dict | None:
 # --------------------------------------------------------------------------- Vosk
 @dataclass(frozen=True)
 class VoskConfig:
-    """The fields of Vosk's ``{"config": {...}}`` this server honours; other Vosk keys are ignored."""
+    """The fields of Vosk's ``{"config": {...}}`` this server honours; other Vosk keys are ignored.
+    ``hotwords`` is ours (v1's shape); ``phrase_list`` restricts results to its phrases."""
     sample_rate: int = 16000
     words: bool = True
+    max_alternatives: int = 0
+    phrase_list: tuple[str, ...] | None = None
+    hotwords: tuple[Hotword, ...] | None = None
+
+    def decoding(self) -> tuple:
+        """The fields that change how audio is decoded (a change starts a new stream)."""
+        return self.sample_rate, self.max_alternatives, self.phrase_list, self.hotwords
 
 
 def parse_vosk_config(obj: dict, current: VoskConfig) -> VoskConfig:
+    """The session's config after a ``{"config": {...}}`` message: the fields it names replace ``current``'s."""
     conf = obj["config"]
     if not isinstance(conf, dict):
         raise ProtocolError("bad_request", f"config must be a JSON object, got {conf!r}")
@@ -181,15 +248,45 @@ def parse_vosk_config(obj: dict, current: VoskConfig) -> VoskConfig:
         if not isinstance(conf["words"], (bool, int)):
             raise ProtocolError("bad_request", f"config.words must be true or false, got {conf['words']!r}")
         words = bool(conf["words"])
-    return VoskConfig(rate, words)
+    alternatives = check_alternatives(conf["max_alternatives"], "config.max_alternatives") \
+        if "max_alternatives" in conf else current.max_alternatives
+    phrases = parse_phrase_list(conf["phrase_list"], "config.phrase_list") if "phrase_list" in conf \
+        else current.phrase_list
+    hotwords = parse_hotwords(conf["hotwords"], "config.hotwords") if "hotwords" in conf else current.hotwords
+    if phrases is not None and hotwords is not None:
+        raise ProtocolError("bad_request", "config: give phrase_list or hotwords, not both (a phrase list already "
+                                           "restricts results to its phrases)")
+    return VoskConfig(rate, words, alternatives, phrases, hotwords)
 
 
-def vosk_result(finals: list[Final], words: bool) -> dict:
-    """One Vosk result from the finals decoded since the last reply (several are joined into one)."""
+def _vosk_words(words, offset: float) -> list[dict]:
+    return [{"conf": w.confidence if w.confidence is not None else 1.0, "end": round(w.end + offset, 3),
+             "start": round(w.start + offset, 3), "word": w.word} for w in words]
+
+
+def vosk_result(finals: list[tuple[Final, float]], config: VoskConfig) -> dict:
+    """One Vosk result from the finals decoded since the last reply, each with the seconds its stream
+    started at (several are joined into one). With ``max_alternatives``, Vosk's n-best shape:
+    ``{"alternatives": [{"confidence", "result" (with words), "text"}]}``, the k-th joining every
+    final's k-th alternative (or its last), confidences multiplied."""
+    if config.max_alternatives > 0:
+        per_final = [(f.alternatives or [None], f, off) for f, off in finals]
+        out = []
+        for k in range(max((len(a) for a, _, _ in per_final), default=1)):
+            texts, words, conf = [], [], 1.0
+            for alts, f, off in per_final:
+                alt = alts[min(k, len(alts) - 1)]
+                texts.append(f.text if alt is None else alt.text)
+                conf *= 1.0 if alt is None else alt.confidence
+                words += _vosk_words(f.words if alt is None else alt.words, off)
+            entry: dict = {"confidence": round(conf, 4)}
+            if config.words:
+                entry["result"] = words
+            entry["text"] = " ".join(t for t in texts if t)
+            out.append(entry)
+        return {"alternatives": out}
     msg: dict = {}
-    if words:
-        msg["result"] = [{"conf": w.confidence if w.confidence is not None else 1.0,
-                          "end": w.end, "start": w.start, "word": w.word}
-                         for f in finals for w in f.words]
-    msg["text"] = " ".join(f.text for f in finals if f.text)
+    if config.words:
+        msg["result"] = [w for f, off in finals for w in _vosk_words(f.words, off)]
+    msg["text"] = " ".join(f.text for f, _ in finals if f.text)
     return msg

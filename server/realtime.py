@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.exceptions import ConnectionClosed
 
-from s2s_media.inference.events import Final, Partial
+from s2s_media.inference.events import Final, Partial, StreamOptions
 from server.engine import DONE, EngineSession
 from server.openai_http import prompt_hotwords
 from server.protocol import ProtocolError, parse_json
@@ -127,6 +127,7 @@ class RealtimeSession(Session):
                                                "/v1/realtime?intent=transcription")
         self.sid = f"sess_{next(_sessions)}"
         self.settings = Settings()
+        self.options: StreamOptions | None = None     # the prompt's hotwords, compiled
         self.turn: Turn | None = None        # the stream audio is appended to now
         self.turns: asyncio.Queue = asyncio.Queue()    # Turn, then CLEARED/GONE/STOPPED or a ProtocolError
         self.open_turns: list[Turn] = []
@@ -178,7 +179,9 @@ class RealtimeSession(Session):
         if kind == "input_audio_buffer.append":
             self._append(event.get("audio"), event_id)
         elif kind == "transcription_session.update":
-            self.settings = update_settings(self.settings, event.get("session"))
+            settings = update_settings(self.settings, event.get("session"))
+            self.options = self._prompt_options(settings.prompt)
+            self.settings = settings
             await self.send_event({"type": "transcription_session.updated",
                                    "session": self.settings.to_dict(self.sid)})
         elif kind == "input_audio_buffer.commit":
@@ -214,12 +217,22 @@ class RealtimeSession(Session):
         if not len(samples):
             return
         if self.turn is None:
-            es = self.app.engine.open(INPUT_RATE, hotwords=prompt_hotwords(self.settings.prompt))
+            es = self.app.engine.open(INPUT_RATE, self.options)
             self.turn = Turn(es, self.fed_s)
             self.open_turns.append(self.turn)
             self.turns.put_nowait(self.turn)
         self.app.engine.feed(self.turn.es, samples)
         self.fed_s += len(samples) / INPUT_RATE
+
+    def _prompt_options(self, prompt: str) -> StreamOptions | None:
+        """The hotwords of ``prompt`` compiled for the next turns; EventError when the list is unusable."""
+        hotwords = prompt_hotwords(prompt)
+        if not hotwords:
+            return None
+        try:
+            return self.stream_options(hotwords=list(hotwords), where="prompt")[0]
+        except ProtocolError as e:
+            raise EventError(e.message, param="session.input_audio_transcription.prompt") from None
 
     def _end_turn(self) -> None:
         """Commit the buffer: its stream decodes the rest and ends (the writer sends its items)."""

@@ -25,11 +25,12 @@ from typing import Protocol
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from s2s_media.inference.events import Final, Partial
+from s2s_media.errors import UserError
+from s2s_media.inference.events import Final, Partial, StreamOptions
 from server.config import ServerConfig
 from server.engine import DONE, Engine, EngineSession
 from server.metrics import Metrics
-from server.protocol import (MAX_REASON_BYTES, PROTOCOL_VERSION, ProtocolError, StartRequest, VoskConfig,
+from server.protocol import (MAX_HOTWORDS, MAX_REASON_BYTES, PROTOCOL_VERSION, ProtocolError, StartRequest, VoskConfig,
                              decode_audio, parse_control, parse_json, parse_start, parse_vosk_config, v1_event,
                              vosk_result)
 
@@ -228,6 +229,18 @@ class Session:
         except ConnectionClosed:
             pass
 
+    def stream_options(self, hotwords=None, phrase_list=None, alternatives: int = 0,
+                       where: str = "start") -> tuple[StreamOptions | None, list[str]]:
+        """The stream options a session asks for (None when it asks for nothing special), and one line
+        per phrase left out; an unusable list is ``bad_request``."""
+        if hotwords is None and phrase_list is None and not alternatives:
+            return None, []
+        try:
+            return self.app.engine.recognizer.stream_options(hotwords=hotwords, phrase_list=phrase_list,
+                                                             alternatives=alternatives, max_hotwords=MAX_HOTWORDS)
+        except UserError as e:
+            raise ProtocolError("bad_request", f"{where}: {e}") from None
+
     def internal_error(self, exc: BaseException) -> ProtocolError:
         return ProtocolError("internal", f"decoding failed ({type(exc).__name__}); this session is closed, "
                                          "other sessions are unaffected")
@@ -245,9 +258,12 @@ class V1Session(Session):
             raise ProtocolError("bad_request", "audio before start: send {\"type\":\"start\"} first")
         start = parse_start(first)
         self.streaming = True
-        self.es = es = self.app.engine.open(start.sample_rate, punctuation=start.punctuation)
-        await self.send_json({"type": "ready", "session": es.id, "protocol": PROTOCOL_VERSION,
-                              "sample_rate": start.sample_rate})
+        options, warnings = self.stream_options(start.hotwords, alternatives=start.max_alternatives)
+        self.es = es = self.app.engine.open(start.sample_rate, options, punctuation=start.punctuation)
+        ready = {"type": "ready", "session": es.id, "protocol": PROTOCOL_VERSION, "sample_rate": start.sample_rate}
+        if warnings:
+            ready["warnings"] = warnings
+        await self.send_json(ready)
         timer = asyncio.get_running_loop().call_later(max(self.remaining(), 0), es.queue.put_nowait, "max_length")
         reader = asyncio.create_task(self._read(start))
         try:
@@ -319,24 +335,36 @@ class VoskSession(Session):
     Vosk clients read exactly one reply per audio message, so a reply waits until the decoder
     has caught up with that message, and several finals decoded from one message are joined
     into one result.
+
+    A ``config`` may come at any time and applies from the next audio on: when it changes how audio
+    is decoded (rate, alternatives, phrase list, hotwords), the open stream is finished (its last
+    final goes with the next reply) and the next audio starts a new one; times keep counting from
+    the session's first audio.
     """
 
     async def serve(self) -> None:
         self.config = VoskConfig()
-        self.partial, self.finals, self.done = "", [], False
+        self.options: StreamOptions | None = None
+        self.partial, self.done = "", False
+        self.finals: list[tuple[Final, float]] = []    # (final, seconds its stream started at) not yet sent
+        self.offset = 0.0            # seconds of audio of the streams before the open one
+        self.stream_s = 0.0          # seconds of audio of the open stream
         try:
             while True:
                 msg = await self.recv()
                 self.streaming = True
                 if isinstance(msg, bytes):
                     if self.es is None:
-                        self.es = self.app.engine.open(self.config.sample_rate)
-                    seq = self.app.engine.feed(self.es, self.audio(msg, "pcm_s16le", self.config.sample_rate))
+                        self.es, self.done, self.stream_s = self.app.engine.open(self.config.sample_rate,
+                                                                                 self.options), False, 0.0
+                    samples = self.audio(msg, "pcm_s16le", self.config.sample_rate)
+                    self.stream_s += len(samples) / self.config.sample_rate
+                    seq = self.app.engine.feed(self.es, samples)
                     await self.es.wait_caught_up(seq)
                     while not self.es.queue.empty():
                         self._take(self.es.queue.get_nowait())
                     if self.finals:
-                        await self.send_json(vosk_result(self.finals, self.config.words))
+                        await self.send_json(vosk_result(self.finals, self.config))
                         self.finals = []
                     else:
                         await self.send_json({"partial": self.partial})
@@ -347,22 +375,41 @@ class VoskSession(Session):
                 if "config" not in obj:
                     raise ProtocolError("bad_request", "expected {\"config\": {...}}, {\"eof\": 1} or binary "
                                                        "PCM16 audio")
-                if self.es is not None:
-                    raise ProtocolError("bad_request", "config must come before the first audio message")
-                self.config = parse_vosk_config(obj, self.config)
+                await self._configure(parse_vosk_config(obj, self.config))
         except Shutdown:
             pass
         except ProtocolError as e:
-            if e.code == "timeout" and self.es is not None:     # the speech decoded so far is not lost
+            if e.code == "timeout" and (self.es is not None or self.finals):   # the speech decoded so far is not lost
                 await self._send_last_result()
             raise
         await self._send_last_result()
         await self.close(self.close_code, self.close_reason)
 
+    async def _configure(self, config: VoskConfig) -> None:
+        """Take a new config; a change in decoding finishes the open stream (the next audio opens one)."""
+        if config.decoding() != self.config.decoding():
+            options, skipped = self.stream_options(config.hotwords, config.phrase_list, config.max_alternatives,
+                                                   where="config")
+            for line in skipped:
+                log.info("vosk session: %s", line)
+            if self.es is not None:
+                await self._finish_stream()
+            self.options = options
+        self.config = config
+
+    async def _finish_stream(self) -> None:
+        """Decode what is left of the open stream and keep its finals for the next reply; close it."""
+        self.app.engine.finish(self.es)
+        while not self.done:
+            self._take(await self.es.queue.get())
+        self.app.engine.close(self.es)
+        self.es = None
+        self.offset += self.stream_s
+
     def _take(self, item) -> None:
         """One item of the session's queue: a decoder event, DONE, or a failure."""
         if isinstance(item, Final):
-            self.finals.append(item)
+            self.finals.append((item, self.offset))
             self.partial = ""
         elif isinstance(item, Partial):
             self.partial = item.text
@@ -373,12 +420,11 @@ class VoskSession(Session):
 
     async def _send_last_result(self) -> None:
         """eof, shutdown or a timeout: decode what is left and send one result of the remaining finals."""
-        if self.es is None:
-            self.es = self.app.engine.open(self.config.sample_rate)
-        self.app.engine.finish(self.es)
-        while not self.done:
-            self._take(await self.es.queue.get())
-        await self.send_json(vosk_result(self.finals, self.config.words))
+        if self.es is None and not self.finals:
+            self.es, self.done = self.app.engine.open(self.config.sample_rate, self.options), False
+        if self.es is not None:
+            await self._finish_stream()
+        await self.send_json(vosk_result(self.finals, self.config))
         self.finals = []
 
     async def send_error(self, err: ProtocolError) -> None:

@@ -43,7 +43,7 @@ def fake_search(text: str, tokenizer):
     """A search that "hears" ``text`` in every segment: tokens at frames 2, 4, 6, ... with known posteriors."""
     ids = tokenizer.encode(text)
 
-    def search(model, memory, mask, prefix, cfg, lm=None):
+    def search(model, memory, mask, prefix, cfg, lm=None, **options):
         return [Decoded(list(ids), 0.0, [2 + 2 * k for k in range(len(ids))], [0.9 - 0.01 * k for k in range(len(ids))])
                 for _ in range(memory.size(0))]
     return search

@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=1, help="feature-extraction worker processes")
     p.add_argument("--limit", type=int, default=0, help="score only the first N utterances (0 = all)")
+    from s2s_media.cli.transcribe import add_hotword_arguments
+    add_hotword_arguments(p)
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="audio: print what was said beside what was heard for N utterances (first method)")
     cap = p.add_argument_group("caption manifests")
@@ -115,7 +117,9 @@ def score_line(method: str, w, c, headline: str) -> str:
 
 def run_audio(args) -> int:
     """Decode the audio manifest with every asked method (one encoder pass) and print WER/CER."""
+    from s2s_media.cli.transcribe import hotwords_from_args
     from s2s_media.data.manifest import read_manifest
+    from s2s_media.decoding.context import compile_hotwords
     from s2s_media.decoding.search import parse_methods
     from s2s_media.device import pick_device
     from s2s_media.inference.checkpoint import load_model_file
@@ -130,12 +134,19 @@ def run_audio(args) -> int:
                                          batch_seconds=args.batch_seconds, lm_weight=args.lm_weight,
                                          lm_bonus=args.lm_bonus, ctc_search=args.ctc_search)
     loaded.model.to(device)
-    searcher = Searcher(loaded, dcfg, task="asr", methods=methods)
+    hotwords, compiled = hotwords_from_args(args), None
+    if hotwords:
+        compiled = compile_hotwords(loaded.tokenizer, hotwords, loaded.config.tokenizer.language,
+                                    max_hotwords=args.max_hotwords)
+        for warning in compiled.skipped:
+            log.warning(warning)
+    searcher = Searcher(loaded, dcfg, task="asr", methods=methods, context=compiled.context if compiled else None)
     records = read_manifest(args.manifest)
     if args.limit:
         records = records[: args.limit]
     out_dir = Path(args.out) if args.out else Path(args.model).parent / f"decode_{Path(args.manifest).stem}"
-    result = evaluate_asr(loaded, searcher, records, out_dir, device, args.workers, where=args.manifest)
+    result = evaluate_asr(loaded, searcher, records, out_dir, device, args.workers, where=args.manifest,
+                          hotwords=compiled.phrases if compiled else ())
     rates = result.pop("rates")
     if not result["utterances"]:
         print(f"no utterance of {args.manifest} could be decoded ({result['skipped']} skipped)")
@@ -145,6 +156,9 @@ def run_audio(args) -> int:
     if result["headline"] == "cer":
         print(f"language {result['language']} is written without spaces: CER is the headline figure "
               "(spaces ignored), WER is shown for reference")
+    for m, r in result.get("hotwords", {}).items():
+        print(f"{m:16s} hotword recall {100 * r['recall']:6.2f}% ({r['hits']}/{r['total']} in the references), "
+              f"{r['false_alarms']} inserted where the reference has none")
     for m, table in result["by_group"].items():
         print(f"{m} by voice family:")
         for group, g in table.items():

@@ -12,13 +12,26 @@ EPILOG = """\
 output:
   One record per input: {"path","text","duration","words":[{"word","start","end","confidence"}],
   "segments":[{"start","end","text"}]} ("id" added for manifest entries), or {"path","error"}.
-  Times are seconds; a word's confidence is the lowest CTC posterior of its tokens. Text and words
-  are written with capitals and . , ? ! restored (each word keeps its times; --no-punctuation: raw).
+  Times are seconds; a word's confidence is the lowest CTC posterior of its tokens, calibrated to the
+  probability that the word is right when the model has MODEL.calibration.json beside it (the bundled
+  one does). Text and words are written with capitals and . , ? ! restored (each word keeps its times; --no-punctuation: raw).
   Records are written as each file finishes. The format comes from --format, else from --out's
   extension (.jsonl .txt .tsv .srt .vtt), else jsonl on stdout. srt/vtt with several inputs:
   --out is a folder that gets one subtitle file per input. Formats other than jsonl keep the list
   of finished inputs (and the error records) in OUT.done.jsonl (OUT/done.jsonl for a folder).
   --resume skips every input already in the output, failed ones included.
+
+hotwords:
+  --hotwords FILE (one PHRASE or PHRASE:BOOST a line) and --hotword "Kubernetes:3.0" (repeatable)
+  bias the search toward rare words and names: each token of a phrase earns BOOST (default 2.0)
+  while the hypothesis spells it, and gives it back if the phrase is not completed. Phrases with
+  characters the model cannot write are named on stderr and left out. They act in the CTC prefix
+  searches (rescoring, ctc_prefix_beam).
+
+alternatives:
+  --alternatives N adds "alternatives": [{"text","confidence"}] (best first) to every record and
+  segment of jsonl output: the N best hypotheses, each with its share of the probability of all
+  the hypotheses the search kept.
 
 long recordings:
   Recordings longer than --max-segment seconds are split on silence (energy-based, with
@@ -73,6 +86,9 @@ def add_parser(sub) -> None:
                    help="punctuation model file (s2s-media punctuation train) instead of the bundled one")
     p.add_argument("--workers", type=int, default=1, help="threads loading and cutting audio (0 = main thread)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_hotword_arguments(p)
+    p.add_argument("--alternatives", type=int, default=0, metavar="N",
+                   help="also list the N best hypotheses with confidences (jsonl output)")
     add_runtime_arguments(p)
     p.add_argument("--recursive", action="store_true", help="descend into subfolders of folder inputs")
     p.add_argument("--resume", action="store_true", help="skip inputs already in --out and append the rest")
@@ -81,6 +97,27 @@ def add_parser(sub) -> None:
     p.add_argument("--merge", action="store_true", help="merge the OUT.rankK parts given as PATHs into --out")
     add_ray_arguments(p, "files")
     p.set_defaults(run=run)
+
+
+def add_hotword_arguments(p) -> None:
+    """``--hotwords FILE``, ``--hotword PHRASE[:BOOST]`` (repeatable), ``--max-hotwords``: shared with evaluate."""
+    from s2s_media.decoding.context import DEFAULT_BOOST, MAX_HOTWORDS
+    p.add_argument("--hotwords", metavar="FILE", help="words or phrases to favour, one PHRASE or PHRASE:BOOST a line")
+    p.add_argument("--hotword", action="append", default=[], metavar="PHRASE[:BOOST]",
+                   help=f"a word or phrase to favour, with its bonus per token (default {DEFAULT_BOOST}); repeatable")
+    p.add_argument("--max-hotwords", type=int, default=MAX_HOTWORDS, metavar="N",
+                   help="refuse more hotwords than this (default %(default)s; 0: no limit)")
+
+
+def hotwords_from_args(args) -> tuple:
+    """The hotwords of ``--hotwords FILE`` then ``--hotword``; () when none was given."""
+    from s2s_media.decoding.context import Hotword, read_hotwords
+    from s2s_media.errors import UserError
+    found = list(read_hotwords(args.hotwords)) if args.hotwords else []
+    found += [Hotword.parse(h) for h in args.hotword]
+    if args.hotwords and not found:
+        raise UserError(f"--hotwords {args.hotwords}: the file lists no phrase; write one PHRASE[:BOOST] a line")
+    return tuple(found)
 
 
 def add_ray_arguments(p, unit: str) -> None:
@@ -141,7 +178,9 @@ def run(args) -> int:
         raise UserError(f"--max-segment {args.max_segment}: {e}") from None
     options = TranscribeOptions(decoding=args.decoding, beam=args.beam, batch_seconds=args.batch_seconds,
                                 lm_weight=args.lm_weight, workers=args.workers, vad=vad,
-                                punctuation=args.punctuation, punctuation_model=args.punctuation_model)
+                                punctuation=args.punctuation, punctuation_model=args.punctuation_model,
+                                hotwords=hotwords_from_args(args), max_hotwords=args.max_hotwords,
+                                alternatives=args.alternatives)
     index, count, auto = parse_shard(args.shard)
     out = args.out
     if auto:
@@ -161,6 +200,8 @@ def run(args) -> int:
         model = load(args.model, "cpu" if args.ray else args.device, task="asr", runtime=args.runtime,
                      threads=args.threads)
         transcriber = model.transcriber(options)
+        for warning in transcriber.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         if args.ray:   # the model loaded here checks the model and options; each actor loads its own
             import functools
 

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from s2s_media.decoding.context import Context
 from s2s_media.decoding.types import CTCHyp
 from s2s_media.lm.fusion import LMFusion
 from s2s_media.text.tokenizer import BLANK
@@ -93,10 +94,11 @@ class _Node:
 
     With a fused language model, ``lm`` is its score of the prefix (set when the prefix enters a
     beam), ``lm_state`` its state and ``lm_next`` its scores of every next token (both computed
-    the first time they are needed).
+    the first time they are needed). With a context (hotwords, a grammar), ``ctx`` is its score
+    of the prefix and ``ctx_state`` its state, set when the prefix is made (and never without one).
     """
 
-    __slots__ = ("parent", "token", "length", "hash", "lm", "lm_state", "lm_next")
+    __slots__ = ("parent", "token", "length", "hash", "lm", "lm_state", "lm_next", "ctx", "ctx_state")
 
     def __init__(self, parent: _Node | None = None, token: int = -1):
         self.parent, self.token = parent, token
@@ -162,6 +164,11 @@ class CTCPrefixBeamSearch:
     blank: the blank id.
     lm: a language model fused into the search (:class:`~s2s_media.lm.LMFusion`); prefixes are
         then ranked and pruned by CTC score plus its score.
+    context: hotwords (:class:`~s2s_media.decoding.context.ContextGraph`) or a phrase grammar
+        (:class:`~s2s_media.decoding.context.Grammar`); its score is added to the ranking too, and a
+        prefix it forbids (``-inf``) is never kept. The beam then keeps the ``beam`` best prefixes by
+        the biased score and the ``beam`` best without it (at most twice as many): a hotword's partial
+        match must not crowd out what the unbiased search would have kept. None costs nothing.
 
     >>> search = CTCPrefixBeamSearch(beam=10)
     >>> for chunk in chunks:            # each (t, vocab) log-posteriors
@@ -170,12 +177,13 @@ class CTCPrefixBeamSearch:
     """
 
     def __init__(self, beam: int = 10, blank_skip: float | None = 0.999, blank: int = BLANK,
-                 lm: LMFusion | None = None, token_floor: float | None = None):
+                 lm: LMFusion | None = None, token_floor: float | None = None, context: Context | None = None):
         if beam < 1:
             raise ValueError(f"beam must be >= 1, got {beam}")
         if blank_skip is not None and not 0.0 < blank_skip <= 1.0:
             raise ValueError(f"blank_skip must be a probability in (0, 1] or None, got {blank_skip}")
         self.beam = beam
+        self.context = context
         self.blank = blank
         self.blank_skip_logp = NEG_INF if blank_skip is None else math.log(blank_skip)
         self.skip_enabled = blank_skip is not None
@@ -189,7 +197,10 @@ class CTCPrefixBeamSearch:
         """Forget everything: the next ``advance`` starts a new utterance at frame 0."""
         empty = _Prefix()
         empty.pb = empty.vb = 0.0
-        self.hyps: dict[_Node, _Prefix] = {_Node(): empty}
+        root = _Node()
+        if self.context is not None:            # set only with a context: no cost without one
+            root.ctx, root.ctx_state = 0.0, self.context.start
+        self.hyps: dict[_Node, _Prefix] = {root: empty}
         self.frames = 0
 
     def advance(self, log_probs: torch.Tensor) -> None:
@@ -228,7 +239,7 @@ class CTCPrefixBeamSearch:
         blank = self.blank
         nxt: dict[_Node, _Prefix] = {}
 
-        lm, floor = self.lm, self.token_floor_logp
+        lm, floor, context = self.lm, self.token_floor_logp, self.context
 
         def get(node: _Node) -> _Prefix:
             h = nxt.get(node)
@@ -240,6 +251,16 @@ class CTCPrefixBeamSearch:
                         parent.lm_next = lm.next_scores(self._lm_state(parent))
                     node.lm = parent.lm + parent.lm_next[node.token]
             return h
+
+        def extend(node: _Node, u: int) -> _Node | None:
+            """``node + u``, scored by the context; None when the context forbids it."""
+            child = _Node(node, u)
+            if context is not None:
+                child.ctx_state, score = context.step(node.ctx_state, u)
+                if score == NEG_INF:
+                    return None
+                child.ctx = node.ctx + score
+            return child
 
         for node, h in self.hyps.items():
             total = h.total
@@ -266,19 +287,26 @@ class CTCPrefixBeamSearch:
                             path = h.path_nb
                             n.path_nb = (t, p, path[2]) if p > path[1] else path  # a new peak?
                     # "a" + blank + a -> "aa"
-                    if h.pb > NEG_INF:
-                        n = get(_Node(node, u))
+                    if h.pb > NEG_INF and (child := extend(node, u) if context else _Node(node, u)) is not None:
+                        n = get(child)
                         n.pnb = _logaddexp(n.pnb, h.pb + p)
                         if h.vb + p > n.vnb:
                             n.vnb, n.path_nb = h.vb + p, (t, p, h.path_b)
-                elif total > NEG_INF:
-                    n = get(_Node(node, u))
+                elif total > NEG_INF and (child := extend(node, u) if context else _Node(node, u)) is not None:
+                    n = get(child)
                     n.pnb = _logaddexp(n.pnb, total + p)
                     if best_v + p > n.vnb:
                         n.vnb, n.path_nb = best_v + p, (t, p, best)
         if len(nxt) > self.beam:
             key = (lambda kv: kv[1].total) if lm is None else (lambda kv: kv[1].total + kv[0].lm)
-            nxt = dict(heapq.nlargest(self.beam, nxt.items(), key=key))
+            if context is None:
+                nxt = dict(heapq.nlargest(self.beam, nxt.items(), key=key))
+            else:
+                # the best by the biased score, and the best without the context: a partial match's
+                # bonus (given back if it fails) never pushes the unbiased search's prefixes out
+                biased = heapq.nlargest(self.beam, nxt.items(), key=lambda kv: key(kv) + kv[0].ctx)
+                plain = heapq.nlargest(self.beam, nxt.items(), key=key)
+                nxt = dict(biased + plain)
         self.hyps = nxt
 
     def _lm_state(self, node: _Node) -> tuple[int, ...]:
@@ -290,27 +318,31 @@ class CTCPrefixBeamSearch:
         """The current hypotheses, best first (at most ``n``, default all ``beam``).
 
         ``score`` is the prefix's total log-probability; frames count from the first frame
-        fed since the last :meth:`reset`.
+        fed since the last :meth:`reset`. With a context, a hypothesis it does not accept here (in
+        the middle of a grammar's phrase) is left out.
         """
-        lm = self.lm
+        lm, context = self.lm, self.context
         ends = {node: (node.lm + lm.end(self._lm_state(node))) if lm is not None else 0.0 for node in self.hyps}
-        ranked = sorted(self.hyps.items(), key=lambda kv: kv[1].total + ends[kv[0]], reverse=True)
+        ctx = {node: node.ctx + context.final(node.ctx_state) for node in self.hyps} if context is not None \
+            else dict.fromkeys(self.hyps, 0.0)
+        ranked = sorted(((node, h) for node, h in self.hyps.items() if ctx[node] > NEG_INF),
+                        key=lambda kv: kv[1].total + ends[kv[0]] + ctx[kv[0]], reverse=True)
         out = []
         for node, h in ranked[:n]:
             frames, logps = _unroll(h.best_path()[1])
-            out.append(CTCHyp(node.tokens(), h.total, frames, [math.exp(p) for p in logps], ends[node]))
+            out.append(CTCHyp(node.tokens(), h.total, frames, [math.exp(p) for p in logps], ends[node], ctx[node]))
         return out
 
 
 def ctc_prefix_beam_search(log_probs: torch.Tensor, beam: int = 10, blank_skip: float | None = 0.999,
                            blank: int = BLANK, lm: LMFusion | None = None,
-                           token_floor: float | None = None) -> list[CTCHyp]:
+                           token_floor: float | None = None, context: Context | None = None) -> list[CTCHyp]:
     """Prefix beam search over one utterance.
 
     log_probs: (time, vocab) log-posteriors. Returns up to ``beam`` hypotheses, best first,
     scored by their total CTC log-probability. See :class:`CTCPrefixBeamSearch` for the options.
     """
-    search = CTCPrefixBeamSearch(beam, blank_skip, blank, lm, token_floor)
+    search = CTCPrefixBeamSearch(beam, blank_skip, blank, lm, token_floor, context)
     search.advance(log_probs)
     return search.nbest()
 
@@ -318,7 +350,8 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, beam: int = 10, blank_skip: 
 def ctc_prefix_beam_search_batch(log_probs: torch.Tensor, lengths: torch.Tensor | None = None,
                                  beam: int = 10, blank_skip: float | None = 0.999,
                                  blank: int = BLANK, lm: LMFusion | None = None,
-                                 token_floor: float | None = None) -> list[list[CTCHyp]]:
+                                 token_floor: float | None = None,
+                                 context: Context | None = None) -> list[list[CTCHyp]]:
     """:func:`ctc_prefix_beam_search` over a batch.
 
     log_probs: (batch, time, vocab); lengths: (batch,) valid frames (all when None).
@@ -331,7 +364,7 @@ def ctc_prefix_beam_search_batch(log_probs: torch.Tensor, lengths: torch.Tensor 
     top_lp_l, top_ids_l, blank_l = top_lp.cpu().tolist(), top_ids.cpu().tolist(), lp[..., blank].cpu().tolist()
     lens = [time] * batch if lengths is None else [min(int(n), time) for n in lengths.tolist()]
     out = []
-    search = CTCPrefixBeamSearch(beam, blank_skip, blank, lm, token_floor)
+    search = CTCPrefixBeamSearch(beam, blank_skip, blank, lm, token_floor, context)
     for b in range(batch):
         search.reset()
         n = lens[b]

@@ -20,6 +20,14 @@ The language model is either
   (:mod:`s2s_media.lm.arpa`) scores exactly as the n-gram does, but the decoder has no per-token
   bonus and KenLM refuses positive log-probabilities, so a bonus baked into the file is capped
   where it would make one: close to the fused score, not equal (figures in ``docs/benchmarks.md``).
+
+Hotwords and phrase grammars (:mod:`s2s_media.decoding.context`) go through the same custom-LM
+interface (:class:`FusionLM` with a context, with or without our n-gram): every token the decoder
+considers is scored by a call back into Python, as for the exact fusion. Without a context
+nothing changes. The searches of :mod:`s2s_media.decoding.search` do not use it: with hotwords the
+partial matches crowd unbiased prefixes out of flashlight's beam (distractor WER +5.4 points,
+``docs/benchmarks.md``), so a context always runs in the Python search
+(:func:`~s2s_media.decoding.search.ctc_search_for`); it stays for direct use and that comparison.
 """
 from __future__ import annotations
 
@@ -35,6 +43,7 @@ from flashlight.lib.text.dictionary import Dictionary
 from flashlight.lib.text.decoder import (LM, CriterionType, LexiconFreeDecoder, LexiconFreeDecoderOptions, LMState,
                                          ZeroLM)
 
+from s2s_media.decoding.context import Context
 from s2s_media.decoding.types import CTCHyp
 from s2s_media.lm.arpa import LOG10, check_arpa_covers
 from s2s_media.lm.fusion import LMFusion
@@ -44,36 +53,57 @@ THRESHOLD = 1e30        # the decoder's score window: only -inf (a pruned id) fa
 
 
 class FusionLM(LM):
-    """flashlight's LM interface over :class:`~s2s_media.lm.LMFusion` (decoder ``lm_weight`` 1).
+    """flashlight's LM interface over :class:`~s2s_media.lm.LMFusion` and/or a context (hotwords, a
+    grammar), decoder ``lm_weight`` 1: a token's score is the fused n-gram's plus the context's.
 
     A flashlight state is a node of a tree of prefixes (``LMState.child``); this maps each node to
-    our n-gram state. ``allowed`` holds the ids the current frame may emit: the decoder asks for
-    the score of every id it considers, and for the others no state is made.
+    our n-gram state and context state. ``allowed`` holds the ids the current frame may emit: the
+    decoder asks for the score of every id it considers, and for the others no state is made.
     """
 
-    def __init__(self, fusion: LMFusion):
+    def __init__(self, fusion: LMFusion | None, context: Context | None = None):
         LM.__init__(self)
-        self.fusion = fusion
+        self.fusion, self.context = fusion, context
         self.allowed: frozenset[int] = frozenset()
-        self._states: dict[LMState, tuple[int, ...]] = {}
+        self._states: dict[LMState, tuple[tuple[int, ...], object]] = {}
 
     def start(self, start_with_nothing: bool) -> LMState:
         state = LMState()
-        self._states = {state: ()}
+        self._states = {state: ((), self.context.start if self.context is not None else None)}
         return state
 
     def score(self, state: LMState, token: int) -> tuple[LMState, float]:
         if token not in self.allowed:
             return state, 0.0                       # its emission is -inf: the candidate is dropped
-        ours = self._states[state]
+        ngram, ctx = self._states[state]
         child = state.child(token)
+        fusion, context = self.fusion, self.context
+        score = fusion.next_scores(ngram)[token] if fusion is not None else 0.0
+        if context is not None:
+            ctx_next, bonus = context.step(ctx, token)
+            score += bonus
         if child not in self._states:
-            self._states[child] = self.fusion.advance(ours, token)
-        return child, self.fusion.next_scores(ours)[token]
+            self._states[child] = (fusion.advance(ngram, token) if fusion is not None else (),
+                                   ctx_next if context is not None else None)
+        return child, score
 
     def finish(self, state: LMState) -> tuple[LMState, float]:
-        ours = self._states[state]
-        return state.child(-1), self.fusion.end(ours)
+        ngram, ctx = self._states[state]
+        score = self.fusion.end(ngram) if self.fusion is not None else 0.0
+        if self.context is not None:
+            score += self.context.final(ctx)
+        return state.child(-1), score
+
+    def end(self, tokens) -> float:
+        """The score of ending after the sentence ``tokens``: the n-gram's sentence end and what the
+        context adds or gives back there."""
+        score = self.fusion.end(self.fusion.state(tokens)) if self.fusion is not None else 0.0
+        if self.context is not None:
+            ctx = self.context.start
+            for u in tokens:
+                ctx, _ = self.context.step(ctx, u)
+            score += self.context.final(ctx)
+        return score
 
 
 @contextmanager
@@ -114,8 +144,9 @@ class KenLMFusion:
 class NativeCTCSearch:
     """Incremental CTC prefix beam search over one utterance, in flashlight-text.
 
-    vocab: number of ids of the CTC head. beam, blank_skip, token_floor, blank, lm: as for
-    :class:`s2s_media.decoding.ctc.CTCPrefixBeamSearch` (``None`` disables a pruning).
+    vocab: number of ids of the CTC head. beam, blank_skip, token_floor, blank, lm, context: as for
+    :class:`s2s_media.decoding.ctc.CTCPrefixBeamSearch` (``None`` disables a pruning). A context goes
+    with our n-gram or no LM, not with :class:`KenLMFusion`.
 
     >>> search = NativeCTCSearch(vocab=32, beam=10)
     >>> for chunk in chunks:            # each (t, vocab) log-posteriors
@@ -124,7 +155,8 @@ class NativeCTCSearch:
     """
 
     def __init__(self, vocab: int, beam: int = 10, blank_skip: float | None = 0.999, blank: int = BLANK,
-                 lm: LMFusion | KenLMFusion | None = None, token_floor: float | None = None):
+                 lm: LMFusion | KenLMFusion | None = None, token_floor: float | None = None,
+                 context: Context | None = None):
         if beam < 1:
             raise ValueError(f"beam must be >= 1, got {beam}")
         if blank_skip is not None and not 0.0 < blank_skip <= 1.0:
@@ -136,9 +168,12 @@ class NativeCTCSearch:
         self.floor_logp = math.log(token_floor) if token_floor else -math.inf
         self.top = min(beam, vocab)
         if isinstance(lm, KenLMFusion):
+            if context is not None:
+                raise ValueError("hotwords and phrase lists go with our n-gram or no LM, not with a KenLM file")
             self._lm, self._weight, self._end = lm.kenlm, lm.weight, lm.end
-        elif lm is not None:
-            self._lm, self._weight, self._end = FusionLM(lm), 1.0, lambda tokens: lm.end(lm.state(tokens))
+        elif lm is not None or context is not None:
+            fused = FusionLM(lm, context)
+            self._lm, self._weight, self._end = fused, 1.0, fused.end
         else:
             self._lm, self._weight, self._end = ZeroLM(), 0.0, lambda tokens: 0.0
         opts = LexiconFreeDecoderOptions(beam_size=2 * beam, beam_size_token=min(self.top + 1, vocab),
@@ -221,6 +256,8 @@ class NativeCTCSearch:
                         key=lambda x: x[0], reverse=True)
         out = []
         for total, tokens, (score, lm_raw, path, _) in ranked[:self.beam if n is None else n]:
+            if total == -math.inf:
+                continue                             # a grammar does not accept it here
             frames, probs = self._peaks(path)
             lm_score = self._weight * lm_raw
             out.append(CTCHyp(list(tokens), score - lm_score + self._offset, frames, probs,
@@ -258,7 +295,7 @@ class NativeCTCSearch:
 
 def native_nbest_batch(log_probs, lengths=None, beam: int = 10, blank_skip: float | None = 0.999,
                        blank: int = BLANK, lm: LMFusion | None = None,
-                       token_floor: float | None = None) -> list[list[CTCHyp]]:
+                       token_floor: float | None = None, context: Context | None = None) -> list[list[CTCHyp]]:
     """:class:`NativeCTCSearch` over a batch: one n-best list per utterance.
 
     log_probs: (batch, time, vocab) log-posteriors (a tensor or an array); lengths: (batch,) valid
@@ -269,7 +306,7 @@ def native_nbest_batch(log_probs, lengths=None, beam: int = 10, blank_skip: floa
     lp = np.asarray(log_probs, dtype=np.float32)
     batch, time, vocab = lp.shape
     lens = [time] * batch if lengths is None else [min(int(n), time) for n in np.asarray(lengths).tolist()]
-    search = NativeCTCSearch(vocab, beam, blank_skip, blank, lm, token_floor)
+    search = NativeCTCSearch(vocab, beam, blank_skip, blank, lm, token_floor, context)
     out = []
     for b in range(batch):
         search.reset()

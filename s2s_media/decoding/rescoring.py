@@ -2,11 +2,11 @@
 
 Every hypothesis of every utterance is teacher-forced through the decoder in one padded
 batch; its attention score is the summed log-probability of ``hyp + [eos]`` after the prefix.
-The final score is ``ctc_weight * ctc_score + (1 - ctc_weight) * att_score + lm_score``. Both
+The final score is ``ctc_weight * ctc_score + (1 - ctc_weight) * att_score + lm_score + context_score``. Both
 model scores are raw (not length-normalised) log-probabilities of the whole sequence, so they are
 on the same scale and a length normalisation of one would only bias the mix. ``lm_score`` is
-the weighted score of a language model fused into the CTC search (0 without one), kept as the
-search computed it.
+the weighted score of a language model fused into the CTC search (0 without one) and
+``context_score`` the hotword bonus (0 without hotwords), kept as the search computed them.
 """
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ class RescoredHyp(CTCHyp):
 
     ctc_score: float = 0.0
     att_score: float = 0.0
+
+    @property
+    def total(self) -> float:
+        """The combined score (it holds the LM and context scores already)."""
+        return self.score
 
 
 ROWS = 64   # hypotheses teacher-forced together: sorted by length first, so little padding
@@ -86,20 +91,31 @@ def attention_rescoring(decoder: Decoder, memory: torch.Tensor, memory_mask: tor
     Returns one :class:`RescoredHyp` per utterance (an empty hypothesis scored ``-inf`` for an empty
     n-best list). The decoder should be in eval mode.
     """
+    return [r[0] if r else RescoredHyp([], float("-inf"))
+            for r in attention_rescoring_ranked(decoder, memory, memory_mask, nbest, prefix, ctc_weight, eos)]
+
+
+@torch.no_grad()
+def attention_rescoring_ranked(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor,
+                               nbest: list[list[CTCHyp]], prefix: list[int], ctc_weight: float = 0.5,
+                               eos: int = EOS) -> list[list[RescoredHyp]]:
+    """:func:`attention_rescoring` keeping every hypothesis: per utterance its n-best re-ranked, best first."""
     if len(nbest) != memory.size(0):
         raise ValueError(f"got {len(nbest)} n-best lists for a batch of {memory.size(0)}")
     if not 0.0 <= ctc_weight <= 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
     flat = [(b, h) for b, hyps in enumerate(nbest) for h in hyps]
+    ranked: list[list[RescoredHyp]] = [[] for _ in nbest]
     if not flat:
-        return [RescoredHyp([], float("-inf")) for _ in nbest]
+        return ranked
     att = attention_scores(decoder, memory, memory_mask, [h.tokens for _, h in flat],
                            [b for b, _ in flat], prefix, eos).tolist()
-    best: list[RescoredHyp | None] = [None] * len(nbest)
     for (b, h), a in zip(flat, att):
         # a weight of exactly 0 or 1 ignores the other score, even when it is -inf
         score = (h.score if ctc_weight == 1.0 else a if ctc_weight == 0.0
-                 else ctc_weight * h.score + (1.0 - ctc_weight) * a) + h.lm_score
-        if best[b] is None or score > best[b].score:
-            best[b] = RescoredHyp(list(h.tokens), score, list(h.frames), list(h.probs), h.lm_score, h.score, a)
-    return [r if r is not None else RescoredHyp([], float("-inf")) for r in best]
+                 else ctc_weight * h.score + (1.0 - ctc_weight) * a) + h.lm_score + h.context_score
+        ranked[b].append(RescoredHyp(list(h.tokens), score, list(h.frames), list(h.probs), h.lm_score,
+                                     h.context_score, ctc_score=h.score, att_score=a))
+    for r in ranked:
+        r.sort(key=lambda h: h.score, reverse=True)     # stable: ties keep the CTC order
+    return ranked

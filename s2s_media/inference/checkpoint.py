@@ -6,7 +6,9 @@ Every user-facing path loads through :func:`load_model_file`, one way down:
 2. an exported checkpoint (``s2s-media export``) has its weights restored to float32 first, and
    its ``nn.Linear`` layers dynamically quantised to int8 when the file asks for it and ``quantize``;
 3. the model is built from the stored config and tokenizer, and its weights loaded;
-4. a language model attaches last: the one stored in the checkpoint, or an LM file given in its place.
+4. a language model attaches last: the one stored in the checkpoint, or an LM file given in its place;
+   so does a word-confidence calibration stored beside the file
+   (:class:`~s2s_media.decoding.timing.ConfidenceCalibration`, ``MODEL.calibration.json``).
 
 Without a path, :func:`bundled_model_path` names the bundled default of a task
 (``s2s_media/assets/asr_default.pt``, ``caption_default.pt``).
@@ -23,6 +25,7 @@ from torch.ao.quantization import quantize_dynamic
 
 from s2s_media.checkpoint_io import load_checkpoint
 from s2s_media.config import Config, DecodeConfig, config_from_dict
+from s2s_media.decoding.timing import ConfidenceCalibration
 from s2s_media.errors import UserError
 from s2s_media.lm import LMFusion, NgramLM
 from s2s_media.lm.files import lm_for_model, lm_from_dict
@@ -41,6 +44,7 @@ class LoadedModel:
     config: Config
     meta: dict
     lm: NgramLM | None = None       # a language model stored with the checkpoint
+    calibration: ConfidenceCalibration | None = None   # of word confidences, stored beside the checkpoint
 
     def fusion(self, decode: DecodeConfig) -> LMFusion | None:
         """The language model fused into the CTC searches under ``decode``, or None (none stored, or weight 0)."""
@@ -81,6 +85,7 @@ def load_model_file(path, quantize: bool = True, lm: str | Path | None = None) -
         else model_from_checkpoint(ckpt, str(path))
     if lm is not None:
         loaded.lm = lm_for_model(lm, loaded.tokenizer)
+    loaded.calibration = ConfidenceCalibration.read(path)
     return loaded
 
 

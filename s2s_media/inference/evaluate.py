@@ -63,8 +63,30 @@ def iterate_batches(loader, device) -> Iterator[tuple[dict, torch.Tensor | None,
             yield batch, None, None
 
 
+def phrase_counts(text: str, phrase: str) -> int:
+    """Occurrences of ``phrase`` as whole words in ``text`` (both normalised)."""
+    words, target = text.split(), phrase.split()
+    n = len(target)
+    return sum(words[i:i + n] == target for i in range(len(words) - n + 1)) if n else 0
+
+
+def hotword_recall(refs: list[str], hyps: list[str], phrases: list[str]) -> dict:
+    """How many occurrences of the hotword ``phrases`` in the references the hypotheses have too
+    (per utterance, up to the reference's count): ``{"recall", "hits", "total", "false_alarms"}``,
+    false alarms being occurrences in a hypothesis beyond its reference's."""
+    hits = total = false_alarms = 0
+    for ref, hyp in zip(refs, hyps):
+        for p in phrases:
+            r, h = phrase_counts(ref, p), phrase_counts(hyp, p)
+            total += r
+            hits += min(r, h)
+            false_alarms += max(0, h - r)
+    return {"recall": hits / total if total else 0.0, "hits": hits, "total": total, "false_alarms": false_alarms}
+
+
 def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRecord], out_dir: str | Path,
-                 device: torch.device | str = "cpu", workers: int = 1, where: str = "manifest") -> dict:
+                 device: torch.device | str = "cpu", workers: int = 1, where: str = "manifest",
+                 hotwords: list[str] | tuple[str, ...] = ()) -> dict:
     """Decode audio manifest ``records`` with every method of ``searcher`` and score WER/CER.
 
     References and hypotheses are normalised by the model's ``tokenizer.language``; records marked with
@@ -77,7 +99,8 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
     {"wer", "cer", "utterances", "words"}}}}``, with the jiwer results under ``"rates"`` (not JSON);
     ``utterances`` 0 when nothing could be decoded. Groups are the synthetic corpus's voice families
     and its natural-voice part (:func:`~s2s_media.data.voice_family.voice_groups` of each record's
-    speaker); empty for a corpus of other speakers.
+    speaker); empty for a corpus of other speakers. With ``hotwords`` (the normalised phrases the
+    searcher is biased toward) the summary adds ``"hotwords": {method: hotword_recall(...)}``.
     """
     methods, dcfg = searcher.methods, searcher.decode
     language = loaded.config.tokenizer.language
@@ -125,7 +148,8 @@ def evaluate_asr(loaded: LoadedModel, searcher: Searcher, records: list[AudioRec
                          "substitutions": w.substitutions, "deletions": w.deletions, "insertions": w.insertions}
     by_group = {m: score_groups(refs, hyps[m], groups, language) for m in methods} if any(groups) else {}
     lm = searcher.lm
-    return {"language": language, "headline": headline_metric(language), "utterances": len(refs), "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
+    extra = {"hotwords": {m: hotword_recall(refs, hyps[m], list(hotwords)) for m in methods}} if hotwords else {}
+    return {**extra, "language": language, "headline": headline_metric(language), "utterances": len(refs), "skipped": skipped, "audio_seconds": audio_s, "wall_seconds": elapsed,
             "rtf": elapsed / max(audio_s, 1e-9), "beam": dcfg.beam,
             "lm": {"weight": dcfg.lm_weight, "bonus": dcfg.lm_bonus} if lm is not None else None,
             "scores": scores, "by_group": by_group, "rates": rates}

@@ -68,17 +68,46 @@ class Partial(_Segment):
 
 
 @dataclass(frozen=True, eq=False)
-class Final(_Segment):
-    """A segment that ended (an endpoint, or the end of the input), with its words."""
-    type: ClassVar[str] = "final"
+class Alternative(_Readable):
+    """One of a segment's best hypotheses (``to_dict``: its text and confidence only)."""
+    text: str
+    confidence: float               # its share of the probability of the hypotheses searched (0..1)
     words: list[Word] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"type": self.type, "segment": self.segment, "text": self.text, "start": self.start,
-                "end": self.end, "words": [w.to_dict() for w in self.words]}
+        return {"text": self.text, "confidence": self.confidence}
+
+
+@dataclass(frozen=True, eq=False)
+class Final(_Segment):
+    """A segment that ended (an endpoint, or the end of the input), with its words; ``alternatives``
+    (best first, the first being ``text``) when the stream asked for them."""
+    type: ClassVar[str] = "final"
+    words: list[Word] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)
+
+    def _keys(self) -> list[str]:
+        keys = super()._keys()
+        return keys if self.alternatives else [k for k in keys if k != "alternatives"]
+
+    def to_dict(self) -> dict:
+        msg = {"type": self.type, "segment": self.segment, "text": self.text, "start": self.start,
+               "end": self.end, "words": [w.to_dict() for w in self.words]}
+        if self.alternatives:
+            msg["alternatives"] = [a.to_dict() for a in self.alternatives]
+        return msg
 
 
 Event = Union[Partial, Final]
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What one stream (a server session) asks for beyond the recognizer's settings; see
+    :meth:`~s2s_media.inference.streaming.StreamingRecognizer.stream_options` to build them from text."""
+    context: object | None = None           # hotwords or a phrase grammar (s2s_media.decoding.context), compiled
+    alternatives: int = 0                   # finals carry this many best hypotheses (0: none)
+    phrases: tuple[str, ...] = ()           # with a grammar: its phrases; other words are written [unk]
 
 
 class RecognizerStream(Protocol):
@@ -94,6 +123,8 @@ class RecognizerStream(Protocol):
 class Recognizer(Protocol):
     """Decodes many streams with one model (:class:`~s2s_media.inference.streaming.StreamingRecognizer`)."""
 
-    def create_stream(self) -> RecognizerStream: ...
+    def create_stream(self, options: StreamOptions | None = None) -> RecognizerStream: ...
+    def stream_options(self, hotwords=None, phrase_list=None, alternatives: int = 0,
+                       max_hotwords: int = ...) -> tuple[StreamOptions, list[str]]: ...
     def is_ready(self, stream: RecognizerStream) -> bool: ...
     def decode_streams(self, streams: list[RecognizerStream]) -> None: ...

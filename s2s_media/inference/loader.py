@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from s2s_media.decoding.timing import ConfidenceCalibration
 from s2s_media.errors import UserError
 from s2s_media.inference.checkpoint import LoadedModel, load_model_file
 from s2s_media.inference.onnx_export import cached_onnx_dir
@@ -35,5 +36,7 @@ def load_any(path: str | Path, quantize: bool = True, lm: str | Path | None = No
         raise UserError(f"{path}: is a directory (an ONNX export?); --runtime torch needs a checkpoint file (.pt); "
                         "use --runtime onnx or auto")
     if uses_onnx(path, runtime):
-        return load_onnx_model(path if path.is_dir() else cached_onnx_dir(path), lm=lm, threads=threads)
+        loaded = load_onnx_model(path if path.is_dir() else cached_onnx_dir(path), lm=lm, threads=threads)
+        loaded.calibration = ConfidenceCalibration.read(path)     # beside the file or in the directory given
+        return loaded
     return load_model_file(path, quantize=quantize, lm=lm)

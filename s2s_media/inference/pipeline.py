@@ -20,15 +20,19 @@ import torch
 
 from s2s_media.config import DecodeConfig
 from s2s_media.decoding.beam_search import Hypothesis, beam_search
+from s2s_media.decoding.context import Context
 from s2s_media.decoding.ctc import CTCPrefixBeamSearch
 from s2s_media.decoding.native import NativeCTCSearch
-from s2s_media.decoding.rescoring import attention_rescoring
-from s2s_media.decoding.search import CTC_METHODS, SEARCHES
+from s2s_media.decoding.rescoring import RescoredHyp, attention_rescoring_ranked
+from s2s_media.decoding.search import CTC_METHODS, SEARCHES, ctc_search_for
 from s2s_media.decoding.timing import ctc_align
 from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.text.tokenizer import task_prefix
+
+
+BIASABLE_METHODS = ("ctc_prefix_beam", "rescoring")     # the methods a context (hotwords, a grammar) acts in
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -47,10 +51,13 @@ class Searcher:
         applied once (``DecodeConfig.override``).
     task: ``asr`` or ``caption``: the decoder prefix (:func:`~s2s_media.text.tokenizer.task_prefix`).
     methods: the search methods :meth:`decode_batch` runs; default ``[decode.method]``.
+    context: hotwords or a phrase grammar (:mod:`s2s_media.decoding.context`) for the CTC prefix
+        searches (``ctc_prefix_beam``, ``rescoring``); the other methods refuse one.
+    nbest: hypotheses each result keeps in ``alternatives`` (1: none).
     """
 
     def __init__(self, loaded: LoadedModel, decode: DecodeConfig, task: str = "asr",
-                 methods: Sequence[str] | None = None):
+                 methods: Sequence[str] | None = None, context: Context | None = None, nbest: int = 1):
         self.model, self.tokenizer, self.decode = loaded.model, loaded.tokenizer, decode
         self.task = task
         self.methods = check_methods(methods if methods is not None else [decode.method])
@@ -64,6 +71,14 @@ class Searcher:
                             "rescoring only); use --decoding rescoring, ctc_prefix_beam or ctc_greedy, or --runtime torch")
         if decode.beam < 1:
             raise UserError(f"--beam {decode.beam}: must be at least 1")
+        if context is not None:
+            unbiased = [m for m in self.methods if m not in BIASABLE_METHODS]
+            if unbiased:
+                raise UserError(f"--decoding {unbiased[0]}: hotwords and phrase lists work in the CTC prefix searches "
+                                f"only; use --decoding {' or '.join(BIASABLE_METHODS)}")
+        if nbest < 1:
+            raise UserError(f"--alternatives {nbest}: must be at least 1")
+        self.context, self.nbest = context, nbest
         self.prefix = task_prefix(self.tokenizer, task)
         self.lm = loaded.fusion(decode)
 
@@ -82,7 +97,8 @@ class Searcher:
 
     def search(self, memory: torch.Tensor, mask: torch.Tensor, method: str | None = None) -> list[Decoded]:
         """One method (default :attr:`method`) over encoder output: B results."""
-        return SEARCHES[method or self.method](self.model, memory, mask, self.prefix, self.decode, self.lm)
+        return SEARCHES[method or self.method](self.model, memory, mask, self.prefix, self.decode, self.lm,
+                                               context=self.context, nbest=self.nbest)
 
     @torch.inference_mode()
     def decode_batch(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict[str, list[Decoded]]:
@@ -105,20 +121,24 @@ class Searcher:
                     h.frames, h.probs = aligned
 
     # ---- incremental (streaming) mode
-    def ctc_stream(self) -> CTCPrefixBeamSearch | NativeCTCSearch:
+    def ctc_stream(self, context: Context | None = None) -> CTCPrefixBeamSearch | NativeCTCSearch:
         """A CTC prefix beam search to advance chunk by chunk, with this searcher's implementation
-        (``decode.ctc_search``), beam, pruning and LM."""
+        (``decode.ctc_search``), beam, pruning and LM, and ``context`` (default: the searcher's)."""
         d = self.decode
-        options = dict(blank_skip=d.blank_skip, lm=self.lm, token_floor=d.token_floor or None)
-        if d.ctc_search == "native":
+        context = context if context is not None else self.context
+        options = dict(blank_skip=d.blank_skip, lm=self.lm, token_floor=d.token_floor or None, context=context)
+        if ctc_search_for(d, context) == "native":
             return NativeCTCSearch(self.tokenizer.vocab_size, d.beam, **options)
         return CTCPrefixBeamSearch(d.beam, **options)
 
-    def rescore(self, memory: torch.Tensor, mask: torch.Tensor, nbests: list[list[CTCHyp]]) -> list[CTCHyp]:
-        """Re-rank each CTC n-best (its best ``decode.rescore_nbest``; 0 = all) with the attention decoder."""
+    def rescore(self, memory: torch.Tensor, mask: torch.Tensor, nbests: list[list[CTCHyp]],
+                keep: int = 1) -> list[list[RescoredHyp]]:
+        """Re-rank each CTC n-best (its best ``decode.rescore_nbest``, at least ``keep``; 0 = all) with the
+        attention decoder; per utterance its hypotheses best first."""
         if self.decode.rescore_nbest > 0:
-            nbests = [n[:self.decode.rescore_nbest] for n in nbests]
-        return attention_rescoring(self.model.decoder, memory, mask, nbests, self.prefix, self.decode.ctc_weight)
+            nbests = [n[:max(self.decode.rescore_nbest, keep)] for n in nbests]
+        return attention_rescoring_ranked(self.model.decoder, memory, mask, nbests, self.prefix,
+                                          self.decode.ctc_weight)
 
     # ---- captions
     def caption(self, memory: torch.Tensor, mask: torch.Tensor, attention: bool = False) -> list[list[Hypothesis]]:

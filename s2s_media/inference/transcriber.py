@@ -24,6 +24,13 @@ Timestamps and confidences are :mod:`s2s_media.decoding.timing`'s; items come fr
 Records: ``{"path", "text", "duration", "words": [{"word", "start", "end", "confidence"}],
 "segments": [{"start", "end", "text"}]}``, ``"id"`` added for manifest entries (whose times count
 from the entry's ``offset``); a failure is ``{"path", "error"}``. Times are seconds (3 decimals).
+
+Hotwords (``options.hotwords``) bias the CTC prefix search toward their phrases
+(:mod:`s2s_media.decoding.context`); phrases the model cannot spell are left out, each named in
+:attr:`Transcriber.warnings`. With ``options.alternatives`` N > 1, every segment gets
+``"alternatives": [{"text", "confidence"}]``, its N best hypotheses (the first is its text), and
+the record the same list for the whole recording: the k-th alternative joins every segment's k-th
+(or its last, when it has fewer), with the product of their confidences.
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ import numpy as np
 import torch
 
 from s2s_media.data.sampler import make_batches
+from s2s_media.decoding.context import MAX_HOTWORDS, Hotword, as_hotwords, compile_hotwords
 from s2s_media.decoding.timing import tokens_to_words
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
@@ -62,6 +70,10 @@ class TranscribeOptions:
     vad: VadConfig = field(default_factory=VadConfig)  # segmentation of long recordings
     punctuation: bool = True            # restore capitals and . , ? ! in the results (models writing normalised English)
     punctuation_model: str | None = None  # its file; None = the bundled s2s_media/assets/punct_default.pt
+    hotwords: tuple[Hotword | str | tuple[str, float], ...] = ()   # phrases to favour: Hotword, "phrase[:boost]"
+                                        # or (phrase, boost); boost per token, default decoding.context.DEFAULT_BOOST
+    max_hotwords: int = MAX_HOTWORDS    # a longer hotword list is an error (0: no limit)
+    alternatives: int = 0               # > 1: each segment and record lists this many best hypotheses
 
 
 def punctuator_for(options: TranscribeOptions, tokenizer) -> Punctuator | None:
@@ -137,7 +149,15 @@ class Transcriber:
         dcfg = loaded.config.decode.override(method=options.decoding, chunk_size=options.chunk_size, beam=options.beam,
                                              ctc_weight=options.ctc_weight, batch_seconds=options.batch_seconds,
                                              lm_weight=options.lm_weight)
-        self.searcher = Searcher(loaded, dcfg, task="asr")
+        self.warnings: list[str] = []      # hotwords left out, one line each
+        context = None
+        if options.hotwords:
+            compiled = compile_hotwords(self.tokenizer, as_hotwords(options.hotwords), loaded.config.tokenizer.language,
+                                        max_hotwords=options.max_hotwords)
+            context, self.warnings = compiled.context, compiled.skipped
+        if options.alternatives < 0:
+            raise UserError(f"--alternatives {options.alternatives}: must be 0 (none) or more")
+        self.searcher = Searcher(loaded, dcfg, task="asr", context=context, nbest=max(1, options.alternatives))
         self.method, self.dcfg, self.lm, self.prefix = self.searcher.method, dcfg, self.searcher.lm, self.searcher.prefix
         if self.dcfg.batch_seconds <= 0:
             raise UserError(f"--batch-seconds {self.dcfg.batch_seconds}: must be positive")
@@ -224,7 +244,8 @@ class Transcriber:
     # ---- records
     def words(self, d: Decoded, seg: Segment) -> list[dict]:
         """Word dicts with absolute times for one decoded segment (see :func:`tokens_to_words`)."""
-        return tokens_to_words(self.tokenizer, d, self.shift, seg.start / SAMPLE_RATE, seg.end / SAMPLE_RATE)
+        return tokens_to_words(self.tokenizer, d, self.shift, seg.start / SAMPLE_RATE, seg.end / SAMPLE_RATE,
+                               self.loaded.calibration)
 
     def record(self, prep: Prepared, results: list[Decoded]) -> dict:
         """The output record of one prepared item whose segments are decoded."""
@@ -242,7 +263,29 @@ class Transcriber:
         if self.punctuator is not None:
             punctuate(self.punctuator, words, segments)
         text = " ".join(s["text"] for s in segments if s["text"])
-        return {**head, "text": text, "duration": round(prep.duration, 3), "words": words, "segments": segments}
+        rec = {**head, "text": text, "duration": round(prep.duration, 3), "words": words, "segments": segments}
+        if self.options.alternatives > 1:
+            rec["alternatives"] = self._alternatives(segments, results)
+        return rec
+
+    def _alternatives(self, segments: list[dict], results: list[Decoded]) -> list[dict]:
+        """Each segment's alternatives (into its dict) and the record's (see the module docstring)."""
+        per_segment = []
+        for seg, d in zip(segments, results):
+            alts = d.alternatives or [Decoded(d.tokens, d.score, confidence=1.0 if d.tokens else None)]
+            texts = [self.tokenizer.decode(a.tokens) for a in alts]
+            if self.punctuator is not None:
+                texts = [" ".join(self.punctuator.restore(t.split())) for t in texts]
+            seg["alternatives"] = [{"text": t, "confidence": None if a.confidence is None else round(a.confidence, 4)}
+                                   for t, a in zip(texts, alts)]
+            per_segment.append(seg["alternatives"])
+        out = []
+        for k in range(max((len(a) for a in per_segment), default=0)):
+            picked = [a[min(k, len(a) - 1)] for a in per_segment]
+            confs = [p["confidence"] for p in picked]
+            conf = None if None in confs else round(float(np.prod(confs)), 4)
+            out.append({"text": " ".join(p["text"] for p in picked if p["text"]), "confidence": conf})
+        return out
 
     # ---- driving
     def run(self, items: Iterable[Item]) -> Iterator[tuple[Item, dict]]:

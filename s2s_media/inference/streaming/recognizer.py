@@ -35,7 +35,13 @@ these dicts too), times in seconds from the start of the stream, 3 decimals:
   the end of the input the open segment gets a final if it has text, or if the stream has not
   emitted any final yet and received audio: every stream with audio ends with at least one final,
   and no empty final follows a completed sentence. Word times and confidences are those of
-  :func:`~s2s_media.decoding.timing.tokens_to_words` (peak frames of the CTC alignment).
+  :func:`~s2s_media.decoding.timing.tokens_to_words` (peak frames of the CTC alignment). A stream
+  created with ``StreamOptions(alternatives=N)`` adds ``"alternatives": [{"text", "confidence"}]``.
+
+Per-stream options (:class:`~s2s_media.inference.events.StreamOptions`, built from text by
+:meth:`StreamingRecognizer.stream_options`): hotwords or a phrase grammar biasing or restricting
+the stream's prefix search, and the number of alternatives its finals carry. A stream with a
+grammar writes words outside its phrases as ``[unk]``.
 
 Threads. ``accept_waveform``, ``input_finished``, ``pop_events`` and ``is_ready`` may be called
 from any thread while another thread runs ``decode_streams``; decoding calls are serialised by
@@ -49,8 +55,10 @@ import threading
 import numpy as np
 import torch
 
+from s2s_media.decoding.context import (MAX_HOTWORDS, Compiled, as_hotwords, compile_grammar, compile_hotwords,
+                                        render_grammar_words)
 from s2s_media.decoding.ctc import CTCHyp
-from s2s_media.decoding.timing import tokens_to_words
+from s2s_media.decoding.timing import hypothesis_confidences, tokens_to_words
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, LogMel
@@ -58,7 +66,7 @@ from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.pipeline import Searcher
 from s2s_media.inference.streaming.config import StreamingConfig
 from s2s_media.inference.streaming.endpoint import Endpointer
-from s2s_media.inference.events import Event, Final, Partial, Word
+from s2s_media.inference.events import Alternative, Event, Final, Partial, StreamOptions, Word
 from s2s_media.inference.streaming.features import StreamingLogMel, StreamResampler
 from s2s_media.models.attention_encoder import EncoderCache
 from s2s_media.models.layers import lengths_to_mask
@@ -83,8 +91,9 @@ def _as_samples(samples) -> np.ndarray:
 class Stream:
     """One audio stream being recognised; create it with :meth:`StreamingRecognizer.create_stream`."""
 
-    def __init__(self, recognizer: StreamingRecognizer):
+    def __init__(self, recognizer: StreamingRecognizer, options: StreamOptions | None = None):
         self._rec = recognizer
+        self.options = options or StreamOptions()
         self._lock = threading.Lock()
         # input side: any thread, under _lock
         self._pending: list[np.ndarray] = []
@@ -101,7 +110,7 @@ class Stream:
         self._feats = torch.zeros(0, recognizer.n_mels, device=recognizer.device)  # CMVN'd, from the next window
         self._frames_done = 0             # encoder frames decoded since the stream started
         self._cache = recognizer.encoder.init_cache(1, recognizer.device)
-        self._search = recognizer.searcher.ctc_stream()
+        self._search = recognizer.searcher.ctc_stream(self.options.context)
         self._endpointer = Endpointer(recognizer.config.endpoint, recognizer.frame_shift)
         self._segment = 0
         self._segment_start = 0           # encoder frame where the open segment starts
@@ -258,28 +267,52 @@ class Stream:
         self._endpointer.update(log_probs[:, BLANK].exp().tolist())
         if rec.config.rescore:
             self._memory.append(out.clone())      # not a view: it would pin the whole batch's output
-        tokens = self._search.nbest(1)[0].tokens
+        top = self._search.nbest(1)
+        tokens = top[0].tokens if top else []          # a grammar accepts no hypothesis mid-phrase
         rule = self._endpointer.detect(bool(tokens))
         if rule is None and self._flushed and rec.encoder_frames(self._feats.size(0)) == 0:
             rule = "end"
         if rule is None:
-            text = rec.tokenizer.decode(tokens)
+            text = self._text(tokens)
             if text != self._partial:
                 self._partial, self._shown_text = text, self._shown_text or bool(text)
                 self._emit(Partial(self._segment, text, **rec.span(self._segment_start, self._frames_done)))
         return rule
 
-    def close_segment(self, best: CTCHyp, at_end: bool) -> None:
-        """End the open segment with ``best``; emit its final (see the module docstring); reset."""
+    def _text(self, tokens: list[int]) -> str:
+        """The text of ``tokens``; with a phrase grammar, words outside its phrases are ``[unk]``."""
+        text = self._rec.tokenizer.decode(tokens)
+        if self.options.phrases:
+            text = " ".join(render_grammar_words(text.split(), self.options.phrases))
+        return text
+
+    def _words(self, hyp: CTCHyp, text: str, start_s: float, end_s: float) -> list[Word]:
+        """The words of ``hyp`` (written as ``text``: a grammar's ``[unk]``) with their times."""
+        words = tokens_to_words(self._rec.tokenizer, Decoded(hyp.tokens, hyp.score, hyp.frames, hyp.probs),
+                                self._rec.frame_shift, start_s, end_s, self._rec.loaded.calibration)
+        if self.options.phrases:
+            for w, shown in zip(words, text.split()):
+                w["word"] = shown
+        return [Word(**w) for w in words]
+
+    def close_segment(self, ranked: list[CTCHyp], at_end: bool) -> None:
+        """End the open segment with the best of ``ranked`` (its hypotheses, best first; may be empty);
+        emit its final (see the module docstring), with alternatives when asked for; reset."""
         rec = self._rec
-        text = rec.tokenizer.decode(best.tokens)
+        best = ranked[0] if ranked else CTCHyp([], float("-inf"))
+        text = self._text(best.tokens)
         start_s = self._segment_start * rec.frame_shift
         end_s = max(self._frames_done * rec.frame_shift, self._samples / SAMPLE_RATE) if at_end \
             else self._frames_done * rec.frame_shift
         if text or self._shown_text or (at_end and self._finals == 0 and self._samples > 0):
-            words = tokens_to_words(rec.tokenizer, Decoded(best.tokens, best.score, best.frames, best.probs),
-                                    rec.frame_shift, start_s, end_s)
-            self._emit(Final(self._segment, text, round(start_s, 3), round(end_s, 3), [Word(**w) for w in words]))
+            words = self._words(best, text, start_s, end_s)
+            alternatives = []
+            if self.options.alternatives > 0 and ranked:
+                conf = hypothesis_confidences([h.total for h in ranked])
+                for h, c in zip(ranked[:self.options.alternatives], conf):
+                    alt_text = self._text(h.tokens)
+                    alternatives.append(Alternative(alt_text, round(c, 4), self._words(h, alt_text, start_s, end_s)))
+            self._emit(Final(self._segment, text, round(start_s, 3), round(end_s, 3), words, alternatives))
             self._segment += 1
             self._finals += 1
         self._search.reset()
@@ -354,8 +387,27 @@ class StreamingRecognizer:
         return {"start": round(start_frame * self.frame_shift, 3), "end": round(end_frame * self.frame_shift, 3)}
 
     # ---- the API
-    def create_stream(self) -> Stream:
-        return Stream(self)
+    def create_stream(self, options: StreamOptions | None = None) -> Stream:
+        """A new stream; ``options`` (:meth:`stream_options`) set its hotwords, grammar and alternatives."""
+        return Stream(self, options)
+
+    def stream_options(self, hotwords=None, phrase_list=None, alternatives: int = 0,
+                       max_hotwords: int = MAX_HOTWORDS) -> tuple[StreamOptions, list[str]]:
+        """Per-stream options from text, and one line per phrase left out (characters outside the
+        vocabulary). hotwords: phrases, ``"phrase:boost"`` or ``(phrase, boost)``; phrase_list: a
+        grammar of phrases (``[unk]`` allows other words). An empty list, one over ``max_hotwords``,
+        or both at once is a :class:`UserError`."""
+        if hotwords is not None and phrase_list is not None:
+            raise UserError("hotwords and phrase_list: give one or the other (a phrase list already "
+                            "restricts the result to its phrases)")
+        language = self.loaded.config.tokenizer.language
+        compiled, phrases = Compiled(None), ()
+        if hotwords is not None:
+            compiled = compile_hotwords(self.tokenizer, as_hotwords(hotwords), language, max_hotwords=max_hotwords)
+        elif phrase_list is not None:
+            compiled = compile_grammar(self.tokenizer, list(phrase_list), language, max_phrases=max_hotwords)
+            phrases = tuple(compiled.phrases)
+        return StreamOptions(compiled.context, max(0, int(alternatives)), phrases), compiled.skipped
 
     def is_ready(self, stream: Stream) -> bool:
         """Enough audio for one encoder chunk, or the input finished and not yet fully decoded."""
@@ -402,32 +454,35 @@ class StreamingRecognizer:
             s.cache = c
         return out, self.model.ctc(out).cpu()
 
-    def _best(self, streams: list[Stream]) -> list[CTCHyp]:
-        """The final hypothesis of each stream's open segment: its CTC n-best rescored by the
-        attention decoder (one batch for all), or the CTC best without rescoring."""
-        best = [s.nbest(1)[0] for s in streams]
-        todo = [i for i, s in enumerate(streams) if self.config.rescore and s.has_memory]
+    def _best(self, streams: list[Stream]) -> list[list[CTCHyp]]:
+        """The final hypotheses of each stream's open segment, best first: its CTC n-best rescored by
+        the attention decoder (one batch for all), or the CTC n-best without rescoring (the best alone
+        unless the stream asked for alternatives)."""
+        rescoring = [self.config.rescore and s.has_memory for s in streams]
+        best = [s.nbest(None if s.options.alternatives > 0 else (self.decode.rescore_nbest or None) if r else 1)
+                for s, r in zip(streams, rescoring)]
+        todo = [i for i, r in enumerate(rescoring) if r and best[i]]
         if todo:
             mems = [streams[i].segment_memory() for i in todo]
             lengths = torch.tensor([m.size(0) for m in mems], device=self.device)
             memory = torch.zeros(len(mems), int(lengths.max()), mems[0].size(1), device=self.device)
             for j, m in enumerate(mems):
                 memory[j, :m.size(0)] = m
-            rescored = self.searcher.rescore(memory, lengths_to_mask(lengths),
-                                             [streams[i].nbest(self.decode.rescore_nbest or None) for i in todo])
+            keep = max(streams[i].options.alternatives for i in todo)
+            rescored = self.searcher.rescore(memory, lengths_to_mask(lengths), [best[i] for i in todo], keep)
             for i, r in zip(todo, rescored):
                 best[i] = r
         return best
 
     # ---- convenience
     def transcribe_stream(self, wav: np.ndarray, chunk_samples: int = 1600,
-                          sample_rate: int = SAMPLE_RATE) -> list[Final]:
-        """Feed ``wav (samples,)`` to a new stream in pieces of ``chunk_samples``, decoding whenever a
-        chunk is ready, as a live client would; returns the final events in order."""
+                          sample_rate: int = SAMPLE_RATE, options: StreamOptions | None = None) -> list[Final]:
+        """Feed ``wav (samples,)`` to a new stream (with ``options``) in pieces of ``chunk_samples``,
+        decoding whenever a chunk is ready, as a live client would; returns the final events in order."""
         if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, (int, np.integer)) or chunk_samples < 1:
             raise UserError(f"transcribe_stream: chunk_samples must be a positive integer, got {chunk_samples!r}")
         wav = _as_samples(wav)
-        stream = self.create_stream()
+        stream = self.create_stream(options)
         events: list[dict] = []
         for i in range(0, wav.size, chunk_samples):
             stream.accept_waveform(wav[i:i + chunk_samples], sample_rate)

@@ -222,18 +222,23 @@ def test_bad_uploads_get_openai_errors_and_streaming_sessions_go_on(serve, speec
 
 
 def test_requests_are_batched_with_streaming_sessions(serve, speech_wav, speech):
-    """A transcription and a v1 session running together share encoder calls."""
+    """A transcription and a v1 session running together share encoder calls. On a loaded machine one
+    of the pair can finish before the other starts, so the pair runs up to three times; it fails when
+    no encoder call ever decoded both."""
     srv = serve(engine={"max_wait_ms": 200.0})
-    results: list = []
-    threads = [threading.Thread(target=lambda: results.append(streamed_finals(srv, speech))),
-               threading.Thread(target=lambda: results.append(transcribe(srv, speech_wav)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert len(results) == 2
-    batches = srv.metric("s2s_decode_batch_size_count")
-    assert srv.metric('s2s_decode_batch_size_bucket{le="1"}') < batches      # some calls decoded both
+    for _ in range(3):
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(streamed_finals(srv, speech))),
+                   threading.Thread(target=lambda: results.append(transcribe(srv, speech_wav)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(results) == 2
+        batches = srv.metric("s2s_decode_batch_size_count")
+        if srv.metric('s2s_decode_batch_size_bucket{le="1"}') < batches:     # some calls decoded both
+            return
+    pytest.fail("three concurrent pairs, and no encoder call decoded a transcription with a v1 session")
 
 
 def test_prompt_becomes_hotwords(serve, speech_wav, monkeypatch):

@@ -34,8 +34,8 @@ alternatives:
   the hypotheses the search kept.
 
 long recordings:
-  Recordings longer than --max-segment seconds are split on silence (energy-based, with
-  hysteresis) into pieces of at most that length, decoded in batches and stitched back with
+  Recordings longer than --max-segment seconds are split on silence (--vad: Silero VAD by
+  default, the energy detector without it) into pieces of at most that length, decoded in batches and stitched back with
   absolute timestamps. Silence longer than a second between pieces is not decoded.
 
 several machines:
@@ -79,6 +79,9 @@ def add_parser(sub) -> None:
                    "(default: the model's decode.batch_seconds)")
     p.add_argument("--max-segment", type=float, default=20.0, metavar="S",
                    help="longest piece a long recording is cut into, in seconds (default 20)")
+    p.add_argument("--vad", default="auto", metavar="{auto,silero,energy}",
+                   help="voice activity detector that splits long recordings: silero (the silero-vad package), "
+                        "energy (no model), or auto: silero when installed, else energy (default: %(default)s)")
     p.add_argument("--no-punctuation", dest="punctuation", action="store_false",
                    help="leave the text as the model writes it (lower-case, no marks); by default the bundled "
                         "punctuation model restores capitals and . , ? ! (models writing normalised English)")
@@ -173,9 +176,10 @@ def run(args) -> int:
     if not args.paths:
         raise UserError("no PATH given: name audio files, folders or .jsonl manifests to transcribe")
     try:
-        vad = VadConfig(max_segment_s=args.max_segment)
+        vad = VadConfig(args.vad, max_segment_s=args.max_segment)
     except ValueError as e:
-        raise UserError(f"--max-segment {args.max_segment}: {e}") from None
+        flag = "--vad" if "method" in str(e) else "--max-segment"
+        raise UserError(f"{flag} {args.vad if flag == '--vad' else args.max_segment}: {e}") from None
     options = TranscribeOptions(decoding=args.decoding, beam=args.beam, batch_seconds=args.batch_seconds,
                                 lm_weight=args.lm_weight, workers=args.workers, vad=vad,
                                 punctuation=args.punctuation, punctuation_model=args.punctuation_model,

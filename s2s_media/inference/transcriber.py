@@ -9,7 +9,8 @@ The flow, one responsibility per step:
 2. :meth:`Transcriber.prepare` (in ``workers`` threads) loads an item at 16 kHz mono, cuts it
    into segments and computes each segment's log-mels. A recording no longer than
    ``vad.max_segment_s`` is decoded whole, exactly as ``evaluate`` does (unless it is silent
-   throughout); a longer one is split on silence by :mod:`s2s_media.frontend.vad`.
+   throughout); a longer one is split on silence by :mod:`s2s_media.frontend.vad` (``vad.method``:
+   Silero VAD, or the energy detector).
 3. Segments of consecutive files wait in one queue; once it holds ``batch_seconds`` of audio
    they are sorted by length and decoded in padded batches (one encoder pass, then the search
    method of the run's :class:`~s2s_media.inference.pipeline.Searcher`).
@@ -47,7 +48,7 @@ from s2s_media.decoding.timing import tokens_to_words
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
 from s2s_media.frontend.audio import HOP_LENGTH, SAMPLE_RATE, LogMel, load_audio
-from s2s_media.frontend.vad import Segment, VadConfig, segment
+from s2s_media.frontend.vad import Segment, VadConfig, make_vad, segment
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.inputs import Item
 from s2s_media.inference.pipeline import Searcher
@@ -164,11 +165,12 @@ class Transcriber:
         self.shift = self.model.encoders["audio"].frame_shift
         self.logmel = LogMel(loaded.config.model.n_mels)
         self.punctuator = punctuator_for(options, self.tokenizer)
+        self.vad = make_vad(options.vad)   # a missing Silero model is reported here, before any file
 
     # ---- preparing
     def _cut(self, wav: np.ndarray) -> list[Segment]:
         """Segments of ``wav: (samples,)``: the whole of a short recording, else split on silence."""
-        parts = segment(wav, self.options.vad)
+        parts = segment(wav, self.options.vad, self.vad)
         if parts and len(wav) <= self.options.vad.max_segment_s * SAMPLE_RATE:
             return [Segment(0, len(wav))]
         return parts

@@ -108,6 +108,8 @@ class StreamOptions:
     context: object | None = None           # hotwords or a phrase grammar (s2s_media.decoding.context), compiled
     alternatives: int = 0                   # finals carry this many best hypotheses (0: none)
     phrases: tuple[str, ...] = ()           # with a grammar: its phrases; other words are written [unk]
+    endpoint: object | None = None          # its EndpointConfig (VAD, trailing silence, longest segment); None:
+                                            # the recognizer's
 
 
 class RecognizerStream(Protocol):
@@ -125,6 +127,6 @@ class Recognizer(Protocol):
 
     def create_stream(self, options: StreamOptions | None = None) -> RecognizerStream: ...
     def stream_options(self, hotwords=None, phrase_list=None, alternatives: int = 0,
-                       max_hotwords: int = ...) -> tuple[StreamOptions, list[str]]: ...
+                       max_hotwords: int = ..., endpoint: dict | None = None) -> tuple[StreamOptions, list[str]]: ...
     def is_ready(self, stream: RecognizerStream) -> bool: ...
     def decode_streams(self, streams: list[RecognizerStream]) -> None: ...

@@ -160,7 +160,8 @@ def test_stream_vad_reports_trailing_silence(tiny_corpus):
     assert speech_frames and speech_frames[0] * shift < 0.5
     assert abs((speech_frames[-1] + 1) * shift - end) < 0.4          # speech ends where the utterance does
     assert all(silent[int((end + 0.4) / shift):])                    # then silence to the end
-    assert sv.silent(100.0, 2, shift) == [False, False]              # not decided yet: not silence
+    assert sv.silent(100.0, 2, shift) == [True, True]                # not decided yet: the last decision
+    assert StreamVad(make_vad(VadConfig("silero"))).silent(0.0, 2, shift) == [False, False]   # none: speech
 
 
 def test_missing_silero_is_one_line_naming_the_package(monkeypatch):

@@ -54,15 +54,15 @@ class StreamVad:
         self._speech = np.concatenate([self._speech, out])
 
     def silent(self, start_s: float, n: int, shift_s: float) -> list[bool]:
-        """For ``n`` frames of ``shift_s`` seconds from ``start_s``: True where every 10 ms frame in it
-        is decided and not speech (a frame not decided yet counts as speech). Earlier decisions are
-        dropped: ask in order."""
+        """For ``n`` frames of ``shift_s`` seconds from ``start_s``: True where no 10 ms frame in it is
+        speech. A frame not decided yet (the detector's look-ahead) takes the last decision, and is
+        speech before any. Earlier decisions are dropped: ask in order."""
         out = []
         for j in range(n):
             a = int(round((start_s + j * shift_s) / FRAME_S))
             b = max(a + 1, int(round((start_s + (j + 1) * shift_s) / FRAME_S)))
             if b > self.frames:
-                out.append(False)
+                out.append(self.frames > 0 and not self._in_speech)
                 continue
             out.append(not self._speech[max(a - self._offset, 0):b - self._offset].any())
         drop = min(int(round(start_s / FRAME_S)), self.frames) - self._offset

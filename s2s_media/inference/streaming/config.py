@@ -6,25 +6,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from s2s_media.frontend.vad import VAD_METHODS
 from s2s_media.typed import from_dict
 from s2s_media.errors import ConfigError
+
+ENDPOINT_VADS = (*VAD_METHODS, "ctc")   # what judges silence: a voice activity detector, or the CTC blank
 
 
 @dataclass
 class EndpointConfig:
     """When an open segment ends (the three rules of WeNet's CTC endpointer, sherpa's defaults).
 
-    Silence is judged from the CTC blank posterior of each encoder frame: a frame is silence when
-    its blank probability exceeds ``blank_threshold``. CTC is peaky, so inside words most frames
-    are blank too; what marks a pause is that no token spike interrupts the run. 0.8 is WeNet's
-    value: frames the model is unsure about count as speech. Set a time very large to disable a rule.
+    ``vad`` judges which encoder frames are silence. ``silero`` and ``energy`` run that voice activity
+    detector (:mod:`s2s_media.frontend.vad`) over the stream's audio: a frame is silence when no
+    10 ms frame in it is speech. ``auto`` is silero when its package is installed, else energy.
+    ``ctc`` uses the CTC blank posterior of each encoder frame: a frame is silence when its blank
+    probability exceeds ``blank_threshold``. CTC is peaky, so inside words most frames are blank
+    too; what marks a pause is that no token spike interrupts the run. 0.8 is WeNet's value: frames
+    the model is unsure about count as speech. Set a time very large to disable a rule.
     """
 
     enabled: bool = True                     # false: a segment ends only when the input does
-    blank_threshold: float = 0.8
+    vad: str = "auto"                        # auto | silero | energy | ctc (see ENDPOINT_VADS)
+    blank_threshold: float = 0.8             # with vad ctc
     rule1_min_trailing_silence: float = 1.2  # rule 1: this much silence after decoded text ends the segment
     rule2_min_trailing_silence: float = 5.0  # rule 2: this much silence ends it, text or not
     rule3_max_utterance: float = 20.0        # rule 3: a segment this long ends, whatever it holds
+
+    def validate(self, where: str = "endpoint") -> None:
+        """Raise :class:`~s2s_media.errors.ConfigError` naming the first bad field."""
+        if self.vad not in ENDPOINT_VADS:
+            raise ConfigError(f"{where}.vad: must be one of {', '.join(ENDPOINT_VADS)}, got {self.vad!r}")
+        if not 0.0 < self.blank_threshold < 1.0:
+            raise ConfigError(f"{where}.blank_threshold: must be a probability in (0, 1), got {self.blank_threshold!r}")
+        for key in ("rule1_min_trailing_silence", "rule2_min_trailing_silence", "rule3_max_utterance"):
+            value = getattr(self, key)
+            if not value > 0.0:
+                raise ConfigError(f"{where}.{key}: must be > 0 seconds, got {value!r}")
 
 
 @dataclass
@@ -68,10 +86,4 @@ class StreamingConfig:
             raise bad("ctc_weight", "within [0, 1]", self.ctc_weight)
         if self.lm_weight is not None and self.lm_weight < 0:
             raise bad("lm_weight", ">= 0", self.lm_weight)
-        ep = self.endpoint
-        if not 0.0 < ep.blank_threshold < 1.0:
-            raise bad("endpoint.blank_threshold", "a probability in (0, 1)", ep.blank_threshold)
-        for key in ("rule1_min_trailing_silence", "rule2_min_trailing_silence", "rule3_max_utterance"):
-            value = getattr(ep, key)
-            if not value > 0.0:
-                raise bad(f"endpoint.{key}", "> 0 seconds", value)
+        self.endpoint.validate(f"{where}.endpoint")

@@ -1,7 +1,9 @@
-"""Endpoint detection from CTC blank posteriors (WeNet's ``CtcEndpoint``, sherpa's rules).
+"""Endpoint detection: WeNet's ``CtcEndpoint`` rules (sherpa's defaults), with silence judged by a
+voice activity detector or by the CTC blank posteriors.
 
-:class:`Endpointer` follows one open segment: ``update`` with each decoded chunk's per-frame
-blank probabilities, then ``detect`` says which rule (if any) ends the segment now. Rules are
+:class:`Endpointer` follows one stream: ``accept_audio`` with its 16 kHz audio as it arrives (a
+VAD scores it), ``update`` with each decoded chunk's per-frame blank probabilities, then ``detect``
+says which rule (if any) ends the open segment now; ``reset`` starts the next segment. Rules are
 checked in order and the first that holds is returned; see
 :class:`~s2s_media.inference.streaming.config.EndpointConfig`.
 """
@@ -9,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
+from s2s_media.frontend.vad import StreamVad, VadConfig, make_vad
 from s2s_media.inference.streaming.config import EndpointConfig
 
 _EPS = 1e-9   # frames x shift in floating point: 30 x 0.04 s must count as 1.2 s
@@ -29,13 +34,14 @@ def endpoint_rule(cfg: EndpointConfig, utterance_s: float, trailing_silence_s: f
 
 
 class Endpointer:
-    """Frame counts of one open segment.
+    """Frame counts of one stream's open segment.
 
     frame_shift: seconds per encoder frame (40 ms for the ×4 attention encoders).
     """
 
     def __init__(self, cfg: EndpointConfig, frame_shift: float):
         self.cfg, self.frame_shift = cfg, frame_shift
+        self.vad = None if cfg.vad == "ctc" or not cfg.enabled else StreamVad(make_vad(VadConfig(cfg.vad)))
         self.reset()
 
     def reset(self) -> None:
@@ -43,11 +49,25 @@ class Endpointer:
         self.frames = 0
         self.trailing_silence_frames = 0
 
-    def update(self, blank_probs: Sequence[float]) -> None:
-        """Consume the next frames' blank probabilities (probabilities, not logs)."""
-        threshold = self.cfg.blank_threshold
-        for p in blank_probs:
-            self.trailing_silence_frames = self.trailing_silence_frames + 1 if p > threshold else 0
+    def accept_audio(self, samples: np.ndarray) -> None:
+        """The stream's next audio, ``(n,)`` float32 at 16 kHz (what the VAD judges)."""
+        if self.vad is not None:
+            self.vad.accept(samples)
+
+    def finish_audio(self) -> None:
+        """The stream's audio has ended."""
+        if self.vad is not None:
+            self.vad.finish()
+
+    def update(self, blank_probs: Sequence[float], start_s: float) -> None:
+        """Consume the next frames: their blank probabilities (probabilities, not logs) and the time
+        of the first, in seconds from the start of the stream."""
+        if self.vad is None:
+            silent = [p > self.cfg.blank_threshold for p in blank_probs]
+        else:
+            silent = self.vad.silent(start_s, len(blank_probs), self.frame_shift)
+        for s in silent:
+            self.trailing_silence_frames = self.trailing_silence_frames + 1 if s else 0
         self.frames += len(blank_probs)
 
     def detect(self, decoded: bool) -> str | None:

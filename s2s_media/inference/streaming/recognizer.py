@@ -17,7 +17,8 @@ search is incremental. Two deliberate differences: with ``num_left_chunks = -1``
 is capped at ``max_left_chunks`` chunks (memory), and every endpoint resets the encoder (below).
 
 Segments and endpoints. The open segment ends when an endpoint rule fires (checked after each
-chunk, see :class:`~s2s_media.inference.streaming.config.EndpointConfig`) or when the input ends. Then the
+chunk, see :class:`~s2s_media.inference.streaming.config.EndpointConfig`; silence is judged by a
+voice activity detector over the stream's audio, or by the CTC blank) or when the input ends. Then the
 search, the endpointer and, as in WeNet's continuous decoding, the encoder's attention/conv caches
 and positions are reset; the feature front-end runs on. So positions never grow past one segment
 (at most ``rule3_max_utterance`` long), and each segment is encoded like a training utterance.
@@ -40,7 +41,7 @@ these dicts too), times in seconds from the start of the stream, 3 decimals:
 
 Per-stream options (:class:`~s2s_media.inference.events.StreamOptions`, built from text by
 :meth:`StreamingRecognizer.stream_options`): hotwords or a phrase grammar biasing or restricting
-the stream's prefix search, and the number of alternatives its finals carry. A stream with a
+the stream's prefix search, the number of alternatives its finals carry, and its endpoint rules. A stream with a
 grammar writes words outside its phrases as ``[unk]``.
 
 Threads. ``accept_waveform``, ``input_finished``, ``pop_events`` and ``is_ready`` may be called
@@ -50,6 +51,7 @@ everything after run in ``decode_streams``.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -64,7 +66,7 @@ from s2s_media.errors import UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, LogMel
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.pipeline import Searcher
-from s2s_media.inference.streaming.config import StreamingConfig
+from s2s_media.inference.streaming.config import EndpointConfig, StreamingConfig
 from s2s_media.inference.streaming.endpoint import Endpointer
 from s2s_media.inference.events import Alternative, Event, Final, Partial, StreamOptions, Word
 from s2s_media.inference.streaming.features import StreamingLogMel, StreamResampler
@@ -111,7 +113,7 @@ class Stream:
         self._frames_done = 0             # encoder frames decoded since the stream started
         self._cache = recognizer.encoder.init_cache(1, recognizer.device)
         self._search = recognizer.searcher.ctc_stream(self.options.context)
-        self._endpointer = Endpointer(recognizer.config.endpoint, recognizer.frame_shift)
+        self._endpointer = Endpointer(self.options.endpoint or recognizer.config.endpoint, recognizer.frame_shift)
         self._segment = 0
         self._segment_start = 0           # encoder frame where the open segment starts
         self._memory: list[torch.Tensor] = []   # the open segment's encoder output (for rescoring)
@@ -245,8 +247,13 @@ class Stream:
         (0: wait for more audio), its features being ``self._feats[:window_frames(n)]``."""
         pending, finished = self._take_input()
         rec = self._rec
-        new = [rec.normalise(self._logmel.accept(np.concatenate(pending)))] if pending else []
+        new = []
+        if pending:
+            audio = np.concatenate(pending)
+            self._endpointer.accept_audio(audio)
+            new.append(rec.normalise(self._logmel.accept(audio)))
         if finished and not self._flushed:
+            self._endpointer.finish_audio()
             new.append(rec.normalise(self._logmel.finish()))
             self._flushed = True
         if new:
@@ -264,7 +271,7 @@ class Stream:
         self._feats = self._feats[rec.stride * n:]
         self._frames_done += n
         self._search.advance(log_probs)
-        self._endpointer.update(log_probs[:, BLANK].exp().tolist())
+        self._endpointer.update(log_probs[:, BLANK].exp().tolist(), (self._frames_done - n) * rec.frame_shift)
         if rec.config.rescore:
             self._memory.append(out.clone())      # not a view: it would pin the whole batch's output
         top = self._search.nbest(1)
@@ -392,11 +399,20 @@ class StreamingRecognizer:
         return Stream(self, options)
 
     def stream_options(self, hotwords=None, phrase_list=None, alternatives: int = 0,
-                       max_hotwords: int = MAX_HOTWORDS) -> tuple[StreamOptions, list[str]]:
+                       max_hotwords: int = MAX_HOTWORDS, endpoint: dict | None = None) -> tuple[StreamOptions, list[str]]:
         """Per-stream options from text, and one line per phrase left out (characters outside the
         vocabulary). hotwords: phrases, ``"phrase:boost"`` or ``(phrase, boost)``; phrase_list: a
-        grammar of phrases (``[unk]`` allows other words). An empty list, one over ``max_hotwords``,
-        or both at once is a :class:`UserError`."""
+        grammar of phrases (``[unk]`` allows other words); endpoint: fields of
+        :class:`~s2s_media.inference.streaming.config.EndpointConfig` that replace the recognizer's for
+        this stream. An empty list, one over ``max_hotwords``, both lists at once or a bad endpoint
+        field is a :class:`UserError`."""
+        ep = None
+        if endpoint:
+            unknown = sorted(set(endpoint) - set(EndpointConfig.__dataclass_fields__))
+            if unknown:
+                raise UserError(f"endpoint: unknown field {unknown[0]!r}")
+            ep = dataclasses.replace(self.config.endpoint, **endpoint)
+            ep.validate("endpoint")
         if hotwords is not None and phrase_list is not None:
             raise UserError("hotwords and phrase_list: give one or the other (a phrase list already "
                             "restricts the result to its phrases)")
@@ -407,7 +423,7 @@ class StreamingRecognizer:
         elif phrase_list is not None:
             compiled = compile_grammar(self.tokenizer, list(phrase_list), language, max_phrases=max_hotwords)
             phrases = tuple(compiled.phrases)
-        return StreamOptions(compiled.context, max(0, int(alternatives)), phrases), compiled.skipped
+        return StreamOptions(compiled.context, max(0, int(alternatives)), phrases, ep), compiled.skipped
 
     def is_ready(self, stream: Stream) -> bool:
         """Enough audio for one encoder chunk, or the input finished and not yet fully decoded."""

@@ -15,6 +15,7 @@ import numpy as np
 from s2s_media.decoding.context import Hotword
 from s2s_media.errors import UserError
 from s2s_media.inference.events import Event, Final, Partial
+from s2s_media.inference.streaming.config import ENDPOINT_VADS
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20          # 1 MiB: a larger message is a ``too_large`` error
@@ -22,6 +23,8 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000
 MAX_REASON_BYTES = 123               # RFC 6455: a close frame's reason fits in 123 bytes
 MAX_HOTWORDS = 1000                  # hotwords or phrase_list entries one session may give
 MAX_ALTERNATIVES = 10                # the most alternatives a final can carry
+MAX_TRAILING_SILENCE_S = 30.0        # start: trailing_silence within (0, this]
+MIN_SEGMENT_S, MAX_SEGMENT_S = 1.0, 60.0   # start: max_segment within [these]: bounds a segment's decoder memory
 
 # error code -> websocket close code
 CLOSE_CODES = {
@@ -69,6 +72,16 @@ class StartRequest:
     hotwords: tuple[Hotword, ...] | None = None   # phrases to favour: "phrase", "phrase:boost" or
                                     # {"phrase", "boost"}; boost per token (default 2.0)
     max_alternatives: int = 0       # finals carry this many best hypotheses with confidences
+    vad: str | None = None          # what judges silence for endpointing: auto | silero | energy | ctc
+    trailing_silence: float | None = None   # seconds of silence after speech that end a segment
+    max_segment: float | None = None        # seconds: a segment this long ends (a final is forced)
+                                    # None: the server's choice (serve --vad, --trailing-silence, --max-segment)
+
+    def endpoint(self) -> dict:
+        """The endpoint rules the session chose, as EndpointConfig fields (empty: the server's)."""
+        rules = {"vad": self.vad, "rule1_min_trailing_silence": self.trailing_silence,
+                 "rule3_max_utterance": self.max_segment}
+        return {k: v for k, v in rules.items() if v is not None}
 
 
 def parse_json(text: str) -> dict:
@@ -134,7 +147,25 @@ def parse_start(text: str) -> StartRequest:
         fields["hotwords"] = parse_hotwords(fields["hotwords"], "start: hotwords")
     if "max_alternatives" in fields:
         fields["max_alternatives"] = check_alternatives(fields["max_alternatives"], "start: max_alternatives")
+    if "vad" in fields and fields["vad"] not in ENDPOINT_VADS:
+        raise ProtocolError("bad_request", f"start: vad must be one of {', '.join(ENDPOINT_VADS)}, "
+                                           f"got {json.dumps(fields['vad'])[:40]}")
+    if "trailing_silence" in fields:
+        fields["trailing_silence"] = _seconds(fields["trailing_silence"], "start: trailing_silence", 0.0,
+                                              MAX_TRAILING_SILENCE_S, low_open=True)
+    if "max_segment" in fields:
+        fields["max_segment"] = _seconds(fields["max_segment"], "start: max_segment", MIN_SEGMENT_S, MAX_SEGMENT_S)
     return StartRequest(**fields)
+
+
+def _seconds(value, field: str, low: float, high: float, low_open: bool = False) -> float:
+    """A number of seconds within ``[low, high]`` (``(low, high]`` with ``low_open``), or ``bad_request``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError("bad_request", f"{field} must be a number of seconds, got {json.dumps(value)[:40]}")
+    if value < low or (low_open and value == low) or value > high:
+        bounds = f"{'above' if low_open else 'at least'} {low:g} and at most {high:g}"
+        raise ProtocolError("bad_request", f"{field} must be {bounds} seconds, got {value:g}")
+    return float(value)
 
 
 def parse_hotwords(value, field: str) -> tuple[Hotword, ...]:

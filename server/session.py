@@ -229,15 +229,16 @@ class Session:
         except ConnectionClosed:
             pass
 
-    def stream_options(self, hotwords=None, phrase_list=None, alternatives: int = 0,
+    def stream_options(self, hotwords=None, phrase_list=None, alternatives: int = 0, endpoint: dict | None = None,
                        where: str = "start") -> tuple[StreamOptions | None, list[str]]:
         """The stream options a session asks for (None when it asks for nothing special), and one line
-        per phrase left out; an unusable list is ``bad_request``."""
-        if hotwords is None and phrase_list is None and not alternatives:
+        per phrase left out; an unusable list or endpoint rule is ``bad_request``."""
+        if hotwords is None and phrase_list is None and not alternatives and not endpoint:
             return None, []
         try:
             return self.app.engine.recognizer.stream_options(hotwords=hotwords, phrase_list=phrase_list,
-                                                             alternatives=alternatives, max_hotwords=MAX_HOTWORDS)
+                                                             alternatives=alternatives, max_hotwords=MAX_HOTWORDS,
+                                                             endpoint=endpoint)
         except UserError as e:
             raise ProtocolError("bad_request", f"{where}: {e}") from None
 
@@ -258,7 +259,8 @@ class V1Session(Session):
             raise ProtocolError("bad_request", "audio before start: send {\"type\":\"start\"} first")
         start = parse_start(first)
         self.streaming = True
-        options, warnings = self.stream_options(start.hotwords, alternatives=start.max_alternatives)
+        options, warnings = self.stream_options(start.hotwords, alternatives=start.max_alternatives,
+                                                endpoint=start.endpoint())
         self.es = es = self.app.engine.open(start.sample_rate, options, punctuation=start.punctuation)
         ready = {"type": "ready", "session": es.id, "protocol": PROTOCOL_VERSION, "sample_rate": start.sample_rate}
         if warnings:

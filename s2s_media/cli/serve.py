@@ -42,6 +42,16 @@ def add_parser(sub) -> None:
     p.add_argument("--beam", type=int, default=None, help="CTC prefix beam (default: the model's decode.beam)")
     p.add_argument("--lm-weight", type=float, default=None,
                    help="weight of the model's language model, if it has one; 0 turns it off (default: the model's)")
+    p.add_argument("--vad", default="auto", metavar="{auto,silero,energy,ctc}",
+                   help="what judges the silence that ends a segment: silero (the silero-vad package) or energy "
+                        "run over the audio, ctc the model's blank posterior; auto: silero when installed, else "
+                        "energy (default: %(default)s; a v1 session may choose its own)")
+    p.add_argument("--trailing-silence", type=float, default=None, metavar="S",
+                   help="seconds of silence after speech that end a segment (default: the streaming library's "
+                        "1.2; a v1 session may choose its own)")
+    p.add_argument("--max-segment", type=float, default=None, metavar="S",
+                   help="longest segment in seconds: a final is forced at this length (default: the streaming "
+                        "library's 20; a v1 session may choose a shorter one)")
     p.add_argument("--idle-timeout", type=float, default=_SERVER.idle_timeout_s,
                    help="end a session that sends nothing for this many seconds (default: %(default)s)")
     p.add_argument("--max-session", type=float, default=_SERVER.max_session_s,
@@ -114,9 +124,19 @@ def server_config(args: argparse.Namespace):
                                             max_buffered_s=args.max_buffered))
 
 
+def endpoint_rules(args: argparse.Namespace) -> dict:
+    """The endpoint rules the flags set, as fields of
+    :class:`~s2s_media.inference.streaming.config.EndpointConfig` (only those given)."""
+    rules = {"vad": args.vad, "rule1_min_trailing_silence": args.trailing_silence,
+             "rule3_max_utterance": args.max_segment}
+    return {k: v for k, v in rules.items() if v is not None}
+
+
 def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "auto", beam: int | None = None,
-                    lm_weight: float | None = None, runtime: str = "auto", threads: int = 0):
-    """One :class:`~s2s_media.inference.streaming.StreamingRecognizer` for the checkpoint (default: the bundled model)."""
+                    lm_weight: float | None = None, runtime: str = "auto", threads: int = 0,
+                    endpoint: dict | None = None):
+    """One :class:`~s2s_media.inference.streaming.StreamingRecognizer` for the checkpoint (default: the bundled
+    model); ``endpoint``: fields of its :class:`~s2s_media.inference.streaming.config.EndpointConfig`."""
     import dataclasses
 
     from s2s_media.errors import ConfigError
@@ -129,11 +149,17 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
         if chunk_size < 1:
             raise UserError(f"--chunk-size: {chunk_size} is out of range; give encoder frames >= 1")
         config = StreamingConfig(chunk_size=chunk_size)
-    config = dataclasses.replace(config, beam=beam, lm_weight=lm_weight)
+    config = dataclasses.replace(config, beam=beam, lm_weight=lm_weight,
+                                 endpoint=dataclasses.replace(config.endpoint, **(endpoint or {})))
     try:
         config.validate("serve")
     except ConfigError as e:
-        raise UserError(str(e).replace("serve.", "--").replace("_", "-")) from None
+        flags = {"endpoint.rule1_min_trailing_silence": "trailing_silence", "endpoint.rule3_max_utterance": "max_segment",
+                 "endpoint.vad": "vad"}
+        message = str(e)
+        for field, flag in flags.items():
+            message = message.replace(field, flag)
+        raise UserError(message.replace("serve.", "--").replace("_", "-")) from None
     path = model if model is not None else bundled_model_path("asr")
     dev = pick_device("cpu" if device == "auto" and uses_onnx(path, runtime) else device)
     loaded = load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads)
@@ -152,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from server import App
     config = server_config(args)
     recognizer = load_recognizer(args.model, args.chunk_size, args.device, args.beam, args.lm_weight, args.runtime,
-                                 args.threads)
+                                 args.threads, endpoint_rules(args))
     app = App(recognizer, config, load_punctuator(recognizer, args.punctuation, args.punctuation_model))
     try:
         asyncio.run(app.run(install_signals=True))

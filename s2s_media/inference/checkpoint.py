@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 from torch.ao.quantization import quantize_dynamic
 
 from s2s_media.checkpoint_io import load_checkpoint
@@ -117,6 +118,12 @@ def quantize_linear(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
         return quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def batch_dependent(model) -> bool:
+    """Whether a row's result can depend on the other rows of its batch: dynamically quantised layers
+    (:func:`quantize_linear`) take one activation scale for the whole input tensor, padding included."""
+    return isinstance(model, torch.nn.Module) and any(isinstance(m, DynamicQuantizedLinear) for m in model.modules())
 
 
 def bundled_model_path(task: str = "asr") -> Path:

@@ -28,7 +28,7 @@ from s2s_media.decoding.search import CTC_METHODS, SEARCHES, ctc_search_for
 from s2s_media.decoding.timing import ctc_align
 from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
-from s2s_media.inference.checkpoint import LoadedModel
+from s2s_media.inference.checkpoint import LoadedModel, batch_dependent
 from s2s_media.text.tokenizer import task_prefix
 
 
@@ -81,6 +81,7 @@ class Searcher:
         self.context, self.nbest = context, nbest
         self.prefix = task_prefix(self.tokenizer, task)
         self.lm = loaded.fusion(decode)
+        self.row_by_row = batch_dependent(self.model)     # decode_batch decodes each row alone
 
     @property
     def method(self) -> str:
@@ -101,10 +102,23 @@ class Searcher:
                                                context=self.context, nbest=self.nbest)
 
     @torch.inference_mode()
-    def decode_batch(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict[str, list[Decoded]]:
-        """feats: (B, T, F), lengths: (B,) on the model's device -> per method, B results (one encoder pass)."""
+    def decode_batch(self, feats: torch.Tensor, lengths: torch.Tensor, align: bool = False) -> dict[str, list[Decoded]]:
+        """feats: (B, T, F), lengths: (B,) on the model's device -> per method, B results (one encoder pass).
+        ``align``: results without frames get them (:meth:`add_frames`).
+
+        A row's result never depends on the rest of the batch. For a model whose quantisation makes it
+        so (:func:`~s2s_media.inference.checkpoint.batch_dependent`: one activation scale per batch),
+        each row is decoded alone, unpadded (docs/benchmarks.md: the cost in speed)."""
+        if self.row_by_row and (feats.size(0) > 1 or feats.size(1) > int(lengths[0])):
+            rows = [self.decode_batch(feats[i:i + 1, :int(lengths[i])], lengths[i:i + 1], align)
+                    for i in range(feats.size(0))]
+            return {m: [r[m][0] for r in rows] for m in self.methods}
         memory, mask = self.encode(feats, lengths)
-        return {m: self.search(memory, mask, m) for m in self.methods}
+        results = {m: self.search(memory, mask, m) for m in self.methods}
+        if align:
+            for hyps in results.values():
+                self.add_frames(memory, mask, hyps)
+        return results
 
     def add_frames(self, memory: torch.Tensor, mask: torch.Tensor, hyps: list[Decoded]) -> None:
         """Give hypotheses without frames (attention) their tokens' peak frames and posteriors by forced

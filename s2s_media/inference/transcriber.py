@@ -211,9 +211,7 @@ class Transcriber:
         for j, i in enumerate(todo):
             x[j, : feats[i].size(0)] = feats[i]
         x, lengths = x.to(self.device), lengths.to(self.device)
-        memory, mask = self.searcher.encode(x, lengths)
-        hyps = self.searcher.search(memory, mask)
-        self.searcher.add_frames(memory, mask, hyps)
+        hyps = self.searcher.decode_batch(x, lengths, align=True)[self.method]
         for i, h in zip(todo, hyps):
             out[i] = h
         return out

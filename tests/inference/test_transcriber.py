@@ -290,3 +290,16 @@ def test_load_model_without_the_bundled_file_says_what_to_do(monkeypatch):
     with pytest.raises(UserError) as e:
         s2s_media.load_model()
     assert "--model" in str(e.value) and "not_installed.pt" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bundled_int8_model_gives_each_file_the_same_text_alone_and_in_any_batch(tiny_corpus, one_thread):
+    """Dynamic int8 quantisation takes one activation scale per batch (issue #15: "as cart ran" alone,
+    "as care ran" batched); the bundled model is decoded one row at a time, so neighbours never matter."""
+    bundled = s2s_media.load_model(device="cpu")
+    assert checkpoint.batch_dependent(bundled.loaded.model)       # the case this guards: int8 on the CPU
+    files = [tiny_corpus / f"wav/u{i:02d}.wav" for i in range(12)]
+    texts = lambda recs: {r["path"]: r["text"] for r in recs}    # noqa: E731
+    alone = {str(f): next(iter(bundled.transcribe_files([f], punctuation=False, workers=0)))["text"] for f in files}
+    assert texts(bundled.transcribe_files(files, punctuation=False, batch_seconds=100, workers=0)) == alone
+    assert texts(bundled.transcribe_files(files[5:] + files[:3], punctuation=False, batch_seconds=6, workers=0)) \
+        == {p: t for p, t in alone.items() if p not in map(str, files[3:5])}

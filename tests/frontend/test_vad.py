@@ -168,7 +168,7 @@ def test_missing_silero_is_one_line_naming_the_package(monkeypatch):
     monkeypatch.setattr(silero, "available", lambda: False)
     silero._session.cache_clear()
     try:
-        with pytest.raises(UserError, match="pip install silero-vad") as err:
+        with pytest.raises(UserError, match="pip install 'silero-vad>=6.2.2' onnxruntime") as err:
             make_vad(VadConfig("silero"))
         assert "\n" not in str(err.value)
         assert isinstance(make_vad(VadConfig("auto")), EnergyVad)   # auto falls back to energy

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -24,22 +24,29 @@ MODEL_FILE = "silero_vad_16k_sequence.onnx"
 MAX_WINDOWS = 512                    # windows per ONNX call (16 s): bounds the call's memory
 
 
+def _model_file() -> Path | None:
+    """The shipped model file, or None when silero-vad (6.2.2 or later) or onnxruntime is missing.
+    Found without importing ``silero_vad`` (whose ``__init__`` imports torch)."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("onnxruntime") is None:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / MODEL_FILE
+    return path if path.is_file() else None
+
+
 def available() -> bool:
-    """Both the model's package and ONNX Runtime are installed."""
-    return all(importlib.util.find_spec(m) is not None for m in ("silero_vad", "onnxruntime"))
+    """The model and ONNX Runtime are installed."""
+    return _model_file() is not None
 
 
 @lru_cache(maxsize=1)
 def _session():
     """The ONNX Runtime session of the shipped model (one per process; ``run`` is thread-safe)."""
-    if not available():
-        raise UserError("vad silero: the Silero VAD model is not installed; pip install silero-vad onnxruntime "
-                        "(or choose the energy VAD)")
+    path = _model_file() if available() else None   # available(): what tests replace
+    if path is None:
+        raise UserError(f"vad silero: the Silero VAD model ({MODEL_FILE}) is not installed; "
+                        "pip install 'silero-vad>=6.2.2' onnxruntime (or choose the energy VAD)")
     import onnxruntime as ort
-    path = resources.files("silero_vad").joinpath("data", MODEL_FILE)
-    if not path.is_file():
-        raise UserError(f"vad silero: {path} is missing from the installed silero-vad; pip install --force-reinstall "
-                        "silero-vad (or choose the energy VAD)")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

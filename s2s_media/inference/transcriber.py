@@ -13,7 +13,9 @@ The flow, one responsibility per step:
    Silero VAD, or the energy detector).
 3. Segments of consecutive files wait in one queue; once it holds ``batch_seconds`` of audio
    they are sorted by length and decoded in padded batches (one encoder pass, then the search
-   method of the run's :class:`~s2s_media.inference.pipeline.Searcher`).
+   method of the run's :class:`~s2s_media.inference.pipeline.Searcher`). A segment's text never
+   depends on its batch: a dynamically quantised model (the bundled one on a CPU) takes one
+   activation scale per batch, so the Searcher decodes its segments one at a time.
 4. A file's record is built once all its segments are decoded; records come out in input order.
    Its text, segment texts and words are then written with capitals and ``. , ? !``
    (:mod:`s2s_media.inference.punctuation`, one written word per word: times stay put), unless

@@ -27,7 +27,7 @@ from s2s_media.inference.evaluate import offline_decode
 from s2s_media.inference.onnx_export import export_onnx
 from s2s_media.inference.onnx_model import OnnxSeq2Seq, load_onnx_model
 from s2s_media.inference.onnx_runtime import MANIFEST, OnnxSpeechModel, file_digest
-from s2s_media.inference.streaming import StreamingConfig, StreamingRecognizer
+from s2s_media.inference.streaming import EndpointConfig, StreamingConfig, StreamingRecognizer
 from s2s_media.models.seq2seq import Seq2SeqModel
 from s2s_media.text.tokenizer import CharTokenizer, task_prefix
 
@@ -137,7 +137,8 @@ def test_streaming_through_onnx_equals_offline_with_the_chunk_mask(exported, tmp
     the chunk mask (ONNX), and as the torch model's streaming."""
     loaded, out = exported
     wav = (0.1 * np.random.default_rng(3).standard_normal(int(2.3 * SAMPLE_RATE))).astype(np.float32)
-    cfg = StreamingConfig(chunk_size=4, num_left_chunks=2, rescore=True, lm_weight=0.0)
+    cfg = StreamingConfig(chunk_size=4, num_left_chunks=2, rescore=True, lm_weight=0.0,
+                          endpoint=EndpointConfig(enabled=False))      # one segment, like offline decoding
     texts = {}
     for name, model in (("onnx", load_onnx_model(out)), ("torch", loaded)):
         rec = StreamingRecognizer(model, cfg)

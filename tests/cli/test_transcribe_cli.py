@@ -78,13 +78,21 @@ def test_failures_get_records_and_a_nonzero_exit(run, tiny_corpus, tmp_path, cap
     assert "3 failed" in report.out and "error: " in report.err
 
 
-def test_long_recording_segments_are_offset(run, tiny_corpus, tmp_path):
+@pytest.mark.parametrize("vad", ["auto", "silero", "energy"])
+def test_long_recording_segments_are_offset(run, tiny_corpus, tmp_path, vad):
     starts = long_recording(tiny_corpus, tmp_path / "long.wav", n=3)
     out = tmp_path / "long.jsonl"
-    assert run(tmp_path / "long.wav", "--max-segment", "4", "--out", out) == 0
+    assert run(tmp_path / "long.wav", "--max-segment", "4", "--vad", vad, "--out", out) == 0
     rec = _rows(out)[0]
     assert len(rec["segments"]) == 3
     assert all(t - 0.25 <= s["start"] <= t + 0.25 for s, t in zip(rec["segments"], starts))
+
+
+def test_an_unknown_vad_is_a_one_line_error(run, tiny_corpus, capsys):
+    assert run(tiny_corpus / "wav/u00.wav", "--vad", "webrtc") == 2
+    err = capsys.readouterr().err
+    assert "--vad webrtc: vad method 'webrtc': unknown; choose from auto, silero, energy" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_resume_skips_what_is_done(run, tiny_corpus, tmp_path, capsys):

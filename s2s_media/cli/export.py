@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "export", help="shrink a checkpoint for inference (int8/fp16 storage, dynamic int8) or export it to ONNX",
+        "export",
         description="Write an inference copy of a checkpoint. --format torch (default): weight matrices stored as "
                     "int8 with per-row scales (or float16), and a flag that makes load_model/transcribe run the "
                     "Linear layers with dynamic int8 quantisation on the CPU; still a plain dict, loaded like any "

@@ -19,7 +19,7 @@ _SERVER, _ENGINE = ServerConfig(), EngineConfig()   # the defaults the options s
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "serve", help="streaming speech-to-text server over websockets",
+        "serve",
         description="Serve streaming recognition: protocol v1 at ws://HOST:PORT/v1/stream, the Vosk protocol at "
                     "/vosk, OpenAI's realtime transcription at /v1/realtime?intent=transcription and its "
                     "POST /v1/audio/transcriptions, a microphone page at /, /healthz and Prometheus /metrics (see "

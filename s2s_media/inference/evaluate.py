@@ -32,7 +32,8 @@ from s2s_media.data.manifest import AudioRecord, check_language, read_manifest
 from s2s_media.data.voice_family import voice_groups
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
-from s2s_media.frontend.audio import SAMPLE_RATE, LogMel
+from s2s_media.frontend.audio import SAMPLE_RATE
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.inference.captioner import Captioner
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.inputs import Item

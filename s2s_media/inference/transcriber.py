@@ -46,7 +46,8 @@ from s2s_media.decoding.context import MAX_HOTWORDS, Hotword, as_hotwords, compi
 from s2s_media.decoding.timing import tokens_to_words
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
-from s2s_media.frontend.audio import HOP_LENGTH, SAMPLE_RATE, LogMel, load_audio
+from s2s_media.frontend.audio import HOP_LENGTH, SAMPLE_RATE, load_audio
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.frontend.vad import Segment, VadConfig, segment
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.inputs import Item

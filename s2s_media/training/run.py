@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2s_media.frontend.audio import compute_cmvn
+from s2s_media.frontend.logmel import compute_cmvn
 from s2s_media.config import Config, tasks_of
 from s2s_media.data.captions import CaptionRecord, read_caption_manifest
 from s2s_media.data.manifest import AudioRecord, check_language, read_manifest

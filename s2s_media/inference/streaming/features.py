@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from s2s_media.frontend.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, LogMel, num_frames
+from s2s_media.frontend.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, num_frames
+from s2s_media.frontend.logmel import LogMel
 
 
 class StreamResampler:

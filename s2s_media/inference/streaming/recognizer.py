@@ -61,7 +61,8 @@ from s2s_media.decoding.ctc import CTCHyp
 from s2s_media.decoding.timing import hypothesis_confidences, tokens_to_words
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
-from s2s_media.frontend.audio import SAMPLE_RATE, LogMel
+from s2s_media.frontend.audio import SAMPLE_RATE
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.pipeline import Searcher
 from s2s_media.inference.streaming.config import StreamingConfig

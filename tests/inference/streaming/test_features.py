@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from s2s_media.frontend.audio import LogMel, resample
+from s2s_media.frontend.audio import resample
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.inference.streaming import StreamingLogMel, StreamResampler
 
 

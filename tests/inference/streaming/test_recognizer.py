@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from s2s_media.frontend.audio import LogMel, resample
+from s2s_media.frontend.audio import resample
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.config import DecodeConfig
 from s2s_media.decoding.native import NativeCTCSearch
 from s2s_media.errors import UserError

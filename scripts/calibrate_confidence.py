@@ -118,7 +118,7 @@ def main() -> int:
     synthesize(test, work / "test")
     loaded = load_model_file(args.model)
     loaded.calibration = None                                # raw confidences
-    transcriber = Transcriber(loaded, "cpu", TranscribeOptions(punctuation=False, workers=0))
+    transcriber = Transcriber(loaded, TranscribeOptions(punctuation=False, workers=0))
     report = {}
     sets = {}
     for name, rows in (("dev", dev), ("test", test)):

@@ -13,6 +13,7 @@ import sys
 
 from s2s_media import __version__
 from s2s_media.errors import UserError
+from s2s_media.extras import is_train_module, needs_train
 
 # name -> the summary that `s2s-media --help` lists; the module s2s_media.cli.NAME builds the rest
 COMMANDS = {
@@ -72,7 +73,13 @@ def _command(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = _command(argv)
-    parser = build_parser([command] if command in COMMANDS else [])
+    try:
+        parser = build_parser([command] if command in COMMANDS else [])
+    except ModuleNotFoundError as e:      # the command's module needs torch (train, export, caption, ...)
+        if not is_train_module(e):
+            raise
+        print(f"error: {needs_train(f's2s-media {command}')}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -83,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 2
     except OSError as e:  # a path the user gave: exists, not writable, disk full, ...
         print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        code = 2
+    except ModuleNotFoundError as e:
+        if not is_train_module(e):
+            raise
+        print(f"error: {needs_train(f's2s-media {args.command}')}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -63,8 +63,44 @@ class ChunkCache:
     def frames(self) -> int:
         return self.keys[0].shape[2] if self.keys else 0
 
+    def num_bytes(self) -> int:
+        own = sum(a.nbytes for a in self.keys + self.values + self.conv)
+        return own + (self.inner.num_bytes() if self.inner is not None else 0)
+
     def levels(self) -> list[ChunkCache]:
         return [self] + ([self.inner] if self.inner is not None else [])
+
+    @staticmethod
+    def stack(caches: list[ChunkCache]) -> ChunkCache:
+        """One batch from several caches (keys/values left-padded to the longest), as ``EncoderCache.stack``."""
+        if len(caches) == 1:
+            return caches[0]
+        length = max(c.frames for c in caches)
+
+        def padded(arrays: list[np.ndarray]) -> np.ndarray:
+            if all(a.shape[2] == length for a in arrays):
+                return np.concatenate(arrays)
+            return np.concatenate([np.pad(a, ((0, 0), (0, 0), (length - a.shape[2], 0), (0, 0))) for a in arrays])
+
+        n = len(caches[0].keys)
+        inner = ChunkCache.stack([c.inner for c in caches]) if caches[0].inner is not None else None
+        return ChunkCache(np.concatenate([c.offset for c in caches]), np.concatenate([c.lengths for c in caches]),
+                          [padded([c.keys[i] for c in caches]) for i in range(n)],
+                          [padded([c.values[i] for c in caches]) for i in range(n)],
+                          [np.concatenate([c.conv[i] for c in caches]) for i in range(len(caches[0].conv))], inner)
+
+    def unstack(self) -> list[ChunkCache]:
+        """One cache per stream, each trimmed to its own frames (copies, unless the batch is one stream)."""
+        batch = self.offset.shape[0]
+        if batch == 1:
+            return [self]
+        inner = self.inner.unstack() if self.inner is not None else [None] * batch
+        length = self.frames
+        return [ChunkCache(self.offset[b:b + 1].copy(), self.lengths[b:b + 1].copy(),
+                           [k[b:b + 1, :, length - n:].copy() for k in self.keys],
+                           [v[b:b + 1, :, length - n:].copy() for v in self.values],
+                           [c[b:b + 1].copy() for c in self.conv], inner[b])
+                for b, n in enumerate(self.lengths.tolist())]
 
 
 def subsampled_lengths(lengths: np.ndarray) -> np.ndarray:

@@ -23,7 +23,8 @@ import math
 from typing import Iterable
 
 import numpy as np
-import torch
+
+from s2s_media.arrays import to_numpy
 
 FORMAT = 1
 CACHE_SIZE = 50_000    # contexts whose distributions are kept (~1 kB each for 32 units)
@@ -172,11 +173,12 @@ class NgramLM:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
-        """Plain dict of tensors; probabilities in float16 and ids in the smallest integer type (~6 bytes an n-gram)."""
+        """Plain dict of numpy tables; probabilities in float16 and ids in the smallest integer type (~6 bytes an
+        n-gram). A checkpoint file stores the tables as tensors (:func:`s2s_media.checkpoint_io.save_checkpoint`)."""
         ids = np.int16 if self.vocab_size <= np.iinfo(np.int16).max else np.int32
         storage = {"keys": np.int64, "gamma": np.float16, "ptr": np.int64, "words": ids, "a": np.float16}
         return {"format": FORMAT, "order": self.order, "vocab_size": self.vocab_size, "bos": self.bos,
-                "eos": self.eos, "tables": [{name: torch.from_numpy(np.ascontiguousarray(v.astype(storage[name])))
+                "eos": self.eos, "tables": [{name: np.ascontiguousarray(v.astype(storage[name]))
                                              for name, v in t.items()} for t in self.tables]}
 
     @classmethod
@@ -184,7 +186,7 @@ class NgramLM:
         if d.get("format") != FORMAT:
             raise ValueError(f"n-gram LM format {d.get('format')!r} is not supported (expected {FORMAT})")
         memory = {"keys": np.int64, "gamma": np.float32, "ptr": np.int64, "words": np.int64, "a": np.float32}
-        tables = [{name: v.numpy().astype(memory[name]) for name, v in t.items()} for t in d["tables"]]
+        tables = [{name: to_numpy(v).astype(memory[name]) for name, v in t.items()} for t in d["tables"]]
         return cls(d["order"], d["vocab_size"], d["bos"], d["eos"], tables)
 
 

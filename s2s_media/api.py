@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from s2s_media.arrays import to_numpy
-from s2s_media.device import pick_device
 from s2s_media.errors import AudioError, UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, resample, to_mono
 from s2s_media.inference.loaded import TASKS, LoadedModel, bundled_model_path
-from s2s_media.inference.loader import load_any, uses_onnx
+from s2s_media.inference.loader import load_on_device
 from s2s_media.inference.inputs import Item, discover, discover_images
 from s2s_media.inference.transcriber import TranscribeOptions, Transcriber
 
@@ -141,13 +140,7 @@ def load(path: str | Path | None = None, device: str = "auto", task: str | None 
     if task is not None and task not in TASKS:
         raise UserError(f"task {task!r}: unknown; choose from {', '.join(TASKS)}")
     path = Path(path) if path is not None else bundled_model_path(task or "asr")
-    if uses_onnx(path, runtime):
-        if device not in ("auto", "cpu"):
-            raise UserError(f"--device {device}: the ONNX runtime runs on the CPU; use --device cpu or --runtime torch")
-        model = Model(load_any(path, runtime=runtime, threads=threads), "cpu")
-    else:
-        dev = pick_device(device)
-        model = Model(load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads), dev)
+    model = Model(*load_on_device(path, device, runtime, threads))
     if task is not None:
         model.require(TASKS[task])
     return model

@@ -28,6 +28,7 @@ class LoadedModel:
     meta: dict
     lm: NgramLM | None = None       # a language model stored with the checkpoint
     calibration: ConfidenceCalibration | None = None   # of word confidences, stored beside the checkpoint
+    punctuation: Path | None = None  # a punctuation model shipped with the model (an ONNX directory's)
 
     def fusion(self, decode: DecodeConfig) -> LMFusion | None:
         """The language model fused into the CTC searches under ``decode``, or None (none stored, or weight 0)."""

@@ -47,6 +47,19 @@ def load_any(path: str | Path, quantize: bool = True, lm: str | Path | None = No
     return _torch_side("checkpoint", path).load_model_file(path, quantize=quantize, lm=lm)
 
 
+def load_on_device(path: str | Path, device: str = "auto", runtime: str = "auto", threads: int = 0):
+    """``(loaded, device)``: the model at ``path`` for ``device`` (``auto``, ``cpu`` or ``cuda``). An ONNX model
+    runs on the CPU (``"cpu"``, no torch); a checkpoint on :func:`~s2s_media.device.pick_device`'s device, with
+    its int8 layers quantised on the CPU."""
+    if uses_onnx(path, runtime):
+        if device not in ("auto", "cpu"):
+            raise UserError(f"--device {device}: the ONNX runtime runs on the CPU; use --device cpu or --runtime torch")
+        return load_any(path, runtime=runtime, threads=threads), "cpu"
+    from s2s_media.device import pick_device
+    dev = pick_device(device)
+    return load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads), dev
+
+
 def _torch_side(module: str, path: Path):
     """``s2s_media.inference.MODULE`` (torch code), or the one-line error of a runtime install."""
     try:

@@ -124,7 +124,8 @@ def load_onnx_model(directory: str | Path, lm: str | Path | None = None, threads
     """An ONNX directory as a :class:`LoadedModel`; ``lm``: an LM file used in place of the shipped one."""
     runtime = OnnxSpeechModel(directory, threads)
     manifest = runtime.manifest
-    cfg = config_from_dict(manifest["config"])
+    cfg = config_from_dict(manifest["config"], components=False)
     lm_file = lm if lm is not None else runtime.lm_path
     model_lm = lm_for_model(lm_file, runtime.tokenizer) if lm_file is not None else None
-    return LoadedModel(OnnxSeq2Seq(runtime), runtime.tokenizer, cfg, manifest.get("meta", {}), model_lm)
+    return LoadedModel(OnnxSeq2Seq(runtime), runtime.tokenizer, cfg, manifest.get("meta", {}), model_lm,
+                       punctuation=runtime.punctuation_path)

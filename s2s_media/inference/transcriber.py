@@ -77,14 +77,17 @@ class TranscribeOptions:
     alternatives: int = 0               # > 1: each segment and record lists this many best hypotheses
 
 
-def punctuator_for(options: TranscribeOptions, tokenizer) -> Punctuator | None:
-    """The punctuation model ``options`` ask for: their file, else the bundled one when the speech model
-    writes normalised English (lower-case ``a-z'``); None when off or for other vocabularies."""
+def punctuator_for(options: TranscribeOptions, loaded: LoadedModel) -> Punctuator | None:
+    """The punctuation model ``options`` ask for: their file, else the one shipped with the speech model (an
+    ONNX directory's), else the bundled one when the speech model writes normalised English (lower-case
+    ``a-z'``); None when off or for other vocabularies."""
     if not options.punctuation:
         return None
     if options.punctuation_model is not None:
         return Punctuator.load_cached(options.punctuation_model)
-    return Punctuator.load_cached(None) if writes_normalised_english(tokenizer) else None
+    if loaded.punctuation is not None:
+        return Punctuator.load_cached(loaded.punctuation)
+    return Punctuator.load_cached(None) if writes_normalised_english(loaded.tokenizer) else None
 
 
 def punctuate(punctuator: Punctuator, words: list[dict], segments: list[dict]) -> None:
@@ -163,7 +166,7 @@ class Transcriber:
             raise UserError(f"--batch-seconds {self.dcfg.batch_seconds}: must be positive")
         self.shift = self.model.encoders["audio"].frame_shift
         self.n_mels = loaded.config.model.n_mels
-        self.punctuator = punctuator_for(options, self.tokenizer)
+        self.punctuator = punctuator_for(options, loaded)
 
     # ---- preparing
     def _cut(self, wav: np.ndarray) -> list[Segment]:

@@ -55,6 +55,7 @@ def load_on_device(path: str | Path, device: str = "auto", runtime: str = "auto"
         if device not in ("auto", "cpu"):
             raise UserError(f"--device {device}: the ONNX runtime runs on the CPU; use --device cpu or --runtime torch")
         return load_any(path, runtime=runtime, threads=threads), "cpu"
+    _torch_side("checkpoint", path)          # a checkpoint needs torch: said here, naming the file
     from s2s_media.device import pick_device
     dev = pick_device(device)
     return load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads), dev

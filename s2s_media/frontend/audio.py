@@ -163,3 +163,14 @@ def audio_duration(path: str | Path) -> float:
 def num_frames(num_samples: int) -> int:
     """Number of LogMel frames for a waveform of ``num_samples`` samples."""
     return num_samples // HOP_LENGTH + 1
+
+
+def __getattr__(name: str):
+    """``LogMel`` and ``compute_cmvn`` moved to :mod:`s2s_media.frontend.logmel` (torch); the old names work for
+    one release, with a DeprecationWarning."""
+    if name in ("LogMel", "compute_cmvn"):
+        import importlib
+        warnings.warn(f"s2s_media.frontend.audio.{name} has moved to s2s_media.frontend.logmel; the old path will "
+                      "be removed in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("s2s_media.frontend.logmel"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -82,3 +82,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"{path}: checkpoint format {ckpt['version']} is newer than this s2s-media "
                         f"(reads up to {CHECKPOINT_VERSION}); upgrade s2s-media")
     return ckpt
+
+
+def float_state(ckpt: dict) -> dict:
+    """The float32 ``state_dict`` of a training or an exported checkpoint (``s2s-media export``):
+    int8 rows times their per-row ``scales``, float16 tensors back to float32, the rest as stored."""
+    scales = ckpt.get("scales", {})
+    out = {}
+    for k, v in ckpt["model"].items():
+        if k in scales:
+            out[k] = v.float() * scales[k][:, None]
+        elif v.is_floating_point():
+            out[k] = v.float()
+        else:
+            out[k] = v
+    return out

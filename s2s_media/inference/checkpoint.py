@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.ao.quantization import quantize_dynamic
 
-from s2s_media.checkpoint_io import load_checkpoint
+from s2s_media.checkpoint_io import float_state, load_checkpoint
 from s2s_media.config import config_from_dict
 from s2s_media.decoding.timing import ConfidenceCalibration
 from s2s_media.errors import UserError
@@ -69,24 +69,12 @@ def load_model_file(path, quantize: bool = True, lm: str | Path | None = None) -
     return loaded
 
 
-def _decompress(state: dict, scales: dict) -> dict:
-    out = {}
-    for k, v in state.items():
-        if k in scales:
-            out[k] = v.float() * scales[k][:, None]
-        elif v.is_floating_point():
-            out[k] = v.float()
-        else:
-            out[k] = v
-    return out
-
-
 def restore_exported(ckpt: dict, where: str, quantize: bool = True) -> LoadedModel:
     """Rebuild a model from an exported checkpoint dict; dynamic int8 when asked by the file and ``quantize``."""
     export = ckpt.get("export") or {}
     if export.get("weights") not in WEIGHT_FORMATS:
         raise UserError(f"{where}: unknown export format {export!r}; re-export it with this s2s-media")
-    loaded = model_from_checkpoint({**ckpt, "model": _decompress(ckpt["model"], ckpt.get("scales", {}))}, where)
+    loaded = model_from_checkpoint({**ckpt, "model": float_state(ckpt)}, where)
     if quantize and export.get("quantize") == "dynamic_int8":
         loaded.model = quantize_linear(loaded.model)
     return loaded

@@ -239,7 +239,7 @@ def export_decoder(decoder: nn.Module, d_model: int, path: Path, opset: int = OP
 def export_punctuation(punctuator: Punctuator, path: Path, opset: int = OPSET) -> None:
     """Write a torch punctuation model as ``punctuation.onnx`` (float32), its vocabulary, forms and meta in the
     graph's metadata (what :class:`~s2s_media.inference.onnx_runtime.OnnxTagger` reads)."""
-    import onnx     # noqa: PLC0415 - third-party; export needs the onnx extra only here
+    import onnx     # noqa: PLC0415 - the train extra's; only export needs it
 
     ids = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
     _export(punctuator.model, (ids, ids.clamp(max=1)), path, ["ids", "suffixes"], ["marks", "cases"],
@@ -253,7 +253,7 @@ def export_punctuation(punctuator: Punctuator, path: Path, opset: int = OPSET) -
 
 def quantize_int8(path: Path) -> None:
     """Weight-only int8 of every MatMul with a constant weight, in place (see the module docstring)."""
-    import onnx     # noqa: PLC0415 - third-party; export needs the onnx extra only here
+    import onnx     # noqa: PLC0415 - the train extra's; only export needs it
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     model = onnx.load(str(path))

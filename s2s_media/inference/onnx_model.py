@@ -112,7 +112,7 @@ class OnnxSeq2Seq:
         return contextlib.nullcontext()
 
     def to(self, device) -> OnnxSeq2Seq:
-        if str(device).split(":")[0] not in ("cpu", "auto"):
+        if str(device).split(":")[0] != "cpu":
             raise UserError(f"--device {device}: the ONNX runtime runs on the CPU; use --device cpu or --runtime torch")
         return self
 

@@ -26,12 +26,10 @@ Every part is switched and tuned by the dataclasses of :mod:`s2s_media.frontend.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.fft

@@ -28,7 +28,7 @@ from s2s_media.errors import UserError
 from s2s_media.inference.loaded import BUNDLED, TASKS, LoadedModel, bundled_model_path  # noqa: F401 - re-exported
 from s2s_media.lm.files import lm_for_model, lm_from_dict
 from s2s_media.models.seq2seq import Seq2SeqModel
-from s2s_media.text.tokenizer import Tokenizer, tokenizer_from_dict
+from s2s_media.text.tokenizer import tokenizer_from_dict
 
 WEIGHT_FORMATS = ("int8", "float16")            # how an exported checkpoint stores its weights
 

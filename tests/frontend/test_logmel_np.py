@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2s_media.frontend.audio import HOP_LENGTH, LOG_MEL_FLOOR, SAMPLE_RATE
+from s2s_media.frontend.audio import SAMPLE_RATE
 from s2s_media.frontend.logmel import LogMel
 from s2s_media.frontend.logmel_np import log_mel
 

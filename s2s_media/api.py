@@ -4,6 +4,7 @@ A checkpoint's ``model.modalities`` say what it can do: ``audio`` gives ``transc
 ``image`` gives ``caption``; a model trained on both does both with one shared decoder.
 :func:`load` (what :func:`s2s_media.load_model` calls) reads plain and exported checkpoints
 alike; without a path it takes the bundled default model of ``task`` (``asr`` or ``caption``).
+Transcribing an ONNX model directory needs no torch; captioning does (the captioner is imported when used).
 """
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from s2s_media.device import pick_device
+from s2s_media.arrays import to_numpy
 from s2s_media.errors import AudioError, UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, resample, to_mono
-from s2s_media.inference.captioner import Captioner, as_pil, replace_options
-from s2s_media.inference.checkpoint import TASKS, LoadedModel, bundled_model_path
-from s2s_media.inference.loader import load_any, uses_onnx
+from s2s_media.inference.loaded import TASKS, LoadedModel, bundled_model_path
+from s2s_media.inference.loader import load_on_device
 from s2s_media.inference.inputs import Item, discover, discover_images
 from s2s_media.inference.transcriber import TranscribeOptions, Transcriber
 
@@ -36,7 +35,7 @@ class Model:
     Asking a model for a modality it was not trained on raises :class:`UserError`.
     """
 
-    def __init__(self, loaded: LoadedModel, device: torch.device):
+    def __init__(self, loaded: LoadedModel, device):
         self.loaded, self.device = loaded, device
         self.model = loaded.model.to(device)
 
@@ -70,7 +69,7 @@ class Model:
             options = dataclasses.replace(options or TranscribeOptions(), **opts)
         except TypeError as e:
             raise TypeError(f"{e}; options are {[f.name for f in dataclasses.fields(TranscribeOptions)]}") from None
-        return Transcriber(self.loaded, self.device, options)
+        return Transcriber(self.loaded, options)
 
     def transcribe(self, audio, sample_rate: int | None = None, **opts) -> dict:
         """Transcribe one recording: a path, or samples ``(samples,)`` / ``(samples, channels)`` at
@@ -83,7 +82,7 @@ class Model:
             if prep.error:
                 raise AudioError(prep.error)
             return tr.transcribe_prepared(prep)
-        wav = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+        wav = to_numpy(audio)
         wav = resample(to_mono(wav.astype(np.float32)), sample_rate or SAMPLE_RATE)
         if wav.size == 0:
             raise AudioError("transcribe: the audio array is empty; pass at least one sample")
@@ -100,6 +99,7 @@ class Model:
         :class:`~s2s_media.inference.captioner.CaptionOptions` fields (``beam``, ``max_len``, ``batch_size``,
         ``workers``, ``attention``), overriding ``options``."""
         self.require("image")
+        from s2s_media.inference.captioner import Captioner, replace_options   # torch's (the train extra)
         return Captioner(self.loaded, self.device, replace_options(options, **opts))
 
     def caption(self, image, attention: bool = False, **opts) -> dict:
@@ -110,6 +110,7 @@ class Model:
         (see :class:`~s2s_media.inference.captioner.AttentionMaps`). An unreadable file raises
         :class:`~s2s_media.errors.ImageError`.
         """
+        from s2s_media.inference.captioner import as_pil
         done = self.captioner(**{"workers": 0, "batch_size": 1, **opts, "attention": attention}).caption_one(
             as_pil(image))
         if done.maps is not None:
@@ -139,8 +140,7 @@ def load(path: str | Path | None = None, device: str = "auto", task: str | None 
     if task is not None and task not in TASKS:
         raise UserError(f"task {task!r}: unknown; choose from {', '.join(TASKS)}")
     path = Path(path) if path is not None else bundled_model_path(task or "asr")
-    dev = pick_device("cpu" if device == "auto" and uses_onnx(path, runtime) else device)
-    model = Model(load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads), dev)
+    model = Model(*load_on_device(path, device, runtime, threads))
     if task is not None:
         model.require(TASKS[task])
     return model

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from s2s_media.errors import UserError
@@ -18,8 +19,20 @@ from s2s_media.errors import UserError
 CHECKPOINT_VERSION = 1
 
 
+def _tensors(obj):
+    """``obj`` with every numpy array (e.g. an n-gram's tables) as a tensor: ``weights_only`` loads tensors."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, dict):
+        return {k: _tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and any(isinstance(v, (np.ndarray, dict, list, tuple)) for v in obj):
+        return type(obj)(_tensors(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    """Write ``obj`` to ``path`` via a temp file and rename: a crash never leaves a broken file."""
+    """Write ``obj`` to ``path`` via a temp file and rename: a crash never leaves a broken file. numpy arrays
+    in ``obj`` are stored as tensors."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed mid-write
@@ -27,7 +40,7 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save({"version": CHECKPOINT_VERSION, **obj}, f)
+            torch.save(_tensors({"version": CHECKPOINT_VERSION, **obj}), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -69,3 +82,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"{path}: checkpoint format {ckpt['version']} is newer than this s2s-media "
                         f"(reads up to {CHECKPOINT_VERSION}); upgrade s2s-media")
     return ckpt
+
+
+def float_state(ckpt: dict) -> dict:
+    """The float32 ``state_dict`` of a training or an exported checkpoint (``s2s-media export``):
+    int8 rows times their per-row ``scales``, float16 tensors back to float32, the rest as stored."""
+    scales = ckpt.get("scales", {})
+    out = {}
+    for k, v in ckpt["model"].items():
+        if k in scales:
+            out[k] = v.float() * scales[k][:, None]
+        elif v.is_floating_point():
+            out[k] = v.float()
+        else:
+            out[k] = v
+    return out

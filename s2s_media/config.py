@@ -16,10 +16,9 @@ from typing import Any, Literal
 import yaml
 
 from s2s_media.errors import ConfigError, UserError
-from s2s_media.frontend.augment import AugmentConfig
-from s2s_media.frontend.vision import ImageConfig
+from s2s_media.frontend.augment_config import AugmentConfig
+from s2s_media.frontend.vision_config import ImageConfig
 from s2s_media.methods import DECODING_METHODS
-from s2s_media.models.registry import DECODERS, ENCODERS, IMAGE_ENCODERS, component_config
 from s2s_media.text.language import get_language
 from s2s_media.typed import convert, from_dict, to_dict  # noqa: F401 - part of this module's API
 
@@ -244,14 +243,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     return cfg
 
 
-def config_from_dict(data: dict) -> Config:
-    """Rebuild a Config stored in a checkpoint."""
+def config_from_dict(data: dict, components: bool = True) -> Config:
+    """Rebuild a Config stored in a checkpoint (``components``: check the model blocks against the registry of
+    torch modules too; an ONNX model's config is checked against its graphs instead)."""
     cfg = from_dict(Config, data)
-    validate(cfg)
+    validate(cfg, components)
     return cfg
 
 
 MODALITY_TASKS = {"audio": "asr", "image": "caption"}   # the decoder task token of each modality
+
+
+def _validate_components(m: ModelConfig) -> None:
+    """The encoder, image encoder and decoder blocks against their registries (the torch modules' configs;
+    imported here because the registry is the models' layer, which a runtime install lacks)."""
+    from s2s_media.models.registry import DECODERS, ENCODERS, IMAGE_ENCODERS, component_config
+    audio = component_config(ENCODERS, m.encoder, m.encoder_conf, "model.encoder")
+    if "image" in m.modalities:
+        img = component_config(IMAGE_ENCODERS, m.image_encoder, m.image_encoder_conf, "model.image_encoder")
+        if "audio" in m.modalities and img.d_model != audio.d_model:
+            raise ConfigError(f"model.image_encoder_conf.d_model: {img.d_model} differs from the audio encoder's "
+                              f"d_model {audio.d_model}; both feed one decoder, so they must match")
+    component_config(DECODERS, m.decoder, m.decoder_conf, "model.decoder")
 BEST_METRICS = {"auto", "dev_wer", "dev_cer", "dev_loss", "dev_bleu4", "dev_cider_d"}
 
 
@@ -260,19 +273,13 @@ def tasks_of(cfg: ModelConfig) -> list[str]:
     return [MODALITY_TASKS[m] for m in cfg.modalities]
 
 
-def validate(cfg: Config) -> None:
-    """Cross-field checks, and the component blocks against their registries."""
+def validate(cfg: Config, components: bool = True) -> None:
+    """Cross-field checks, and (``components``) the component blocks against their registries."""
     m = cfg.model
-    component_config(ENCODERS, m.encoder, m.encoder_conf, "model.encoder")
     if not m.modalities or len(set(m.modalities)) != len(m.modalities) or set(m.modalities) - set(MODALITY_TASKS):
         raise ConfigError(f"model.modalities: must list 'audio', 'image' or both once each, got {m.modalities}")
-    if "image" in m.modalities:
-        img = component_config(IMAGE_ENCODERS, m.image_encoder, m.image_encoder_conf, "model.image_encoder")
-        if "audio" in m.modalities:
-            audio = component_config(ENCODERS, m.encoder, m.encoder_conf, "model.encoder")
-            if img.d_model != audio.d_model:
-                raise ConfigError(f"model.image_encoder_conf.d_model: {img.d_model} differs from the audio encoder's "
-                                  f"d_model {audio.d_model}; both feed one decoder, so they must match")
+    if components:
+        _validate_components(m)
     if m.attention_penalty < 0:
         raise ConfigError(f"model.attention_penalty: must be >= 0, got {m.attention_penalty}")
     try:
@@ -292,7 +299,6 @@ def validate(cfg: Config) -> None:
                           "(model.modalities with 'image')")
     if cfg.train.best_metric not in BEST_METRICS:
         raise ConfigError(f"train.best_metric: {cfg.train.best_metric!r} is not one of {sorted(BEST_METRICS)}")
-    component_config(DECODERS, m.decoder, m.decoder_conf, "model.decoder")
     if not 0.0 <= m.ctc_weight <= 1.0:
         raise ConfigError(f"model.ctc_weight: must be within [0, 1], got {m.ctc_weight}")
     dec = cfg.decode

@@ -32,7 +32,8 @@ import torch
 from s2s_media.data.synthetic_speech import Prosody, espeak_voice_ids, is_reserved, make_voice
 from s2s_media.decoding.context import DEFAULT_BOOST, Hotword, compile_hotwords
 from s2s_media.decoding.native import native_nbest_batch
-from s2s_media.frontend.audio import SAMPLE_RATE, LogMel, resample
+from s2s_media.frontend.audio import SAMPLE_RATE, resample
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.inference.checkpoint import bundled_model_path, load_model_file
 from s2s_media.inference.evaluate import hotword_recall
 from s2s_media.inference.pipeline import Searcher

@@ -49,8 +49,8 @@ def child(args) -> dict:
 
 
 def child_no_torch(args) -> dict:
-    """The torch-free runtime alone: numpy log-mels, the ONNX graphs, CTC greedy (not the default decoding, which
-    still needs torch's search): what an install without torch would start and hold."""
+    """The ONNX graphs alone: numpy log-mels, the graphs, CTC greedy (the whole torch-free runtime, with the
+    model's default decoding, LM and punctuation, is measured by scripts/bench_runtime.py)."""
     import sys
 
     class NoTorch:

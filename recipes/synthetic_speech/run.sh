@@ -5,6 +5,7 @@
 # with the shared Transformer decoder learns to transcribe them. Runs end to end on a CPU.
 #   ./run.sh                          all stages
 #   ./run.sh --stage 2 --stop-stage 2 only training
+#   ./run.sh --stage 5 --lm-weight 0.7 the bundled form: int8 with the LM and decoding defaults
 #   ./run.sh --conf conf/conformer.yaml --exp exp/conformer --feats "" --nproc-per-node 1   the earlier recipe
 cd "$(dirname "$0")"
 text=fortunes+wordnet  # sentences: the Debian fortunes and WordNet's example sentences (apt wordnet-base)
@@ -25,6 +26,9 @@ master_port=29500
 average=3           # best checkpoints averaged (by dev WER)
 decoding=all
 lm_order=6          # character n-gram language model
+beam=12             # decoding defaults stored in the export (stage 5): the LM weight and bonus are tuned on
+lm_weight=0.9       # dev with ../../scripts/tune_lm.py, never on test (RESULTS.md)
+lm_bonus=1.0
 extra=""            # extra arguments for 's2s-media train', e.g. "--set train.max_minutes=10"
 source ../common.sh "$@"
 
@@ -58,4 +62,12 @@ if run_stage 4 "evaluate on the test split (unseen voices, unseen sentences)"; t
     --decoding "$decoding" --out "$exp/decode_test" --lm-weight 0
   s2s-media evaluate --model "$exp/avg_best_$average.pt" --manifest "$data/test.jsonl" \
     --decoding ctc_prefix_beam,rescoring --lm "$exp/lm.pt" --out "$exp/decode_test_lm"
+fi
+
+if run_stage 5 "export $exp/avg_best_$average.pt with int8 weights and the LM -> $exp/asr_default.pt (the bundled form)"; then
+  s2s-media export "$exp/avg_best_$average.pt" "$exp/asr_default.pt" --weights int8 --lm "$exp/lm.pt" \
+    --set decode.beam="$beam" --set decode.lm_weight="$lm_weight" --set decode.lm_bonus="$lm_bonus" \
+    --set decode.batch_seconds=60
+  log "calibrate its word confidences on dev (measured on test), then copy both files into s2s_media/assets:"
+  log "  python ../../scripts/calibrate_confidence.py --model $exp/asr_default.pt --dev-manifest $data/dev.jsonl --test-manifest $data/test.jsonl --dev $dev_utts --test $test_utts --write"
 fi

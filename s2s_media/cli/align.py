@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     from s2s_media.inference.writers import ALIGN_FORMATS    # light: the aligner (torch) loads in run()
 
     p = sub.add_parser(
-        "align", help="align a known transcript to its audio (word and token timings)",
+        "align",
         description="Force-align a transcript to audio with the model's CTC head (Viterbi over the "
                     "transcript's tokens) and write word and token timings as JSONL, SRT or a Praat TextGrid. "
                     "Without --model the bundled default model is used.",

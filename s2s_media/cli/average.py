@@ -9,7 +9,7 @@ from s2s_media.errors import UserError
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "average", help="average the last or best N checkpoints of an experiment",
+        "average",
         description="Average model weights over checkpoints of EXP_DIR: the last N epoch checkpoints "
                     "(epoch_*.pt, default) or, with --best, the N with the lowest dev WER (best.json). "
                     "The result is a normal checkpoint (config, tokenizer and CMVN copied from the newest).")

@@ -40,7 +40,7 @@ finished so far is kept; run again with --resume).
 def add_parser(sub) -> None:
     import argparse
     p = sub.add_parser(
-        "caption", help="caption image files or folders",
+        "caption",
         description="Caption images with a captioning checkpoint (beam search over the image encoder's grid).\n"
                     "Without --model the bundled default caption model is used.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

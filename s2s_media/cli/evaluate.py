@@ -13,7 +13,7 @@ log = logging.getLogger("s2s_media.evaluate")
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "evaluate", help="decode a manifest and score WER/CER, or caption one and score BLEU/ROUGE-L/CIDEr-D",
+        "evaluate",
         description="Audio manifest: decode every utterance and print WER and CER (jiwer, on normalised "
                     "text) for each decoding method. Per-utterance hypotheses go to OUT/<method>.jsonl and the "
                     "scores to OUT/scores.json. One encoder pass serves all methods.\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "export", help="shrink a checkpoint for inference (int8/fp16 storage, dynamic int8) or export it to ONNX",
+        "export",
         description="Write an inference copy of a checkpoint. --format torch (default): weight matrices stored as "
                     "int8 with per-row scales (or float16), and a flag that makes load_model/transcribe run the "
                     "Linear layers with dynamic int8 quantisation on the CPU; still a plain dict, loaded like any "
@@ -23,6 +23,10 @@ def add_parser(sub) -> None:
     p.add_argument("--no-quantize", action="store_true", help="run in float32 at load time (storage only; torch)")
     p.add_argument("--lm", metavar="LM.pt", help="store this language model (from s2s-media lm) with the model: "
                    "transcribe, evaluate and serve then fuse it into the CTC searches")
+    p.add_argument("--punctuation-model", metavar="FILE", help="--format onnx: the punctuation model to ship "
+                   "(default: the bundled one, for a model writing normalised English)")
+    p.add_argument("--no-punctuation", dest="punctuation", action="store_false",
+                   help="--format onnx: ship no punctuation model")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="decode.KEY=VALUE",
                    help="change a decoding default stored with the model, e.g. --set decode.beam=4 (repeatable; torch)")
     p.set_defaults(run=run)
@@ -35,9 +39,11 @@ def run(args) -> int:
         if args.overrides or args.no_quantize:
             raise UserError("--set and --no-quantize apply to --format torch; export the ONNX directory from a "
                             "checkpoint that has the decoding defaults you want")
-        s = export_onnx_checkpoint(args.checkpoint, args.out, args.weights, args.opset, lm=args.lm)
+        s = export_onnx_checkpoint(args.checkpoint, args.out, args.weights, args.opset, lm=args.lm,
+                                   punctuation=args.punctuation, punctuation_model=args.punctuation_model)
         print(f"{s['dst']}: {s['dst_bytes'] / 1e6:.1f} MB in all (from {s['src_bytes'] / 1e6:.1f} MB), weights "
-              f"{s['weights']}{', with a language model' if s['lm'] else ''}; run it with "
+              f"{s['weights']}{', with a language model' if s['lm'] else ''}"
+              f"{', with a punctuation model' if s['punctuation'] else ''}; run it with "
               f"s2s-media transcribe --model {s['dst']}")
         return 0
     from s2s_media.inference.export import export_checkpoint

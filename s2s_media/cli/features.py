@@ -6,7 +6,7 @@ import os
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "features", help="compute log-mel features once into a cache folder (data.feature_cache)",
+        "features",
         description="Compute the 80-dim log-mel features of every utterance of the manifests and store them "
                     "in DIR, the folder that training reads when data.feature_cache is set. Entries already "
                     "present are skipped, so an interrupted run continues where it stopped; an unreadable "

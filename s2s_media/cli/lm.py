@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "lm", help="train a token n-gram language model on text (shallow fusion into the CTC search)",
+        "lm",
         description="Train an interpolated Kneser-Ney n-gram over a model's tokenizer units (characters or "
                     "BPE pieces) on text, normalised like the transcripts. Fuse it into decoding with "
                     "'s2s-media evaluate --lm LM.pt' or store it in a model with 's2s-media export --lm LM.pt'; "

@@ -12,7 +12,7 @@ from s2s_media.cli.stream import add_client_args, check_chunk_ms, check_mic, mic
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "mic", help="stream the microphone to an 's2s-media serve' server",
+        "mic",
         description="Stream the default microphone to a streaming server (protocol v1) until Ctrl-C and print "
                     "what it recognises: partial text redrawn on one line, each final on its own line. Needs "
                     "the sounddevice package and PortAudio.")

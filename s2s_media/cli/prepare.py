@@ -112,7 +112,7 @@ def _number(kind: type, zero_ok: bool = False) -> Callable[[str], float]:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``prepare`` subcommand; its ``run`` default is :func:`run`."""
     parser = subparsers.add_parser(
-        "prepare", help="write train/dev/test manifests for a corpus",
+        "prepare",
         description="Scan a corpus and write OUT/train.jsonl, OUT/dev.jsonl and OUT/test.jsonl "
                     "(JSONL manifests: id, audio, text, duration, speaker, offset), then print "
                     "utterances and hours per split.",

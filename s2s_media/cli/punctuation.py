@@ -7,7 +7,7 @@ import sys
 def add_parser(sub) -> None:
     import argparse
     p = sub.add_parser(
-        "punctuation", help="train, score or apply the punctuation and casing model",
+        "punctuation",
         description="The model that writes normalised transcripts ('is it you') as text ('Is it you?'): it "
                     "restores capitals and . , ? ! and never changes the words. 'transcribe' applies the "
                     "bundled one to final results (--no-punctuation turns it off).",

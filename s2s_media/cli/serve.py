@@ -19,7 +19,7 @@ _SERVER, _ENGINE = ServerConfig(), EngineConfig()   # the defaults the options s
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "serve", help="streaming speech-to-text server over websockets",
+        "serve",
         description="Serve streaming recognition: protocol v1 at ws://HOST:PORT/v1/stream, the Vosk protocol at "
                     "/vosk, OpenAI's realtime transcription at /v1/realtime?intent=transcription and its "
                     "POST /v1/audio/transcriptions, a microphone page at /, /healthz and Prometheus /metrics (see "
@@ -140,10 +140,9 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
     import dataclasses
 
     from s2s_media.errors import ConfigError
-    from s2s_media.inference.loader import load_any, uses_onnx
+    from s2s_media.inference.loaded import bundled_model_path
+    from s2s_media.inference.loader import load_on_device
     from s2s_media.inference.streaming import StreamingConfig, StreamingRecognizer
-    from s2s_media.device import pick_device
-    from s2s_media.inference.checkpoint import bundled_model_path
     config = StreamingConfig()
     if chunk_size is not None:
         if chunk_size < 1:
@@ -161,8 +160,7 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
             message = message.replace(field, flag)
         raise UserError(message.replace("serve.", "--").replace("_", "-")) from None
     path = model if model is not None else bundled_model_path("asr")
-    dev = pick_device("cpu" if device == "auto" and uses_onnx(path, runtime) else device)
-    loaded = load_any(path, quantize=dev.type == "cpu", runtime=runtime, threads=threads)
+    loaded, dev = load_on_device(path, device, runtime, threads)
     return StreamingRecognizer(loaded, config, device=dev)
 
 
@@ -170,7 +168,7 @@ def load_punctuator(recognizer, enabled: bool = True, path: str | None = None):
     """The :class:`~s2s_media.inference.punctuation.Punctuator` the server writes finals with, chosen as
     ``transcribe`` chooses it (the bundled one for models writing normalised English); None when off."""
     from s2s_media.inference.transcriber import TranscribeOptions, punctuator_for
-    return punctuator_for(TranscribeOptions(punctuation=enabled, punctuation_model=path), recognizer.tokenizer)
+    return punctuator_for(TranscribeOptions(punctuation=enabled, punctuation_model=path), recognizer.loaded)
 
 
 def run(args: argparse.Namespace) -> int:

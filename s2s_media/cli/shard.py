@@ -13,7 +13,7 @@ from s2s_media.progress import duration_text
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "shard", help="write a manifest's audio as WebDataset tar shards (FLAC + JSON) to train from",
+        "shard",
         description="Read every utterance of MANIFEST (segments included), encode it as 16 kHz 16-bit FLAC and "
                     "write OUT/<prefix>-000000.tar, ... of about --shard-seconds of audio each, in the WebDataset "
                     "layout: KEY.flac + KEY.json (id, text, duration, speaker). Utterances are shuffled first so "

@@ -25,7 +25,7 @@ SAMPLE_RATE = 16000
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "stream", help="stream an audio file to an 's2s-media serve' server",
+        "stream",
         description="Stream an audio file to a streaming server (protocol v1) at real-time pace and print what "
                     "it recognises: partial text redrawn on one line, each final on its own line.")
     p.add_argument("file", type=Path, help="audio file (any format s2s-media transcribe reads)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "tokenizer", help="train and save the tokenizer of a config",
+        "tokenizer",
         description="Fit the tokenizer block of CONFIG (char, word or SentencePiece BPE/unigram) on the "
                     "normalised transcripts of data.train (and/or the captions of data.caption_train, by model.modalities) and save it to tokenizer.path "
                     "(default <train.exp_dir>/tokenizer.pt), where 'train' picks it up.")

@@ -6,7 +6,7 @@ import argparse
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a model from a YAML config",
+        "train",
         description="Train a model. The YAML is read into typed configs (model, tokenizer, data, optim, train, "
                     "decode); unknown keys and wrong types are errors. Training resumes automatically from "
                     "<train.exp_dir>/last.pt when it exists. For several GPUs or machines launch with torchrun, "

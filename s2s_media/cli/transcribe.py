@@ -58,7 +58,7 @@ everything written so far; run again with --resume).
 def add_parser(sub) -> None:
     import argparse
     p = sub.add_parser(
-        "transcribe", help="transcribe audio files, folders or a manifest",
+        "transcribe",
         description="Transcribe audio files, folders (wav, flac, ogg; mp3 and m4a where they can be\n"
                     "decoded) and JSONL manifests (then WER and CER are printed too), with word timestamps\n"
                     "and confidences. Without --model the bundled default model is used.",

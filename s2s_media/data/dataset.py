@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from s2s_media.frontend.audio import HOP_LENGTH, LogMel, SAMPLE_RATE
+from s2s_media.frontend.audio import HOP_LENGTH, SAMPLE_RATE
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.frontend.augment import AugmentConfig, SpecAugment, WaveAugment
 from s2s_media.data.feature_cache import FeatureCache
 from s2s_media.data.manifest import AudioRecord

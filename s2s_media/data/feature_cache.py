@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from s2s_media.frontend.audio import LogMel
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.data.manifest import AudioRecord
 from s2s_media.errors import UserError
 

@@ -1,6 +1,5 @@
-"""Search: CTC greedy and prefix beam search (Python and native), attention beam search, attention rescoring."""
-from s2s_media.decoding.beam_search import (GNMTLengthNorm, Hypothesis, LengthPenalty, PowerLengthNorm,
-                                            beam_search, greedy_search)
+"""Search: CTC greedy and prefix beam search (Python and native), attention rescoring (numpy, no torch), and
+the attention beam search (:mod:`s2s_media.decoding.beam_search`, torch's step-wise decoder)."""
 from s2s_media.decoding.ctc import (CTCHyp, CTCPrefixBeamSearch, ctc_greedy, ctc_prefix_beam_search,
                                     ctc_prefix_beam_search_batch)
 from s2s_media.decoding.native import KenLMFusion, NativeCTCSearch, native_nbest_batch
@@ -9,6 +8,5 @@ from s2s_media.decoding.rescoring import RescoredHyp, attention_rescoring, atten
 __all__ = [
     "CTCHyp", "CTCPrefixBeamSearch", "ctc_greedy", "ctc_prefix_beam_search", "ctc_prefix_beam_search_batch",
     "NativeCTCSearch", "native_nbest_batch", "KenLMFusion",
-    "Hypothesis", "LengthPenalty", "PowerLengthNorm", "GNMTLengthNorm", "beam_search", "greedy_search",
     "RescoredHyp", "attention_rescoring", "attention_scores",
 ]

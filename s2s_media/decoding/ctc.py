@@ -15,8 +15,9 @@ from __future__ import annotations
 import heapq
 import math
 
-import torch
+import numpy as np
 
+from s2s_media.arrays import to_numpy, topk
 from s2s_media.decoding.context import Context
 from s2s_media.decoding.types import CTCHyp
 from s2s_media.lm.fusion import LMFusion
@@ -33,13 +34,13 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    """float32, unless already float64 (kept for exact tests)."""
-    x = x.detach()
-    return x if x.dtype == torch.float64 else x.float()
+def _as_float(x) -> np.ndarray:
+    """A numpy array (from numpy or torch) in float32, unless already float64 (kept for exact tests)."""
+    x = to_numpy(x)
+    return x if x.dtype == np.float64 else x.astype(np.float32, copy=False)
 
 
-def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor | None = None,
+def ctc_greedy(log_probs, lengths=None,
                blank: int = BLANK) -> list[CTCHyp]:
     """Best-path decoding: argmax per frame, collapse repeats, drop blanks.
 
@@ -48,9 +49,11 @@ def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor | None = None,
     ``frames``/``probs`` give each token's peak frame within its run of repeated frames.
     """
     batch, time, _ = log_probs.shape
-    best, ids = _as_float(log_probs).max(dim=-1)
-    lens = [time] * batch if lengths is None else [int(n) for n in lengths.tolist()]
-    best_l, ids_l = best.cpu().tolist(), ids.cpu().tolist()
+    lp = _as_float(log_probs)
+    ids = lp.argmax(-1)
+    best = np.take_along_axis(lp, ids[..., None], -1)[..., 0]
+    lens = [time] * batch if lengths is None else [int(n) for n in to_numpy(lengths).tolist()]
+    best_l, ids_l = best.tolist(), ids.tolist()
     hyps = []
     for b in range(batch):
         n = min(lens[b], time)
@@ -203,15 +206,15 @@ class CTCPrefixBeamSearch:
         self.hyps: dict[_Node, _Prefix] = {root: empty}
         self.frames = 0
 
-    def advance(self, log_probs: torch.Tensor) -> None:
-        """Consume the next frames. log_probs: (t, vocab) log-posteriors."""
-        if log_probs.dim() != 2:
-            raise ValueError(f"expected log_probs of shape (time, vocab), got {tuple(log_probs.shape)}")
-        if log_probs.size(0) == 0:
-            return
+    def advance(self, log_probs) -> None:
+        """Consume the next frames. log_probs: (t, vocab) log-posteriors (numpy or torch)."""
         lp = _as_float(log_probs)
-        top_lp, top_ids = lp.topk(min(self.beam, lp.size(-1)), dim=-1)
-        self.advance_pruned(top_lp.cpu().tolist(), top_ids.cpu().tolist(), lp[:, self.blank].cpu().tolist())
+        if lp.ndim != 2:
+            raise ValueError(f"expected log_probs of shape (time, vocab), got {tuple(lp.shape)}")
+        if lp.shape[0] == 0:
+            return
+        top_lp, top_ids = topk(lp, self.beam)
+        self.advance_pruned(top_lp.tolist(), top_ids.tolist(), lp[:, self.blank].tolist())
 
     def advance_pruned(self, top_logps: list[list[float]], top_ids: list[list[int]],
                        blank_logps: list[float]) -> None:
@@ -334,7 +337,7 @@ class CTCPrefixBeamSearch:
         return out
 
 
-def ctc_prefix_beam_search(log_probs: torch.Tensor, beam: int = 10, blank_skip: float | None = 0.999,
+def ctc_prefix_beam_search(log_probs, beam: int = 10, blank_skip: float | None = 0.999,
                            blank: int = BLANK, lm: LMFusion | None = None,
                            token_floor: float | None = None, context: Context | None = None) -> list[CTCHyp]:
     """Prefix beam search over one utterance.
@@ -347,7 +350,7 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, beam: int = 10, blank_skip: 
     return search.nbest()
 
 
-def ctc_prefix_beam_search_batch(log_probs: torch.Tensor, lengths: torch.Tensor | None = None,
+def ctc_prefix_beam_search_batch(log_probs, lengths=None,
                                  beam: int = 10, blank_skip: float | None = 0.999,
                                  blank: int = BLANK, lm: LMFusion | None = None,
                                  token_floor: float | None = None,
@@ -360,9 +363,9 @@ def ctc_prefix_beam_search_batch(log_probs: torch.Tensor, lengths: torch.Tensor 
     """
     batch, time, vocab = log_probs.shape
     lp = _as_float(log_probs)
-    top_lp, top_ids = lp.topk(min(beam, vocab), dim=-1)
-    top_lp_l, top_ids_l, blank_l = top_lp.cpu().tolist(), top_ids.cpu().tolist(), lp[..., blank].cpu().tolist()
-    lens = [time] * batch if lengths is None else [min(int(n), time) for n in lengths.tolist()]
+    top_lp, top_ids = topk(lp, beam)
+    top_lp_l, top_ids_l, blank_l = top_lp.tolist(), top_ids.tolist(), lp[..., blank].tolist()
+    lens = [time] * batch if lengths is None else [min(int(n), time) for n in to_numpy(lengths).tolist()]
     out = []
     search = CTCPrefixBeamSearch(beam, blank_skip, blank, lm, token_floor, context)
     for b in range(batch):

@@ -43,6 +43,7 @@ from flashlight.lib.text.dictionary import Dictionary
 from flashlight.lib.text.decoder import (LM, CriterionType, LexiconFreeDecoder, LexiconFreeDecoderOptions, LMState,
                                          ZeroLM)
 
+from s2s_media.arrays import to_numpy
 from s2s_media.decoding.context import Context
 from s2s_media.decoding.types import CTCHyp
 from s2s_media.lm.arpa import LOG10, check_arpa_covers
@@ -194,9 +195,7 @@ class NativeCTCSearch:
 
     def advance(self, log_probs) -> None:
         """Consume the next frames. log_probs: (t, vocab) log-posteriors (a tensor or an array)."""
-        if hasattr(log_probs, "detach"):
-            log_probs = log_probs.detach().float().cpu().numpy()
-        lp = np.asarray(log_probs, dtype=np.float32)
+        lp = to_numpy(log_probs).astype(np.float32, copy=False)
         if lp.ndim != 2 or lp.shape[1] != self.vocab:
             raise ValueError(f"expected log_probs of shape (time, {self.vocab}), got {tuple(lp.shape)}")
         rows = self._prune(lp)
@@ -301,11 +300,9 @@ def native_nbest_batch(log_probs, lengths=None, beam: int = 10, blank_skip: floa
     log_probs: (batch, time, vocab) log-posteriors (a tensor or an array); lengths: (batch,) valid
     frames (all when None).
     """
-    if hasattr(log_probs, "detach"):
-        log_probs = log_probs.detach().float().cpu().numpy()
-    lp = np.asarray(log_probs, dtype=np.float32)
+    lp = to_numpy(log_probs).astype(np.float32, copy=False)
     batch, time, vocab = lp.shape
-    lens = [time] * batch if lengths is None else [min(int(n), time) for n in np.asarray(lengths).tolist()]
+    lens = [time] * batch if lengths is None else [min(int(n), time) for n in to_numpy(lengths).tolist()]
     search = NativeCTCSearch(vocab, beam, blank_skip, blank, lm, token_floor, context)
     out = []
     for b in range(batch):

@@ -2,6 +2,8 @@
 
 Every hypothesis of every utterance is teacher-forced through the decoder in one padded
 batch; its attention score is the summed log-probability of ``hyp + [eos]`` after the prefix.
+The decoder is a torch :class:`~s2s_media.models.decoder.Decoder` or the ONNX one: tokens go to it as the
+kind of ``memory`` (:func:`~s2s_media.arrays.like`), its logits come back as numpy.
 The final score is ``ctc_weight * ctc_score + (1 - ctc_weight) * att_score + lm_score + context_score``. Both
 model scores are raw (not length-normalised) log-probabilities of the whole sequence, so they are
 on the same scale and a length normalisation of one would only bias the mix. ``lm_score`` is
@@ -12,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
+from s2s_media.arrays import like, log_softmax, to_numpy
 from s2s_media.decoding.ctc import CTCHyp
-from s2s_media.models.decoder import Decoder
 from s2s_media.text.tokenizer import EOS, IGNORE_ID
 
 
@@ -35,52 +37,45 @@ class RescoredHyp(CTCHyp):
 ROWS = 64   # hypotheses teacher-forced together: sorted by length first, so little padding
 
 
-@torch.no_grad()
-def attention_scores(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor,
-                     hyps: list[list[int]], utt: list[int], prefix: list[int], eos: int = EOS) -> torch.Tensor:
+def attention_scores(decoder, memory, memory_mask, hyps: list[list[int]], utt: list[int], prefix: list[int],
+                     eos: int = EOS) -> np.ndarray:
     """Summed decoder log-probabilities of ``hyps[i] + [eos]`` given ``prefix``, attending to ``memory[utt[i]]``.
 
-    memory: (B, T, D); memory_mask: (B, T) bool. Returns (len(hyps),) float on memory's device.
-    Hypotheses go through the decoder in groups of similar length (``ROWS`` at a time), each
+    memory: (B, T, D); memory_mask: (B, T) bool (numpy, or torch for a torch decoder). Returns (len(hyps),)
+    float32. Hypotheses go through the decoder in groups of similar length (``ROWS`` at a time), each
     group with only the memory rows it attends to.
     """
-    device = memory.device
-    out = torch.zeros(len(hyps), device=device)
+    out = np.zeros(len(hyps), np.float32)
     order = sorted(range(len(hyps)), key=lambda i: len(hyps[i]))
     for start in range(0, len(order), ROWS):
         rows = order[start:start + ROWS]
         used = sorted({utt[i] for i in rows})
         where = {u: j for j, u in enumerate(used)}
-        pick = torch.tensor(used, dtype=torch.long, device=device)
-        out[torch.tensor(rows, device=device)] = _scores(
-            decoder, memory.index_select(0, pick), memory_mask.index_select(0, pick), [hyps[i] for i in rows],
-            [where[utt[i]] for i in rows], prefix, eos)
+        pick = like(memory, np.array(used, np.int64))
+        out[rows] = _scores(decoder, memory[pick], memory_mask[pick], [hyps[i] for i in rows],
+                            [where[utt[i]] for i in rows], prefix, eos)
     return out
 
 
-def _scores(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor, hyps: list[list[int]],
-            utt: list[int], prefix: list[int], eos: int) -> torch.Tensor:
+def _scores(decoder, memory, memory_mask, hyps: list[list[int]], utt: list[int], prefix: list[int],
+            eos: int) -> np.ndarray:
     """:func:`attention_scores` of one group, in one padded decoder pass."""
-    device = memory.device
     n, p = len(hyps), len(prefix)
     longest = max((len(h) for h in hyps), default=0)
-    tokens = torch.full((n, p + longest), eos, dtype=torch.long)  # padding: any valid id
-    targets = torch.full((n, longest + 1), IGNORE_ID, dtype=torch.long)
-    tokens[:, :p] = torch.tensor(prefix, dtype=torch.long)
+    tokens = np.full((n, p + longest), eos, np.int64)  # padding: any valid id
+    targets = np.full((n, longest + 1), IGNORE_ID, np.int64)
+    tokens[:, :p] = prefix
     for i, h in enumerate(hyps):
-        tokens[i, p:p + len(h)] = torch.tensor(h, dtype=torch.long)
-        targets[i, :len(h) + 1] = torch.tensor(h + [eos], dtype=torch.long)
-    tokens, targets = tokens.to(device), targets.to(device)
-    index = torch.tensor(utt, dtype=torch.long, device=device)
-    logits = decoder(tokens, memory, memory_mask, memory_index=index)
+        tokens[i, p:p + len(h)] = h
+        targets[i, :len(h) + 1] = h + [eos]
+    logits = decoder(like(memory, tokens), memory, memory_mask, memory_index=like(memory, np.array(utt, np.int64)))
     # position p-1 (the last prefix token) predicts the first output token
-    log_probs = logits[:, p - 1:].float().log_softmax(dim=-1)
-    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return picked.masked_fill(targets == IGNORE_ID, 0.0).sum(dim=1)
+    log_probs = log_softmax(to_numpy(logits)[:, p - 1:].astype(np.float32, copy=False))
+    picked = np.take_along_axis(log_probs, np.maximum(targets, 0)[..., None], -1)[..., 0]
+    return np.where(targets == IGNORE_ID, 0.0, picked).sum(axis=1)
 
 
-@torch.no_grad()
-def attention_rescoring(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor,
+def attention_rescoring(decoder, memory, memory_mask,
                         nbest: list[list[CTCHyp]], prefix: list[int], ctc_weight: float = 0.5,
                         eos: int = EOS) -> list[RescoredHyp]:
     """Pick the best hypothesis of each utterance's CTC n-best by CTC + attention score.
@@ -95,13 +90,12 @@ def attention_rescoring(decoder: Decoder, memory: torch.Tensor, memory_mask: tor
             for r in attention_rescoring_ranked(decoder, memory, memory_mask, nbest, prefix, ctc_weight, eos)]
 
 
-@torch.no_grad()
-def attention_rescoring_ranked(decoder: Decoder, memory: torch.Tensor, memory_mask: torch.Tensor,
+def attention_rescoring_ranked(decoder, memory, memory_mask,
                                nbest: list[list[CTCHyp]], prefix: list[int], ctc_weight: float = 0.5,
                                eos: int = EOS) -> list[list[RescoredHyp]]:
     """:func:`attention_rescoring` keeping every hypothesis: per utterance its n-best re-ranked, best first."""
-    if len(nbest) != memory.size(0):
-        raise ValueError(f"got {len(nbest)} n-best lists for a batch of {memory.size(0)}")
+    if len(nbest) != memory.shape[0]:
+        raise ValueError(f"got {len(nbest)} n-best lists for a batch of {memory.shape[0]}")
     if not 0.0 <= ctc_weight <= 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
     flat = [(b, h) for b, hyps in enumerate(nbest) for h in hyps]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Callable
 
 
+from s2s_media.arrays import to_numpy
 from s2s_media.config import DecodeConfig
-from s2s_media.decoding.beam_search import beam_search
 from s2s_media.decoding.context import Context
 from s2s_media.decoding.ctc import ctc_greedy, ctc_prefix_beam_search_batch
 from s2s_media.decoding.native import native_nbest_batch
@@ -20,16 +20,15 @@ from s2s_media.decoding.timing import hypothesis_confidences
 from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
 from s2s_media.methods import DECODING_METHODS
-from s2s_media.models.seq2seq import Seq2SeqModel
 
 
-# (model, memory (B, T, D), mask (B, T), decoder prefix, options, fused LM or None, *, context=None
-#  (hotwords, a grammar), nbest=1 (hypotheses wanted)) -> B results; with nbest > 1 each result holds
+# (model (a Seq2SeqModel or its ONNX stand-in), memory (B, T, D), mask (B, T), decoder prefix, options, fused
+#  LM or None, *, context=None (hotwords, a grammar), nbest=1 (hypotheses wanted)) -> B results; with nbest > 1 each result holds
 #  its n best in ``alternatives``
 SearchFn = Callable[..., list[Decoded]]
 
 
-def _need_ctc(model: Seq2SeqModel, method: str) -> None:
+def _need_ctc(model, method: str) -> None:
     if model.ctc is None:
         raise UserError(f"--decoding {method}: this model has no CTC head (ctc_weight 0); use --decoding attention")
 
@@ -67,7 +66,7 @@ def ctc_search_for(cfg: DecodeConfig, context: Context | None) -> str:
 
 
 def _ctc_nbest(model, memory, mask, cfg, lm, context=None):
-    return CTC_SEARCHES[ctc_search_for(cfg, context)](model.ctc(memory), mask.sum(1).cpu(), beam=cfg.beam,
+    return CTC_SEARCHES[ctc_search_for(cfg, context)](model.ctc(memory), to_numpy(mask.sum(1)), beam=cfg.beam,
                                         blank_skip=cfg.blank_skip, lm=lm, token_floor=cfg.token_floor or None,
                                         context=context)
 
@@ -82,6 +81,9 @@ def search_attention(model, memory, mask, prefix, cfg, lm=None, *, context=None,
     if context is not None:
         raise UserError("--decoding attention: hotwords and phrase lists need a CTC search; use --decoding "
                         "rescoring or ctc_prefix_beam")
+    # the step-wise decoder is torch's (an ONNX export holds the teacher-forced one only, which the Searcher
+    # refuses for this method), so torch is imported here, not by the runtime that never runs this
+    from s2s_media.decoding.beam_search import beam_search
     hyps = beam_search(model.decoder, memory, mask, prefix, beam=cfg.beam, max_len=lambda t: t + 10,
                        length_penalty=cfg.length_penalty, nbest=None if nbest > 1 else 1)
     out = []

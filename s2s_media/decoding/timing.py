@@ -2,7 +2,7 @@
 
 CTC methods (``ctc_greedy``, ``ctc_prefix_beam``, ``rescoring``) give every token its peak frame on
 the best alignment and its posterior there. ``attention`` hypotheses have no frames; when the model
-has a CTC head, :func:`ctc_align` force-aligns the hypothesis to the CTC posteriors
+has a CTC head, :func:`s2s_media.decoding.align.ctc_align` force-aligns the hypothesis to the CTC posteriors
 (``torchaudio.functional.forced_align``) and each token takes the peak of its aligned span.
 
 Encoder frame ``t`` of a segment starting at ``s`` seconds is at ``s + t * shift``, where ``shift`` is
@@ -21,12 +21,9 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-import torchaudio.functional as AF
-
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
-from s2s_media.text.tokenizer import BLANK, Tokenizer
+from s2s_media.text.tokenizer import Tokenizer
 
 
 def word_spans(tokenizer: Tokenizer, tokens: list[int]) -> list[tuple[str, list[int]]]:
@@ -55,27 +52,6 @@ def word_spans(tokenizer: Tokenizer, tokens: list[int]) -> list[tuple[str, list[
             current[0] += unit
             current[1].append(k)
     return [(w, ks) for w, ks in words]
-
-
-def ctc_align(log_probs: torch.Tensor, tokens: list[int]) -> tuple[list[int], list[float]] | None:
-    """Force-align ``tokens`` to CTC log-posteriors ``(T, V)``; per token its peak frame and posterior.
-
-    Returns None when the tokens do not fit in ``T`` frames.
-    """
-    if not tokens:
-        return [], []
-    targets = torch.tensor([tokens], dtype=torch.int32)
-    try:
-        labels, scores = AF.forced_align(log_probs[None].float().cpu(), targets, blank=BLANK)
-    except (RuntimeError, ValueError):
-        return None
-    frames, probs = [], []
-    for span in AF.merge_tokens(labels[0], scores[0]):
-        seg = scores[0, span.start:span.end]
-        k = int(seg.argmax())
-        frames.append(span.start + k)
-        probs.append(float(seg[k].exp()))
-    return (frames, probs) if len(frames) == len(tokens) else None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Audio constants, loading and the log-mel front-end.
+"""Audio constants and loading (numpy only; the log-mels are :mod:`s2s_media.frontend.logmel` with torch and
+:mod:`s2s_media.frontend.logmel_np` without).
 
 Everything inside the toolkit is 16 kHz mono float32. ``load_audio`` converts whatever it is
 given (other rates are resampled, stereo is downmixed) and raises :class:`AudioError` with
@@ -14,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
+import soxr
 
 from s2s_media.errors import AudioError
 
@@ -33,8 +33,7 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.
     """Resample a 1-D float waveform. ``wav: (samples,)``."""
     if orig_sr == target_sr:
         return wav
-    import librosa
-    return librosa.resample(wav, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq").astype(np.float32)
+    return soxr.resample(wav, orig_sr, target_sr, quality="HQ").astype(np.float32)
 
 
 def to_mono(wav: np.ndarray) -> np.ndarray:
@@ -161,50 +160,17 @@ def audio_duration(path: str | Path) -> float:
         return len(load_audio(path)) / SAMPLE_RATE
 
 
-class LogMel(torch.nn.Module):
-    """80-dim log-mel filterbank, 25 ms window, 10 ms hop, 16 kHz.
-
-    ``forward(wav: (batch, samples)) -> (batch, frames, n_mels)``, with
-    ``frames = samples // HOP_LENGTH + 1`` (centred STFT).
-    """
-
-    def __init__(self, n_mels: int = N_MELS, sample_rate: int = SAMPLE_RATE):
-        super().__init__()
-        self.n_mels = n_mels
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP_LENGTH,
-            n_mels=n_mels, power=2.0, center=True)
-
-    @torch.no_grad()
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        n = wav.size(-1)
-        if n <= N_FFT // 2:  # the centred STFT's reflect padding needs more samples: zero-pad, keep the frame count
-            wav = torch.nn.functional.pad(wav, (0, N_FFT // 2 + 1 - n))
-        spec = self.mel(wav.float())[..., : num_frames(n)]
-        return torch.log(spec.clamp_min(LOG_MEL_FLOOR)).transpose(-1, -2)
-
-
 def num_frames(num_samples: int) -> int:
     """Number of LogMel frames for a waveform of ``num_samples`` samples."""
     return num_samples // HOP_LENGTH + 1
 
 
-def compute_cmvn(wavs, n_mels: int = N_MELS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global mean and std of log-mel features over an iterable of 1-D waveforms.
-
-    Returns ``(mean (n_mels,), std (n_mels,))``, accumulated in float64.
-    """
-    logmel = LogMel(n_mels)
-    total = torch.zeros(n_mels, dtype=torch.float64)
-    total_sq = torch.zeros(n_mels, dtype=torch.float64)
-    count = 0
-    for wav in wavs:
-        feats = logmel(torch.as_tensor(wav).unsqueeze(0))[0].double()
-        total += feats.sum(0)
-        total_sq += (feats ** 2).sum(0)
-        count += feats.size(0)
-    if count == 0:
-        raise AudioError("no readable audio to compute normalisation statistics from; check the training manifest")
-    mean = total / count
-    std = (total_sq / count - mean ** 2).clamp_min(1e-10).sqrt()
-    return mean.float(), std.float()
+def __getattr__(name: str):
+    """``LogMel`` and ``compute_cmvn`` moved to :mod:`s2s_media.frontend.logmel` (torch); the old names work for
+    one release, with a DeprecationWarning."""
+    if name in ("LogMel", "compute_cmvn"):
+        import importlib
+        warnings.warn(f"s2s_media.frontend.audio.{name} has moved to s2s_media.frontend.logmel; the old path will "
+                      "be removed in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("s2s_media.frontend.logmel"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

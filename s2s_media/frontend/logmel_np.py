@@ -1,10 +1,10 @@
 """The log-mel front-end in numpy, for inference without torch (the ONNX runtime).
 
-:func:`log_mel` computes what :class:`s2s_media.frontend.audio.LogMel` computes (torchaudio's
+:func:`log_mel` computes what :class:`s2s_media.frontend.logmel.LogMel` computes (torchaudio's
 ``MelSpectrogram``: periodic Hann window of ``N_FFT``, centred frames with reflect padding, power spectrum,
 HTK mel filters without normalisation, then ``log(max(mel, LOG_MEL_FLOOR))``), to float rounding;
-``tests/frontend/test_logmel_np.py`` holds them together. The constants are those of ``audio.py``, which
-imports torch and so is not imported here.
+``tests/frontend/test_logmel_np.py`` holds them together. Inference (the transcriber and the streaming
+front-end) computes its features here, on either runtime.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS, LOG_MEL_FLOOR = 16000, 400, 160, 80, 1e-7
+from s2s_media.frontend.audio import HOP_LENGTH, LOG_MEL_FLOOR, N_FFT, N_MELS, SAMPLE_RATE, num_frames
 
 
 def _hz_to_mel(f):
@@ -37,10 +37,6 @@ def mel_filters(n_mels: int = N_MELS, sample_rate: int = SAMPLE_RATE, n_fft: int
 @functools.lru_cache(maxsize=1)
 def _window(n_fft: int = N_FFT) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)          # periodic Hann
-
-
-def num_frames(num_samples: int) -> int:
-    return num_samples // HOP_LENGTH + 1
 
 
 def log_mel(wav: np.ndarray, n_mels: int = N_MELS) -> np.ndarray:

@@ -34,7 +34,8 @@ import torch
 
 from s2s_media.decoding.align import TokenSpan, align_all, align_prefix
 from s2s_media.errors import UserError
-from s2s_media.frontend.audio import SAMPLE_RATE, LogMel, audio_duration, load_audio
+from s2s_media.frontend.audio import SAMPLE_RATE, audio_duration, load_audio
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.progress import progress_bar
 from s2s_media.text.language import get_language

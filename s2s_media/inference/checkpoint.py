@@ -10,48 +10,27 @@ Every user-facing path loads through :func:`load_model_file`, one way down:
    so does a word-confidence calibration stored beside the file
    (:class:`~s2s_media.decoding.timing.ConfidenceCalibration`, ``MODEL.calibration.json``).
 
-Without a path, :func:`bundled_model_path` names the bundled default of a task
+Without a path, :func:`~s2s_media.inference.loaded.bundled_model_path` names the bundled default of a task
 (``s2s_media/assets/asr_default.pt``, ``caption_default.pt``).
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
-from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 from torch.ao.quantization import quantize_dynamic
 
-from s2s_media.checkpoint_io import load_checkpoint
-from s2s_media.config import Config, DecodeConfig, config_from_dict
+from s2s_media.checkpoint_io import float_state, load_checkpoint
+from s2s_media.config import config_from_dict
 from s2s_media.decoding.timing import ConfidenceCalibration
 from s2s_media.errors import UserError
-from s2s_media.lm import LMFusion, NgramLM
+from s2s_media.inference.loaded import BUNDLED, TASKS, LoadedModel, bundled_model_path  # noqa: F401 - re-exported
 from s2s_media.lm.files import lm_for_model, lm_from_dict
 from s2s_media.models.seq2seq import Seq2SeqModel
-from s2s_media.text.tokenizer import Tokenizer, tokenizer_from_dict
+from s2s_media.text.tokenizer import tokenizer_from_dict
 
 WEIGHT_FORMATS = ("int8", "float16")            # how an exported checkpoint stores its weights
-BUNDLED = {"asr": "assets/asr_default.pt", "caption": "assets/caption_default.pt"}   # inside the package
-TASKS = {"asr": "audio", "caption": "image"}    # task -> the modality it needs
-
-
-@dataclass
-class LoadedModel:
-    model: Seq2SeqModel
-    tokenizer: Tokenizer
-    config: Config
-    meta: dict
-    lm: NgramLM | None = None       # a language model stored with the checkpoint
-    calibration: ConfidenceCalibration | None = None   # of word confidences, stored beside the checkpoint
-
-    def fusion(self, decode: DecodeConfig) -> LMFusion | None:
-        """The language model fused into the CTC searches under ``decode``, or None (none stored, or weight 0)."""
-        if self.lm is None or decode.lm_weight == 0:
-            return None
-        return LMFusion(self.lm, decode.lm_weight, decode.lm_bonus)
 
 
 def model_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> LoadedModel:
@@ -90,26 +69,15 @@ def load_model_file(path, quantize: bool = True, lm: str | Path | None = None) -
     return loaded
 
 
-def _decompress(state: dict, scales: dict) -> dict:
-    out = {}
-    for k, v in state.items():
-        if k in scales:
-            out[k] = v.float() * scales[k][:, None]
-        elif v.is_floating_point():
-            out[k] = v.float()
-        else:
-            out[k] = v
-    return out
-
-
 def restore_exported(ckpt: dict, where: str, quantize: bool = True) -> LoadedModel:
     """Rebuild a model from an exported checkpoint dict; dynamic int8 when asked by the file and ``quantize``."""
     export = ckpt.get("export") or {}
     if export.get("weights") not in WEIGHT_FORMATS:
         raise UserError(f"{where}: unknown export format {export!r}; re-export it with this s2s-media")
-    loaded = model_from_checkpoint({**ckpt, "model": _decompress(ckpt["model"], ckpt.get("scales", {}))}, where)
+    loaded = model_from_checkpoint({**ckpt, "model": float_state(ckpt)}, where)
     if quantize and export.get("quantize") == "dynamic_int8":
         loaded.model = quantize_linear(loaded.model)
+        loaded.batch_dependent = True     # one activation scale per batch: see LoadedModel.batch_dependent
     return loaded
 
 
@@ -118,23 +86,3 @@ def quantize_linear(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
         return quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def batch_dependent(model) -> bool:
-    """Whether a row's result can depend on the other rows of its batch: dynamically quantised layers
-    (:func:`quantize_linear`) take one activation scale for the whole input tensor, padding included."""
-    return isinstance(model, torch.nn.Module) and any(isinstance(m, DynamicQuantizedLinear) for m in model.modules())
-
-
-def bundled_model_path(task: str = "asr") -> Path:
-    """The bundled default checkpoint of ``task`` (``asr`` or ``caption``); UserError when not installed."""
-    if task not in BUNDLED:
-        raise UserError(f"task {task!r}: unknown; choose from {', '.join(BUNDLED)}")
-    path = Path(str(resources.files("s2s_media").joinpath(BUNDLED[task])))
-    if not path.is_file():
-        if task == "asr":
-            raise UserError(f"no bundled model: {path} is missing from this install; pass a checkpoint "
-                            "(--model CKPT, or load_model(path)) or reinstall s2s-media")
-        raise UserError(f"no bundled caption model: {path} is missing from this install; pass a captioning "
-                        "checkpoint (--model CKPT, or load_model(path)) trained with model.modalities [image]")
-    return path

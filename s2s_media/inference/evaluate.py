@@ -19,7 +19,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -32,7 +31,8 @@ from s2s_media.data.manifest import AudioRecord, check_language, read_manifest
 from s2s_media.data.voice_family import voice_groups
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
-from s2s_media.frontend.audio import SAMPLE_RATE, LogMel
+from s2s_media.frontend.audio import SAMPLE_RATE
+from s2s_media.frontend.logmel_np import log_mel
 from s2s_media.inference.captioner import Captioner
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.inference.inputs import Item
@@ -215,17 +215,12 @@ def evaluate_captions(captioner: Captioner, records: list, out_path: str | Path 
 
 
 # --------------------------------------------------------------------------- streaming
-@lru_cache(maxsize=4)
-def _logmel(n_mels: int) -> LogMel:
-    return LogMel(n_mels)
-
-
 def offline_decode(recognizer: StreamingRecognizer, wav: np.ndarray) -> Decoded:
     """Decode ``wav (samples,)`` (16 kHz) whole with the recognizer's own :class:`Searcher`: CTC prefix
     beam search (+ attention rescoring when ``rescore``), with its language model if any, over
     ``encode`` with the chunk mask."""
-    feats = _logmel(recognizer.n_mels)(torch.from_numpy(np.asarray(wav, np.float32))[None]).to(recognizer.device)
-    lengths = torch.tensor([feats.size(1)], device=recognizer.device)
+    feats = log_mel(wav, recognizer.n_mels)[None]            # the streaming front-end's features, numpy
+    lengths = np.array([feats.shape[1]])
     searcher = recognizer.searcher
     return searcher.decode_batch(feats, lengths)[searcher.method][0]
 

@@ -13,7 +13,10 @@ The directory (``s2s-media export --format onnx CKPT OUT_DIR``) holds:
 - ``ctc.onnx``: ``memory (B, T, d) -> log_probs (B, T, V)``.
 - ``decoder.onnx``: the attention decoder, teacher-forced for rescoring: ``tokens (N, U)``, ``memory (B, T, d)``,
   ``memory_mask (B, T)`` bool, ``memory_index (N,)`` -> ``logits (N, U, V)``.
-- ``lm.pt``: the model's language model, when it has one (an ``s2s-media lm`` file).
+- ``lm.npz``: the model's language model, when it has one (numpy's format, :func:`s2s_media.lm.files.save_lm_npz`).
+- ``punctuation.onnx``: the punctuation and casing tagger the transcripts are written with (the bundled one for a
+  model writing normalised English, or the one given), its vocabulary in the graph's metadata
+  (:class:`~s2s_media.inference.onnx_runtime.OnnxTagger`).
 - ``manifest.json``: format version, s2s-media version, opset, every file with its size and sha256, the
   full config, tokenizer, CMVN stats, the encoder's geometry and the model's ``meta``.
 
@@ -42,11 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s_media.checkpoint_io import save_checkpoint
 from s2s_media.config import to_dict
 from s2s_media.errors import UserError
 from s2s_media.inference.checkpoint import LoadedModel, load_model_file
 from s2s_media.inference.onnx_runtime import FORMAT, FORMAT_VERSION, MANIFEST, file_digest
+from s2s_media.inference.punctuation import Punctuator, writes_normalised_english
+from s2s_media.lm.files import save_lm_npz
 from s2s_media.models.attention_encoder import AttentionEncoder, half_lengths
 from s2s_media.models.layers import PositionalEncoding, lengths_to_mask
 
@@ -232,9 +236,24 @@ def export_decoder(decoder: nn.Module, d_model: int, path: Path, opset: int = OP
              "memory_index": {0: "N"}, "logits": {0: "N", 1: "U"}}, opset)
 
 
+def export_punctuation(punctuator: Punctuator, path: Path, opset: int = OPSET) -> None:
+    """Write a torch punctuation model as ``punctuation.onnx`` (float32), its vocabulary, forms and meta in the
+    graph's metadata (what :class:`~s2s_media.inference.onnx_runtime.OnnxTagger` reads)."""
+    import onnx     # noqa: PLC0415 - the train extra's; only export needs it
+
+    ids = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
+    _export(punctuator.model, (ids, ids.clamp(max=1)), path, ["ids", "suffixes"], ["marks", "cases"],
+            {"ids": {0: "B", 1: "T"}, "suffixes": {0: "B", 1: "T"}, "marks": {0: "B", 1: "T"},
+             "cases": {0: "B", 1: "T"}}, opset)
+    model = onnx.load(str(path))
+    info = {"vocab": punctuator.vocab.to_dict(), "forms": punctuator.forms, "meta": punctuator.meta}
+    onnx.helper.set_model_props(model, {"s2s_media": json.dumps(info)})
+    onnx.save(model, str(path))
+
+
 def quantize_int8(path: Path) -> None:
     """Weight-only int8 of every MatMul with a constant weight, in place (see the module docstring)."""
-    import onnx     # noqa: PLC0415 - third-party; export needs the onnx extra only here
+    import onnx     # noqa: PLC0415 - the train extra's; only export needs it
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     model = onnx.load(str(path))
@@ -259,9 +278,11 @@ def json_tokenizer(d: dict) -> dict:
     return {k: {"base64": base64.b64encode(v).decode("ascii")} if isinstance(v, bytes) else v for k, v in d.items()}
 
 
-def export_onnx(loaded: LoadedModel, out_dir: str | Path, weights: str = "int8", opset: int = OPSET) -> dict:
-    """Write ``loaded`` (a float model, e.g. :func:`load_model_file` with ``quantize=False``) as an ONNX
-    directory; returns the manifest. The directory is written in a temporary folder and moved in place."""
+def export_onnx(loaded: LoadedModel, out_dir: str | Path, weights: str = "int8", opset: int = OPSET,
+                punctuation: Punctuator | None = None) -> dict:
+    """Write ``loaded`` (a float model, e.g. :func:`load_model_file` with ``quantize=False``) and ``punctuation``
+    (None: none shipped) as an ONNX directory; returns the manifest. The directory is written in a temporary
+    folder and moved in place."""
     if weights not in ONNX_WEIGHTS:
         raise UserError(f"--weights {weights}: the ONNX export stores {' or '.join(ONNX_WEIGHTS)}")
     model, out_dir = loaded.model, Path(out_dir)
@@ -290,9 +311,10 @@ def export_onnx(loaded: LoadedModel, out_dir: str | Path, weights: str = "int8",
             for p in files.values():
                 quantize_int8(p)
         if loaded.lm is not None:
-            files["lm"] = tmp / "lm.pt"
-            save_checkpoint({"kind": "ngram", "lm": loaded.lm.to_dict(), "tokenizer": loaded.tokenizer.to_dict(),
-                             "meta": {"from": "export"}}, files["lm"])
+            files["lm"] = save_lm_npz(tmp / "lm.npz", loaded.lm, loaded.tokenizer, {"from": "export"})
+        if punctuation is not None:
+            files["punctuation"] = tmp / "punctuation.onnx"
+            export_punctuation(punctuation, files["punctuation"], opset)
         inputs, outputs = encoder_io_names(levels, body.conformer)
         cmvn = audio.cmvn
         manifest = {
@@ -320,14 +342,20 @@ def export_onnx(loaded: LoadedModel, out_dir: str | Path, weights: str = "int8",
 
 
 def export_onnx_checkpoint(src: str | Path, out_dir: str | Path, weights: str = "int8", opset: int = OPSET,
-                           lm: str | Path | None = None) -> dict:
+                           lm: str | Path | None = None, punctuation: bool = True,
+                           punctuation_model: str | Path | None = None) -> dict:
     """:func:`export_onnx` of checkpoint ``src`` (from train, average or a torch export); ``lm``: an LM file to
-    ship in place of the one stored in the checkpoint. Returns a summary with the sizes."""
+    ship in place of the one stored in the checkpoint; the punctuation model shipped: ``punctuation_model``, else
+    the bundled one when the model writes normalised English, none when not ``punctuation``. Returns a summary
+    with the sizes."""
     loaded = load_model_file(src, quantize=False, lm=lm)
-    manifest = export_onnx(loaded, out_dir, weights, opset)
+    punctuator = None
+    if punctuation and (punctuation_model is not None or writes_normalised_english(loaded.tokenizer)):
+        punctuator = Punctuator.load(punctuation_model)
+    manifest = export_onnx(loaded, out_dir, weights, opset, punctuator)
     total = sum(f["bytes"] for f in manifest["files"].values())
     return {"src": str(src), "dst": str(out_dir), "src_bytes": Path(src).stat().st_size, "dst_bytes": total,
-            "weights": weights, "lm": "lm" in manifest["files"]}
+            "weights": weights, "lm": "lm" in manifest["files"], "punctuation": "punctuation" in manifest["files"]}
 
 
 def cache_root() -> Path:
@@ -342,7 +370,7 @@ def cached_onnx_dir(ckpt: str | Path) -> Path:
     if not ckpt.is_file():
         raise UserError(f"{ckpt}: checkpoint not found; pass a checkpoint file (.pt) or an ONNX model directory")
     digest = file_digest(ckpt)[:16]
-    out = cache_root() / f"{ckpt.stem}-{digest}"
+    out = cache_root() / f"{ckpt.stem}-{digest}-v{FORMAT_VERSION}"
     if not (out / MANIFEST).is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         print(f"exporting {ckpt} to ONNX once, into {out} (takes a minute)", file=sys.stderr)

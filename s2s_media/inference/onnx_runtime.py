@@ -30,7 +30,7 @@ from s2s_media.errors import UserError
 from s2s_media.text.tokenizer import Tokenizer, tokenizer_from_dict
 
 FORMAT = "s2s-media-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2              # 2: the LM as lm.npz (numpy), the punctuation model as punctuation.onnx
 MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "ctc", "decoder")
 HOP_SECONDS = 0.01              # feature frame shift (s2s_media.frontend.audio.HOP_LENGTH / SAMPLE_RATE)
@@ -63,8 +63,44 @@ class ChunkCache:
     def frames(self) -> int:
         return self.keys[0].shape[2] if self.keys else 0
 
+    def num_bytes(self) -> int:
+        own = sum(a.nbytes for a in self.keys + self.values + self.conv)
+        return own + (self.inner.num_bytes() if self.inner is not None else 0)
+
     def levels(self) -> list[ChunkCache]:
         return [self] + ([self.inner] if self.inner is not None else [])
+
+    @staticmethod
+    def stack(caches: list[ChunkCache]) -> ChunkCache:
+        """One batch from several caches (keys/values left-padded to the longest), as ``EncoderCache.stack``."""
+        if len(caches) == 1:
+            return caches[0]
+        length = max(c.frames for c in caches)
+
+        def padded(arrays: list[np.ndarray]) -> np.ndarray:
+            if all(a.shape[2] == length for a in arrays):
+                return np.concatenate(arrays)
+            return np.concatenate([np.pad(a, ((0, 0), (0, 0), (length - a.shape[2], 0), (0, 0))) for a in arrays])
+
+        n = len(caches[0].keys)
+        inner = ChunkCache.stack([c.inner for c in caches]) if caches[0].inner is not None else None
+        return ChunkCache(np.concatenate([c.offset for c in caches]), np.concatenate([c.lengths for c in caches]),
+                          [padded([c.keys[i] for c in caches]) for i in range(n)],
+                          [padded([c.values[i] for c in caches]) for i in range(n)],
+                          [np.concatenate([c.conv[i] for c in caches]) for i in range(len(caches[0].conv))], inner)
+
+    def unstack(self) -> list[ChunkCache]:
+        """One cache per stream, each trimmed to its own frames (copies, unless the batch is one stream)."""
+        batch = self.offset.shape[0]
+        if batch == 1:
+            return [self]
+        inner = self.inner.unstack() if self.inner is not None else [None] * batch
+        length = self.frames
+        return [ChunkCache(self.offset[b:b + 1].copy(), self.lengths[b:b + 1].copy(),
+                           [k[b:b + 1, :, length - n:].copy() for k in self.keys],
+                           [v[b:b + 1, :, length - n:].copy() for v in self.values],
+                           [c[b:b + 1].copy() for c in self.conv], inner[b])
+                for b, n in enumerate(self.lengths.tolist())]
 
 
 def subsampled_lengths(lengths: np.ndarray) -> np.ndarray:
@@ -98,7 +134,8 @@ class OnnxSpeechModel:
     threads: intra-op threads of each graph (0: onnxruntime's default, every core).
     Attributes: ``manifest`` (dict), ``tokenizer``, ``decode`` (the stored decoding defaults, a dict),
     ``n_mels``, ``stride``, ``right_context``, ``frame_shift`` (seconds per encoder frame), ``vocab_size``,
-    ``lm_path`` (the shipped language model file, or None).
+    ``lm_path`` (the shipped language model, ``lm.npz``, or None), ``punctuation_path`` (the shipped
+    punctuation model, ``punctuation.onnx``, or None).
     """
 
     def __init__(self, directory: str | Path, threads: int = 1):
@@ -115,13 +152,11 @@ class OnnxSpeechModel:
         self.mean = np.asarray(m["cmvn"]["mean"], np.float32)
         self.istd = np.asarray(m["cmvn"]["istd"], np.float32)
         self.tokenizer = _tokenizer(m["tokenizer"], self.directory / MANIFEST)
-        self.lm_path = self.directory / m["files"]["lm"]["path"] if "lm" in m["files"] else None
-        import onnxruntime as ort     # ~0.4 s: imported by the first model opened, not by importing this module
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.sessions = {g: _session(self.directory / m["files"][g]["path"], options) for g in GRAPHS}
+        files = m["files"]
+        self.lm_path = self.directory / files["lm"]["path"] if "lm" in files else None
+        self.punctuation_path = self.directory / files["punctuation"]["path"] if "punctuation" in files else None
+        options = session_options(threads)
+        self.sessions = {g: _session(self.directory / files[g]["path"], options) for g in GRAPHS}
         self._check_io()
 
     def _check_io(self) -> None:
@@ -233,7 +268,42 @@ class OnnxSpeechModel:
             "memory_mask": np.asarray(memory_mask, bool), "memory_index": np.asarray(index, np.int64)})[0]
 
 
+class OnnxTagger:
+    """The punctuation and casing tagger as ONNX (``punctuation.onnx``): ``tag(ids, suffixes)``, numpy
+    ``(B, T)`` int64 -> mark logits ``(B, T, M)`` and case logits ``(B, T, C)``, as
+    :meth:`~s2s_media.models.punctuation.PunctuationModel.tag`. Its word vocabulary, forms and meta are the
+    graph's metadata (``custom_metadata_map["s2s_media"]``, JSON), so the file stands alone."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: punctuation model not found; pass a punctuation model "
+                            "(--punctuation-model FILE) or turn punctuation off (--no-punctuation)")
+        self.session = _session(self.path, session_options(threads))
+        try:
+            self.info = json.loads(self.session.get_modelmeta().custom_metadata_map["s2s_media"])
+        except (KeyError, ValueError) as e:
+            raise UserError(f"{self.path}: not an s2s-media punctuation model (no {e} metadata); "
+                            f"{REEXPORT}") from None
+
+    def tag(self, ids: np.ndarray, suffixes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        marks, cases = self.session.run(None, {"ids": np.asarray(ids, np.int64),
+                                               "suffixes": np.asarray(suffixes, np.int64)})
+        return marks, cases
+
+
 # --------------------------------------------------------------------------- loading and checks
+def session_options(threads: int):
+    """onnxruntime's options for one model: ``threads`` intra-op threads (0: every core), quiet logs."""
+    import onnxruntime as ort     # ~0.4 s: imported by the first model opened, not by importing this module
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+
 def read_manifest(directory: Path) -> dict:
     """The checked ``manifest.json`` of an ONNX directory: known format, every listed file present and equal."""
     path = directory / MANIFEST
@@ -248,9 +318,13 @@ def read_manifest(directory: Path) -> dict:
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise UserError(f"{path}: not an s2s-media ONNX manifest (format {m.get('format') if isinstance(m, dict) else m!r}); "
                         f"{REEXPORT}")
-    if not isinstance(m.get("format_version"), int) or m["format_version"] > FORMAT_VERSION:
-        raise UserError(f"{path}: format version {m.get('format_version')} is newer than this s2s-media reads "
+    version = m.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserError(f"{path}: format version {version} is newer than this s2s-media reads "
                         f"({FORMAT_VERSION}); upgrade s2s-media")
+    if version < FORMAT_VERSION:
+        raise UserError(f"{path}: format version {version} (its LM a torch file) is older than this s2s-media "
+                        f"reads ({FORMAT_VERSION}); {REEXPORT}")
     missing = [k for k in ("files", "encoder", "config", "tokenizer", "cmvn", "vocab_size") if k not in m]
     missing += [g for g in GRAPHS if g not in m.get("files", {})]
     if missing:

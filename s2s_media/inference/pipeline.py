@@ -11,24 +11,25 @@ Batch mode: :meth:`Searcher.encode` then :meth:`Searcher.search` (or :meth:`Sear
 for both, every method on one encoder pass). Incremental mode: :meth:`Searcher.ctc_stream` gives
 a CTC prefix search to advance chunk by chunk, :meth:`Searcher.rescore` re-ranks its n-best with
 the attention decoder at an endpoint. Captions: :meth:`Searcher.caption`.
+
+Inputs may be numpy arrays (the transcriber and the streaming recogniser pass numpy; the model turns them into
+its own kind, :meth:`~s2s_media.models.seq2seq.Seq2SeqModel.as_input`) or tensors on the model's device
+(evaluation). The attention beam search and the forced alignment of its hypotheses are torch code, imported
+when a search needs them: the ONNX runtime has neither, and its install has no torch.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from s2s_media.config import DecodeConfig
-from s2s_media.decoding.beam_search import Hypothesis, beam_search
 from s2s_media.decoding.context import Context
 from s2s_media.decoding.ctc import CTCPrefixBeamSearch
 from s2s_media.decoding.native import NativeCTCSearch
 from s2s_media.decoding.rescoring import RescoredHyp, attention_rescoring_ranked
 from s2s_media.decoding.search import CTC_METHODS, SEARCHES, ctc_search_for
-from s2s_media.decoding.timing import ctc_align
 from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
-from s2s_media.inference.checkpoint import LoadedModel, batch_dependent
+from s2s_media.inference.loaded import LoadedModel
 from s2s_media.text.tokenizer import task_prefix
 
 
@@ -81,7 +82,7 @@ class Searcher:
         self.context, self.nbest = context, nbest
         self.prefix = task_prefix(self.tokenizer, task)
         self.lm = loaded.fusion(decode)
-        self.row_by_row = batch_dependent(self.model)     # decode_batch decodes each row alone
+        self.row_by_row = loaded.batch_dependent      # decode_batch decodes each row alone
 
     @property
     def method(self) -> str:
@@ -89,42 +90,45 @@ class Searcher:
         return self.methods[0]
 
     # ---- batch mode
-    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x, lengths=None):
         """Audio ``x (B, T, F)``, ``lengths (B,)`` -> memory ``(B, T', d)``, mask ``(B, T')``, in chunks when
-        ``decode.chunk_size`` is set; images ``x (B, 3, H, W)`` -> memory ``(B, h*w, d)``."""
+        ``decode.chunk_size`` is set; images ``x (B, 3, H, W)`` -> memory ``(B, h*w, d)``. Numpy inputs become
+        the model's kind; the outputs are the model's kind."""
         if self.task == "caption":
-            return self.model.encode(x, None, modality="image")
-        return self.model.encode(x, lengths, chunk_size=self.decode.chunk_size, left_chunks=self.decode.left_chunks)
+            return self.model.encode(self.model.as_input(x), None, modality="image")
+        return self.model.encode(self.model.as_input(x), self.model.as_input(lengths),
+                                 chunk_size=self.decode.chunk_size, left_chunks=self.decode.left_chunks)
 
-    def search(self, memory: torch.Tensor, mask: torch.Tensor, method: str | None = None) -> list[Decoded]:
+    def search(self, memory, mask, method: str | None = None) -> list[Decoded]:
         """One method (default :attr:`method`) over encoder output: B results."""
         return SEARCHES[method or self.method](self.model, memory, mask, self.prefix, self.decode, self.lm,
                                                context=self.context, nbest=self.nbest)
 
-    @torch.inference_mode()
-    def decode_batch(self, feats: torch.Tensor, lengths: torch.Tensor, align: bool = False) -> dict[str, list[Decoded]]:
-        """feats: (B, T, F), lengths: (B,) on the model's device -> per method, B results (one encoder pass).
-        ``align``: results without frames get them (:meth:`add_frames`).
+    def decode_batch(self, feats, lengths, align: bool = False) -> dict[str, list[Decoded]]:
+        """feats: (B, T, F), lengths: (B,) -> per method, B results (one encoder pass). ``align``: results
+        without frames get them (:meth:`add_frames`).
 
         A row's result never depends on the rest of the batch. For a model whose quantisation makes it
-        so (:func:`~s2s_media.inference.checkpoint.batch_dependent`: one activation scale per batch),
-        each row is decoded alone, unpadded (docs/benchmarks.md: the cost in speed)."""
-        if self.row_by_row and (feats.size(0) > 1 or feats.size(1) > int(lengths[0])):
+        so (``LoadedModel.batch_dependent``: one activation scale per batch), each row is decoded alone,
+        unpadded (docs/benchmarks.md: the cost in speed)."""
+        if self.row_by_row and (len(feats) > 1 or feats.shape[1] > int(lengths[0])):
             rows = [self.decode_batch(feats[i:i + 1, :int(lengths[i])], lengths[i:i + 1], align)
-                    for i in range(feats.size(0))]
+                    for i in range(len(feats))]
             return {m: [r[m][0] for r in rows] for m in self.methods}
-        memory, mask = self.encode(feats, lengths)
-        results = {m: self.search(memory, mask, m) for m in self.methods}
-        if align:
-            for hyps in results.values():
-                self.add_frames(memory, mask, hyps)
-        return results
+        with self.model.inference_mode():
+            memory, mask = self.encode(feats, lengths)
+            results = {m: self.search(memory, mask, m) for m in self.methods}
+            if align:
+                for hyps in results.values():
+                    self.add_frames(memory, mask, hyps)
+            return results
 
-    def add_frames(self, memory: torch.Tensor, mask: torch.Tensor, hyps: list[Decoded]) -> None:
+    def add_frames(self, memory, mask, hyps: list[Decoded]) -> None:
         """Give hypotheses without frames (attention) their tokens' peak frames and posteriors by forced
         alignment to the CTC posteriors, when the model has a CTC head (see :mod:`s2s_media.decoding.timing`)."""
-        if self.model.ctc is None:
+        if self.model.ctc is None or all(not h.tokens or len(h.frames) == len(h.tokens) for h in hyps):
             return
+        from s2s_media.decoding.align import ctc_align   # torchaudio's; only attention hypotheses get here
         log_probs = None
         for j, h in enumerate(hyps):
             if h.tokens and len(h.frames) != len(h.tokens):
@@ -145,19 +149,20 @@ class Searcher:
             return NativeCTCSearch(self.tokenizer.vocab_size, d.beam, **options)
         return CTCPrefixBeamSearch(d.beam, **options)
 
-    def rescore(self, memory: torch.Tensor, mask: torch.Tensor, nbests: list[list[CTCHyp]],
-                keep: int = 1) -> list[list[RescoredHyp]]:
+    def rescore(self, memory, mask, nbests: list[list[CTCHyp]], keep: int = 1) -> list[list[RescoredHyp]]:
         """Re-rank each CTC n-best (its best ``decode.rescore_nbest``, at least ``keep``; 0 = all) with the
-        attention decoder; per utterance its hypotheses best first."""
+        attention decoder; per utterance its hypotheses best first. memory (B, T, d), mask (B, T)."""
         if self.decode.rescore_nbest > 0:
             nbests = [n[:max(self.decode.rescore_nbest, keep)] for n in nbests]
-        return attention_rescoring_ranked(self.model.decoder, memory, mask, nbests, self.prefix,
-                                          self.decode.ctc_weight)
+        with self.model.inference_mode():
+            return attention_rescoring_ranked(self.model.decoder, self.model.as_input(memory),
+                                              self.model.as_input(mask), nbests, self.prefix, self.decode.ctc_weight)
 
     # ---- captions
-    def caption(self, memory: torch.Tensor, mask: torch.Tensor, attention: bool = False) -> list[list[Hypothesis]]:
-        """Attention beam search of at most ``decode.caption_max_len`` tokens; per image its best hypothesis
-        (with its cross-attention when ``attention``)."""
+    def caption(self, memory, mask, attention: bool = False) -> list:
+        """Attention beam search of at most ``decode.caption_max_len`` tokens; per image its best
+        :class:`~s2s_media.decoding.beam_search.Hypothesis` (with its cross-attention when ``attention``)."""
+        from s2s_media.decoding.beam_search import beam_search     # torch's step-wise decoder
         d = self.decode
         return beam_search(self.model.decoder, memory, mask, self.prefix, beam=d.beam, max_len=d.caption_max_len,
                            length_penalty=d.length_penalty, return_attention=attention, nbest=1)

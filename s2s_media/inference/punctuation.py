@@ -7,7 +7,10 @@ whatever is attached to a word (times, confidence) stays with it. Only ASCII cas
 mark is added: :func:`s2s_media.text.punctuation.strip_word` gives every input word back.
 
 A model file is a plain dict read with ``weights_only=True``
-(:func:`s2s_media.models.punctuation.to_checkpoint` says what it holds).
+(:func:`s2s_media.models.punctuation.to_checkpoint` says what it holds), run by torch, or
+``punctuation.onnx`` (what ``s2s-media export --format onnx`` ships in an ONNX model directory,
+:class:`~s2s_media.inference.onnx_runtime.OnnxTagger`), run without torch. Either is a *tagger*:
+``tag(ids, suffixes)`` on numpy arrays.
 """
 from __future__ import annotations
 
@@ -16,12 +19,12 @@ import functools
 from importlib import resources
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from s2s_media.checkpoint_io import load_checkpoint
 from s2s_media.errors import UserError
+from s2s_media.extras import is_train_module, needs_train
 from s2s_media.inference.events import Final
-from s2s_media.models.punctuation import PunctuationModel, from_checkpoint
+from s2s_media.inference.onnx_runtime import OnnxTagger
 from s2s_media.text.punctuation import NORMALISED_WORD, LabelScores, WordVocab, apply_labels, labels_from_text
 from s2s_media.text.tokenizer import Tokenizer
 
@@ -45,15 +48,31 @@ def writes_normalised_english(tokenizer: Tokenizer) -> bool:
 
 
 class Punctuator:
-    """A punctuation and casing model ready to restore transcripts (CPU, one thread is plenty)."""
+    """A punctuation and casing model ready to restore transcripts (CPU, one thread is plenty).
 
-    def __init__(self, model: PunctuationModel, vocab: WordVocab, forms: dict[str, str], meta: dict | None = None):
-        self.model, self.vocab, self.forms, self.meta = model.eval(), vocab, forms, meta or {}
+    model: a tagger, ``tag(ids (B, T), suffixes (B, T)) -> (mark logits, case logits)`` on numpy
+    (a torch :class:`~s2s_media.models.punctuation.PunctuationModel` in eval mode, or an
+    :class:`~s2s_media.inference.onnx_runtime.OnnxTagger`).
+    """
+
+    def __init__(self, model, vocab: WordVocab, forms: dict[str, str], meta: dict | None = None):
+        self.model, self.vocab, self.forms, self.meta = model, vocab, forms, meta or {}
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Punctuator:
-        """From a model file; ``None`` loads the bundled default."""
+        """From a model file (``.pt`` with torch, ``.onnx`` without); ``None`` loads the bundled default."""
         path = bundled_punctuation_path() if path is None else Path(path)
+        if path.suffix == ".onnx":
+            tagger = OnnxTagger(path)
+            info = tagger.info
+            return cls(tagger, WordVocab.from_dict(info["vocab"]), dict(info["forms"]), dict(info["meta"]))
+        try:
+            from s2s_media.checkpoint_io import load_checkpoint
+            from s2s_media.models.punctuation import from_checkpoint
+        except ModuleNotFoundError as e:
+            if not is_train_module(e):
+                raise
+            raise needs_train(f"{path} (a torch punctuation model)") from None
         return cls(*from_checkpoint(load_checkpoint(path), str(path)))
 
     @classmethod
@@ -62,13 +81,12 @@ class Punctuator:
         resolved = bundled_punctuation_path() if path is None else Path(path)
         return _load_cached(str(resolved.resolve()), resolved.stat().st_mtime_ns if resolved.is_file() else 0)
 
-    @torch.inference_mode()
     def labels(self, words: list[str]) -> tuple[list[int], list[int]]:
         """``(marks, cases)`` label ids for ``words`` (see :mod:`s2s_media.text.punctuation`)."""
         if not words:
             return [], []
         ids, sufs = self.vocab.encode(words)
-        marks, cases = self.model(torch.tensor([ids]), torch.tensor([sufs]))
+        marks, cases = self.model.tag(np.array([ids], np.int64), np.array([sufs], np.int64))
         return marks[0].argmax(-1).tolist(), cases[0].argmax(-1).tolist()
 
     def restore(self, words: list[str]) -> list[str]:

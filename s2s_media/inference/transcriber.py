@@ -42,16 +42,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from s2s_media.arrays import pad_batch
 from s2s_media.data.sampler import make_batches
 from s2s_media.decoding.context import MAX_HOTWORDS, Hotword, as_hotwords, compile_hotwords
 from s2s_media.decoding.timing import tokens_to_words
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
-from s2s_media.frontend.audio import HOP_LENGTH, SAMPLE_RATE, LogMel, load_audio
+from s2s_media.frontend.audio import HOP_LENGTH, SAMPLE_RATE, load_audio
+from s2s_media.frontend.logmel_np import log_mel
 from s2s_media.frontend.vad import Segment, VadConfig, make_vad, segment
-from s2s_media.inference.checkpoint import LoadedModel
+from s2s_media.inference.loaded import LoadedModel
 from s2s_media.inference.inputs import Item
 from s2s_media.inference.pipeline import Searcher
 from s2s_media.inference.punctuation import Punctuator, writes_normalised_english
@@ -79,14 +80,17 @@ class TranscribeOptions:
     alternatives: int = 0               # > 1: each segment and record lists this many best hypotheses
 
 
-def punctuator_for(options: TranscribeOptions, tokenizer) -> Punctuator | None:
-    """The punctuation model ``options`` ask for: their file, else the bundled one when the speech model
-    writes normalised English (lower-case ``a-z'``); None when off or for other vocabularies."""
+def punctuator_for(options: TranscribeOptions, loaded: LoadedModel) -> Punctuator | None:
+    """The punctuation model ``options`` ask for: their file, else the one shipped with the speech model (an
+    ONNX directory's), else the bundled one when the speech model writes normalised English (lower-case
+    ``a-z'``); None when off or for other vocabularies."""
     if not options.punctuation:
         return None
     if options.punctuation_model is not None:
         return Punctuator.load_cached(options.punctuation_model)
-    return Punctuator.load_cached(None) if writes_normalised_english(tokenizer) else None
+    if loaded.punctuation is not None:
+        return Punctuator.load_cached(loaded.punctuation)
+    return Punctuator.load_cached(None) if writes_normalised_english(loaded.tokenizer) else None
 
 
 def punctuate(punctuator: Punctuator, words: list[dict], segments: list[dict]) -> None:
@@ -127,7 +131,7 @@ class Prepared:
     item: Item
     duration: float = 0.0
     segments: list[Segment] = field(default_factory=list)
-    feats: list[torch.Tensor] = field(default_factory=list)
+    feats: list[np.ndarray] = field(default_factory=list)
     error: str | None = None
 
 
@@ -143,10 +147,9 @@ class _Job:
 class Transcriber:
     """Turns items (or arrays) into records with one model and one set of options."""
 
-    def __init__(self, loaded: LoadedModel, device: torch.device | str = "cpu",
-                 options: TranscribeOptions = TranscribeOptions()):
+    def __init__(self, loaded: LoadedModel, options: TranscribeOptions = TranscribeOptions()):
+        """loaded: the model, on the device it runs on (numpy batches go to it through ``model.as_input``)."""
         self.loaded, self.options = loaded, options
-        self.device = torch.device(device)
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         dcfg = loaded.config.decode.override(method=options.decoding, chunk_size=options.chunk_size, beam=options.beam,
@@ -165,8 +168,8 @@ class Transcriber:
         if self.dcfg.batch_seconds <= 0:
             raise UserError(f"--batch-seconds {self.dcfg.batch_seconds}: must be positive")
         self.shift = self.model.encoders["audio"].frame_shift
-        self.logmel = LogMel(loaded.config.model.n_mels)
-        self.punctuator = punctuator_for(options, self.tokenizer)
+        self.n_mels = loaded.config.model.n_mels
+        self.punctuator = punctuator_for(options, loaded)
         self.vad = make_vad(options.vad)   # a missing Silero model is reported here, before any file
 
     # ---- preparing
@@ -180,7 +183,7 @@ class Transcriber:
     def prepare_array(self, item: Item, wav: np.ndarray) -> Prepared:
         """``wav: (samples,)`` float32 at 16 kHz -> segments and their log-mels."""
         segs = self._cut(wav)
-        feats = [self.logmel(torch.from_numpy(np.ascontiguousarray(wav[s.start:s.end]))[None])[0] for s in segs]
+        feats = [log_mel(wav[s.start:s.end], self.n_mels) for s in segs]
         return Prepared(item, len(wav) / SAMPLE_RATE, segs, feats)
 
     def prepare_read(self, item: Item, wav: np.ndarray | str) -> Prepared:
@@ -196,8 +199,7 @@ class Transcriber:
         return ordered_map(self.prepare, items, workers, 2 * workers)
 
     # ---- decoding
-    @torch.inference_mode()
-    def decode(self, feats: list[torch.Tensor]) -> list[Decoded]:
+    def decode(self, feats: list[np.ndarray]) -> list[Decoded]:
         """Decode segments in one padded batch. ``feats[i]: (T_i, n_mels)``.
 
         Every result has ``frames``/``probs`` for its tokens when they can be had (see the module
@@ -205,20 +207,16 @@ class Transcriber:
         """
         min_frames = int(MIN_DECODE_S * SAMPLE_RATE / HOP_LENGTH)
         out: list[Decoded] = [Decoded([], 0.0) for _ in feats]
-        todo = [i for i, f in enumerate(feats) if f.size(0) > min_frames]
+        todo = [i for i, f in enumerate(feats) if f.shape[0] > min_frames]
         if not todo:
             return out
-        lengths = torch.tensor([feats[i].size(0) for i in todo])
-        x = torch.zeros(len(todo), int(lengths.max()), feats[todo[0]].size(1))
-        for j, i in enumerate(todo):
-            x[j, : feats[i].size(0)] = feats[i]
-        x, lengths = x.to(self.device), lengths.to(self.device)
+        x, lengths = pad_batch([feats[i] for i in todo])
         hyps = self.searcher.decode_batch(x, lengths, align=True)[self.method]
         for i, h in zip(todo, hyps):
             out[i] = h
         return out
 
-    def _decode_safely(self, feats: list[torch.Tensor]) -> list[Decoded | Exception]:
+    def _decode_safely(self, feats: list[np.ndarray]) -> list[Decoded | Exception]:
         """:meth:`decode`, retrying one by one when a batch fails, so one bad segment fails only its file."""
         try:
             return self.decode(feats)

@@ -19,11 +19,13 @@ loadable with ``weights_only=True``.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from typing import Iterable
 
 import numpy as np
-import torch
+
+from s2s_media.arrays import to_numpy
 
 FORMAT = 1
 CACHE_SIZE = 50_000    # contexts whose distributions are kept (~1 kB each for 32 units)
@@ -44,14 +46,15 @@ class NgramLM:
         self.tables = tables
         # context key -> row, per order: a dict lookup is ~50x cheaper than a search of the sorted keys
         self._rows = [dict(zip(t["keys"].tolist(), range(len(t["keys"])))) for t in tables]
-        self._log = self._distributions()
         self._cache: dict[tuple[int, ...], list[float]] = {}
+        self._row_probs: dict[tuple[int, int], np.ndarray] = {}   # (order, row) -> P(. | context), float64
 
-    def _distributions(self) -> list[np.ndarray]:
-        """``log P(. | context)`` of every stored context: per order a ``(contexts, vocab)`` float32 table.
-
-        Built order by order from the recursion in the module docstring: a context's distribution is
-        its discounted counts plus ``gamma`` times the distribution of its suffix one id shorter.
+    @functools.cached_property
+    def _log(self) -> list[np.ndarray]:
+        """``log P(. | context)`` of every stored context: per order a ``(contexts, vocab)`` float32 table
+        (what the ARPA writer reads). Built order by order from the recursion in the module docstring: a
+        context's distribution is its discounted counts plus ``gamma`` times the distribution of its suffix one
+        id shorter. Decoding reads single rows (:meth:`_probs`), so loading a model does not build this.
         """
         v = self.vocab_size
         below = np.full((1, v), 1.0 / v)                 # "order -1": the uniform distribution
@@ -138,7 +141,25 @@ class NgramLM:
             found = (n, i)
         if found is None:
             return np.full(self.vocab_size, -math.log(self.vocab_size), dtype=np.float32)
-        return self._log[found[0]][found[1]]
+        return np.log(np.maximum(self._probs(*found), 1e-30)).astype(np.float32)
+
+    def _probs(self, k: int, i: int) -> np.ndarray:
+        """``P(. | context)`` of row ``i`` of ``tables[k]`` (float64, kept): the recursion of :attr:`_log` for
+        one context, with the same float operations."""
+        hit = self._row_probs.get((k, i))
+        if hit is not None:
+            return hit
+        t, v = self.tables[k], self.vocab_size
+        below = np.full(v, 1.0 / v)
+        if k > 0:
+            parent = self._rows[k - 1].get(int(t["keys"][i]) % v ** (k - 1))
+            if parent is not None:                      # else a pruned suffix: unreachable
+                below = self._probs(k - 1, parent)
+        p = np.float64(t["gamma"][i]) * below
+        s, e = t["ptr"][i], t["ptr"][i + 1]
+        p[t["words"][s:e]] += t["a"][s:e]
+        self._row_probs[(k, i)] = p
+        return p
 
     def contexts(self, k: int) -> np.ndarray:
         """The stored contexts of length ``k``, ``(N, k)`` int64 ids (oldest first), in the order of ``tables[k]``."""
@@ -172,11 +193,12 @@ class NgramLM:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
-        """Plain dict of tensors; probabilities in float16 and ids in the smallest integer type (~6 bytes an n-gram)."""
+        """Plain dict of numpy tables; probabilities in float16 and ids in the smallest integer type (~6 bytes an
+        n-gram). A checkpoint file stores the tables as tensors (:func:`s2s_media.checkpoint_io.save_checkpoint`)."""
         ids = np.int16 if self.vocab_size <= np.iinfo(np.int16).max else np.int32
         storage = {"keys": np.int64, "gamma": np.float16, "ptr": np.int64, "words": ids, "a": np.float16}
         return {"format": FORMAT, "order": self.order, "vocab_size": self.vocab_size, "bos": self.bos,
-                "eos": self.eos, "tables": [{name: torch.from_numpy(np.ascontiguousarray(v.astype(storage[name])))
+                "eos": self.eos, "tables": [{name: np.ascontiguousarray(v.astype(storage[name]))
                                              for name, v in t.items()} for t in self.tables]}
 
     @classmethod
@@ -184,7 +206,7 @@ class NgramLM:
         if d.get("format") != FORMAT:
             raise ValueError(f"n-gram LM format {d.get('format')!r} is not supported (expected {FORMAT})")
         memory = {"keys": np.int64, "gamma": np.float32, "ptr": np.int64, "words": np.int64, "a": np.float32}
-        tables = [{name: v.numpy().astype(memory[name]) for name, v in t.items()} for t in d["tables"]]
+        tables = [{name: to_numpy(v).astype(memory[name]) for name, v in t.items()} for t in d["tables"]]
         return cls(d["order"], d["vocab_size"], d["bos"], d["eos"], tables)
 
 

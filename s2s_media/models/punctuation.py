@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,6 +75,13 @@ class PunctuationModel(nn.Module):
             x = block(x, mask)
         x = self.norm(x)
         return self.marks(x), self.cases(x)
+
+    @torch.inference_mode()
+    def tag(self, ids: np.ndarray, suffixes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`forward` on numpy ``(B, T)`` int64 ids -> mark and case logits, numpy: what
+        :class:`~s2s_media.inference.punctuation.Punctuator` calls (the ONNX tagger has the same method)."""
+        marks, cases = self(torch.from_numpy(ids), torch.from_numpy(suffixes))
+        return marks.float().numpy(), cases.float().numpy()
 
 
 def to_checkpoint(model: PunctuationModel, vocab: WordVocab, forms: dict[str, str], meta: dict) -> dict:

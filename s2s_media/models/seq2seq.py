@@ -157,6 +157,18 @@ class Seq2SeqModel(nn.Module):
                                                                               "model.decoder"))
         self.ctc = CTCHead(d, vocab_size) if cfg.ctc_weight > 0 and "audio" in encoders else None
 
+    def as_input(self, x):
+        """A numpy array (or tensor) as a tensor on this model's device; None stays None. The inference path
+        hands the model numpy (:mod:`s2s_media.arrays`)."""
+        if x is None:
+            return None
+        return torch.as_tensor(x, device=next(self.parameters()).device)
+
+    @staticmethod
+    def inference_mode():
+        """The context that inference runs the model in (no autograd)."""
+        return torch.inference_mode()
+
     def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None, modality: str = "audio",
                chunk_size: int = 0, left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
         """Run one modality's encoder.

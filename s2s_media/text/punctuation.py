@@ -159,7 +159,9 @@ class WordVocab:
     def encode(self, words: list[str]) -> tuple[list[int], list[int]]:
         """``(word ids, suffix ids)``, one each per word."""
         ids = [self.stoi.get(w, self.UNK) for w in words]
-        sufs = [1 + zlib.crc32(w[-self.suffix_len:].encode("utf-8")) % (self.suffix_buckets - 1) for w in words]
+        # surrogatepass: a lone surrogate ('\ud800', from a mis-decoded file) is a word like any other
+        sufs = [1 + zlib.crc32(w[-self.suffix_len:].encode("utf-8", "surrogatepass")) % (self.suffix_buckets - 1)
+                for w in words]
         return ids, sufs
 
     def to_dict(self) -> dict:

@@ -1,7 +1,7 @@
 """Checkpoints in training: saving, resuming and averaging.
 
 The file format (plain dicts, atomic writes, safe reads) is :mod:`s2s_media.checkpoint_io`;
-``save_checkpoint`` and ``load_checkpoint`` are re-exported here for training code.
+``save_checkpoint``, ``load_checkpoint`` and ``float_state`` are re-exported here for training code.
 """
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from s2s_media.checkpoint_io import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
+from s2s_media.checkpoint_io import CHECKPOINT_VERSION, float_state, load_checkpoint, save_checkpoint
 from s2s_media.errors import UserError
 
-__all__ = ["CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint", "average_state_dicts"]
+__all__ = ["CHECKPOINT_VERSION", "float_state", "load_checkpoint", "save_checkpoint", "average_state_dicts"]
 
 
 def average_state_dicts(paths: list[str | Path]) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2s_media.frontend.audio import compute_cmvn
+from s2s_media.frontend.logmel import compute_cmvn
 from s2s_media.config import Config, tasks_of
 from s2s_media.data.captions import CaptionRecord, read_caption_manifest
 from s2s_media.data.manifest import AudioRecord, check_language, read_manifest
@@ -27,7 +27,7 @@ from s2s_media.text.language import get_language
 from s2s_media.text.normalize import normalize_text
 from s2s_media.text.tokenizer import (CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer,
                                       tokenizer_from_dict)
-from s2s_media.training.checkpoint import load_checkpoint, save_checkpoint
+from s2s_media.training.checkpoint import float_state, load_checkpoint, save_checkpoint
 from s2s_media.training.distributed import DistInfo, barrier, init_distributed
 from s2s_media.training.tasks import TASKS
 from s2s_media.training.trainer import Trainer, TrainerState
@@ -159,12 +159,13 @@ def get_cmvn(cfg: Config, records: list[AudioRecord | ShardItem], dist: DistInfo
 
 def build_model(cfg: Config, tokenizer: Tokenizer, cmvn: dict | None) -> Seq2SeqModel:
     """A new model: CMVN stats into the audio encoder, then the starting weights — those of
-    ``train.init_from`` (a checkpoint), else a pretrained image trunk (``image_encoder_conf.weights``)."""
+    ``train.init_from`` (a training checkpoint, or an exported one such as the bundled model: its int8
+    rows are scaled back to float32), else a pretrained image trunk (``image_encoder_conf.weights``)."""
     model = Seq2SeqModel(cfg.model, tokenizer.vocab_size)
     if cmvn is not None:
         model.encoders["audio"].cmvn.set_stats(torch.tensor(cmvn["mean"]), torch.tensor(cmvn["std"]))
     if cfg.train.init_from:
-        state = load_checkpoint(cfg.train.init_from)["model"]
+        state = float_state(load_checkpoint(cfg.train.init_from))
         try:
             model.load_state_dict(state)
         except RuntimeError as e:

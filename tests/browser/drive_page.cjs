@@ -1,8 +1,10 @@
 // Drive the server's page in headless Chromium with a fake microphone playing a wav file.
-// Usage: node drive_page.cjs PLAYWRIGHT_CORE_DIR CHROMIUM URL WAV SECONDS
+// Usage: node drive_page.cjs PLAYWRIGHT_CORE_DIR CHROMIUM URL WAV SECONDS [LISTEN]
+// Stops 1.5 s after the first partial, or LISTEN seconds after the start when given (Chromium loops the
+// wav: pass a time inside its trailing silence to hear it exactly once).
 // Prints one JSON line: the partial texts the page showed, its final lines, its status, console errors.
 "use strict";
-const [pwDir, chromiumPath, url, wav, seconds] = process.argv.slice(2);
+const [pwDir, chromiumPath, url, wav, seconds, listen] = process.argv.slice(2);
 const { chromium } = require(pwDir);
 
 (async () => {
@@ -27,14 +29,18 @@ const { chromium } = require(pwDir);
     });
     await page.click("#start");
     const limit = 1000 * Number(seconds);
-    await page.waitForFunction(() => window.partialsSeen.length > 0, null, { timeout: limit });
-    await page.waitForTimeout(1500);              // more speech while partials update
+    if (listen) {
+      await page.waitForTimeout(1000 * Number(listen));
+    } else {
+      await page.waitForFunction(() => window.partialsSeen.length > 0, null, { timeout: limit });
+      await page.waitForTimeout(1500);            // more speech while partials update
+    }
     await page.click("#stop");
     await page.waitForFunction(() => document.getElementById("status").textContent === "done", null,
                                { timeout: limit });
     const result = await page.evaluate(() => ({
       partials: window.partialsSeen,
-      finals: [...document.querySelectorAll("#finals p")].map((p) => p.textContent),
+      finals: [...document.querySelectorAll("#finals p")].map((p) => p.lastChild.textContent),  // text, not time
       status: document.getElementById("status").textContent,
     }));
     console.log(JSON.stringify({ ...result, errors }));

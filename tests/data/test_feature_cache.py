@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from s2s_media.frontend.audio import LogMel, load_audio
+from s2s_media.frontend.audio import load_audio
+from s2s_media.frontend.logmel import LogMel
 from s2s_media.frontend.augment import AugmentConfig
 from s2s_media.data.dataset import AudioDataset
 from s2s_media.data.feature_cache import FeatureCache, fill_cache

@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from s2s_media.frontend.audio import (HOP_LENGTH, N_MELS, SAMPLE_RATE, LogMel, audio_duration, compute_cmvn,
-                             load_audio, num_frames)
+from s2s_media.frontend.audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, audio_duration, load_audio, num_frames
+from s2s_media.frontend.logmel import LogMel, compute_cmvn
 from s2s_media.errors import AudioError, UserError
 
 

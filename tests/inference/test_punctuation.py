@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import s2s_media
 from s2s_media.cli.main import main
@@ -71,6 +71,7 @@ def test_punctuation_never_changes_the_words_of_any_text(punctuator, text):
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(st.characters(blacklist_categories=["Zs", "Cc", "Zl", "Zp"]), min_size=1), max_size=20))
+@example(["\ud800"])      # a lone surrogate: its suffix once failed to encode as UTF-8
 def test_punctuation_leaves_words_it_does_not_know_alone(punctuator, words):
     _restored_words_are_the_input(punctuator, words)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from s2s_media.checkpoint_io import save_checkpoint
 from s2s_media.lm import NgramLM
 
 V, BOS, EOS = 12, 2, 3          # ids 4..11 are "letters"; 0 blank and 1 unk never occur
@@ -66,8 +67,8 @@ def test_score_is_the_sum_of_conditionals_with_the_end():
 
 def test_round_trip_through_a_weights_only_file(tmp_path):
     lm = NgramLM.train(corpus(), 4, V, BOS, EOS)
-    torch.save(lm.to_dict(), tmp_path / "lm.pt")
-    again = NgramLM.from_dict(torch.load(tmp_path / "lm.pt", weights_only=True))
+    save_checkpoint({"model": {}, "lm": lm.to_dict()}, tmp_path / "lm.pt")   # numpy tables stored as tensors
+    again = NgramLM.from_dict(torch.load(tmp_path / "lm.pt", weights_only=True)["lm"])
     assert again.order == 4 and again.num_ngrams == lm.num_ngrams
     for ctx in [(), (4,), (9, 10), (4, 5, 11)]:
         # probabilities are stored in float16: ~1e-3 relative

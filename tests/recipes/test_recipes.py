@@ -197,8 +197,8 @@ def test_synthetic_speech_commands(recorder, tmp_path):
     bin_dir, log = recorder
     data, exp, feats = tmp_path / "data", tmp_path / "exp", tmp_path / "feats"
     ok(run(RECIPES / "synthetic_speech" / "run.sh", "--stage", 1, "--data", data, "--exp", exp, "--lm-order", 7,
-           "--feats", feats, "--workers", 2, path_prefix=bin_dir))
-    tokenizer, lm, features, train, average, plain, fused = calls(log)
+           "--feats", feats, "--workers", 2, "--lm-weight", 0.7, path_prefix=bin_dir))
+    tokenizer, lm, features, train, average, plain, fused, export = calls(log)
     assert tokenizer[:3] == ["s2s-media", "tokenizer", "conf/conformer_v3.yaml"]
     assert lm == ["s2s-media", "lm", "fortunes+wordnet", "--tokenizer", f"{exp}/tokenizer.pt", "-o", f"{exp}/lm.pt",
                   "--order", "7", "--exclude", f"{data}/dev.jsonl", f"{data}/test.jsonl", "--dev", f"{data}/dev.jsonl"]
@@ -212,6 +212,10 @@ def test_synthetic_speech_commands(recorder, tmp_path):
     assert plain[plain.index("--lm-weight") + 1] == "0" and "--lm" not in plain
     assert fused[fused.index("--lm") + 1] == f"{exp}/lm.pt"
     assert fused[fused.index("--decoding") + 1] == "ctc_prefix_beam,rescoring"
+    # the bundled form: int8 with the LM and the decoding defaults tuned on dev
+    assert export[:5] == ["s2s-media", "export", f"{exp}/avg_best_3.pt", f"{exp}/asr_default.pt", "--weights"]
+    assert export[export.index("--lm") + 1] == f"{exp}/lm.pt"
+    assert {"decode.beam=12", "decode.lm_weight=0.7", "decode.lm_bonus=1.0"} <= set(export)
 
 
 def test_synthetic_speech_earlier_recipe_without_cache_or_ddp(recorder, tmp_path):

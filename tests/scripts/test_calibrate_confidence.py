@@ -57,3 +57,12 @@ def test_calibration_is_stored_beside_the_model_and_applied(tiny_asr_ckpt, tmp_p
     written.write_text("{}")
     with pytest.raises(UserError, match="m.calibration.json: not a word-confidence calibration"):
         s2s_media.load_model(ckpt)
+
+
+def test_manifest_rows_are_the_first_utterances_with_normalised_text(tmp_path):
+    cc = _script()
+    (tmp_path / "dev.jsonl").write_text("".join(
+        f'{{"id": "d{i}", "audio": "d{i}.wav", "text": "Hello, World {i}!", "duration": 1.0}}\n' for i in range(5)))
+    rows = cc.manifest_rows(str(tmp_path / "dev.jsonl"), 3)
+    assert [r["id"] for r in rows] == ["d0", "d1", "d2"]
+    assert rows[1]["text"] == "hello world one" and rows[1]["audio"] == str(tmp_path / "d1.wav")

@@ -75,6 +75,7 @@ def test_liveness_and_readiness(serve):
         return during
     live, (ready, _, body) = asyncio.run(hold_the_only_slot())
     assert live == 200 and ready == 503 and body == "full: 1 of 1 sessions\n"
+    srv.wait_idle()                                       # the client can see its close before the server counts it
     assert srv.get("/readyz")[0] == 200                   # the slot is free again
     srv.app.draining = True                               # what a clean shutdown sets first
     assert srv.get("/readyz")[::2] == (503, "draining: the server is shutting down\n")

@@ -231,3 +231,22 @@ def test_the_rename_is_made_durable_by_fsyncing_the_folder(tmp_path, monkeypatch
     monkeypatch.setattr(checkpoint_io.os, "fsync", fsync)
     save_checkpoint({"model": {}}, tmp_path / "x.pt")
     assert events == ["fsync file", "replace", "fsync dir"]
+
+
+def test_a_run_can_start_from_an_exported_int8_checkpoint(tmp_path):
+    """``train.init_from`` = the bundled (exported) model: int8 rows come back as float32 weights
+    within their quantisation step, not as raw integers."""
+    from s2s_media.inference.export import export_checkpoint
+    from s2s_media.training.run import build_model
+
+    model, tokenizer, ckpt = tiny_model_checkpoint(d_model=64)     # 64 x 64 rows: big enough for int8
+    src = save_checkpoint(ckpt, tmp_path / "avg.pt")
+    export_checkpoint(src, tmp_path / "int8.pt", weights="int8")
+    exported = load_checkpoint(tmp_path / "int8.pt")
+    assert any(v.dtype == torch.int8 for v in exported["model"].values())
+    cfg = tiny_config(d_model=64)
+    cfg.train.init_from = str(tmp_path / "int8.pt")
+    started = build_model(cfg, tokenizer, ckpt["cmvn"]).state_dict()
+    for k, v in model.state_dict().items():
+        step = v.abs().amax(dim=1, keepdim=True) / 127 if k in exported["scales"] else 1e-3 * v.abs().max()
+        assert started[k].dtype == v.dtype and torch.all((started[k] - v).abs() <= step / 2 + 1e-6), k

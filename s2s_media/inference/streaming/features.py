@@ -3,9 +3,9 @@
 :class:`StreamResampler` uses soxr's streaming resampler with the filter ``audio.resample``
 uses (soxr HQ), so audio resampled piece by piece equals audio resampled whole.
 
-:class:`StreamingLogMel` emits :class:`~s2s_media.frontend.audio.LogMel` frames as soon as their
-windows are complete, equal to ``LogMel`` over the whole waveform (up to float rounding of the
-mel matmul, ~1e-6). ``LogMel`` is a centred STFT: frame ``i`` covers samples
+:class:`StreamingLogMel` emits :func:`~s2s_media.frontend.logmel_np.log_mel` frames (numpy, what the torch
+``LogMel`` computes) as soon as their windows are complete, equal to ``log_mel`` over the whole waveform (up to
+float rounding of the mel matmul, ~1e-6). ``log_mel`` is a centred STFT: frame ``i`` covers samples
 ``[160 i - 200, 160 i + 200)``, reflected at both ends. The start is handled exactly: frames 0 and 1
 are computed from the first samples with ``LogMel``'s own reflection. The end is only known when
 the input is: frames whose windows reach past the samples received so far wait for more audio
@@ -16,9 +16,10 @@ sees no artificial edge); nothing older is kept.
 from __future__ import annotations
 
 import numpy as np
-import torch
+import soxr
 
-from s2s_media.frontend.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, LogMel, num_frames
+from s2s_media.frontend.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, num_frames
+from s2s_media.frontend.logmel_np import log_mel
 
 
 class StreamResampler:
@@ -32,7 +33,6 @@ class StreamResampler:
         self.in_rate, self.out_rate = in_rate, out_rate
         self._soxr = None
         if in_rate != out_rate:
-            import soxr  # librosa's resampling backend, always installed with it
             self._soxr = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
@@ -47,15 +47,14 @@ class StreamResampler:
 
 
 class StreamingLogMel:
-    """:class:`~s2s_media.frontend.audio.LogMel` over a waveform that arrives in pieces.
+    """:func:`~s2s_media.frontend.logmel_np.log_mel` over a waveform that arrives in pieces.
 
-    ``accept(samples: (n,)) -> (frames, n_mels)``: the frames completed by these samples;
+    ``accept(samples: (n,)) -> (frames, n_mels)`` float32: the frames completed by these samples;
     ``finish() -> (frames, n_mels)``: the last frames, once the input has ended. Concatenated,
-    they equal ``LogMel()(whole)[0]``.
+    they equal ``log_mel(whole)``.
     """
 
-    def __init__(self, n_mels: int = N_MELS, logmel: LogMel | None = None):
-        self.logmel = logmel or LogMel(n_mels)      # stateless; streams may share one
+    def __init__(self, n_mels: int = N_MELS):
         self.n_mels = n_mels
         self._buf = np.zeros(0, np.float32)   # samples from _buf_start on
         self._buf_start = 0
@@ -71,28 +70,28 @@ class StreamingLogMel:
         half = N_FFT // 2
         return (num_samples - half - 1) // HOP_LENGTH + 1 if num_samples > half else 0
 
-    def accept(self, samples: np.ndarray) -> torch.Tensor:
+    def accept(self, samples: np.ndarray) -> np.ndarray:
         """samples: (n,) float32 at 16 kHz -> (frames, n_mels) newly complete frames."""
         if samples.size:
             self._buf = np.concatenate([self._buf, samples.astype(np.float32, copy=False)])
             self.samples += samples.size
         return self._emit(self.ready_frames(self.samples), final=False)
 
-    def finish(self) -> torch.Tensor:
+    def finish(self) -> np.ndarray:
         """(frames, n_mels): the frames that needed the end of the input."""
         return self._emit(self.ready_frames(self.samples, final=True), final=True)
 
-    def _emit(self, upto: int, final: bool) -> torch.Tensor:
+    def _emit(self, upto: int, final: bool) -> np.ndarray:
         first = self.frames
         if upto <= first:
-            return torch.zeros(0, self.n_mels)
-        # Run LogMel over a piece starting at frame ``first - skip``: the piece's own start reflection
+            return np.zeros((0, self.n_mels), np.float32)
+        # Run log_mel over a piece starting at frame ``first - skip``: the piece's own start reflection
         # only touches its first two frames, which are either the waveform's real start or skipped.
         skip = min(first, 2)
         start = (first - skip) * HOP_LENGTH
         end = self.samples if final else (upto - 1) * HOP_LENGTH + N_FFT // 2 + 1
         piece = self._buf[start - self._buf_start:end - self._buf_start]
-        feats = self.logmel(torch.from_numpy(np.ascontiguousarray(piece))[None])[0, skip:skip + upto - first]
+        feats = log_mel(piece, self.n_mels)[skip:skip + upto - first]
         self.frames = upto
         keep = max(0, (upto - 2) * HOP_LENGTH)           # where the next piece starts
         self._buf = self._buf[keep - self._buf_start:]

@@ -12,7 +12,7 @@ flow per stream is the offline one, cut into chunks:
 
 Exactness. A segment decoded in chunks equals offline decoding of the same audio with
 ``model.encode(..., chunk_size=C, left_chunks=N)`` (:func:`~s2s_media.inference.streaming.evaluate.offline_decode`):
-features are frame-for-frame ``LogMel``'s, the encoder output matches to ~1e-6, and the prefix
+features are frame-for-frame ``log_mel``'s (numpy, the training ``LogMel`` to float rounding), the encoder output matches to ~1e-6, and the prefix
 search is incremental. Two deliberate differences: with ``num_left_chunks = -1`` the left context
 is capped at ``max_left_chunks`` chunks (memory), and every endpoint resets the encoder (below).
 
@@ -55,30 +55,26 @@ import dataclasses
 import threading
 
 import numpy as np
-import torch
 
+from s2s_media.arrays import lengths_to_mask, pad_batch, to_numpy
 from s2s_media.decoding.context import (MAX_HOTWORDS, Compiled, as_hotwords, compile_grammar, compile_hotwords,
                                         render_grammar_words)
 from s2s_media.decoding.ctc import CTCHyp
 from s2s_media.decoding.timing import hypothesis_confidences, tokens_to_words
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
-from s2s_media.frontend.audio import SAMPLE_RATE, LogMel
-from s2s_media.inference.checkpoint import LoadedModel
+from s2s_media.frontend.audio import SAMPLE_RATE
+from s2s_media.inference.loaded import LoadedModel
 from s2s_media.inference.pipeline import Searcher
 from s2s_media.inference.streaming.config import EndpointConfig, StreamingConfig
 from s2s_media.inference.streaming.endpoint import Endpointer
 from s2s_media.inference.events import Alternative, Event, Final, Partial, StreamOptions, Word
 from s2s_media.inference.streaming.features import StreamingLogMel, StreamResampler
-from s2s_media.models.attention_encoder import EncoderCache
-from s2s_media.models.layers import lengths_to_mask
 from s2s_media.text.tokenizer import BLANK
 
 def _as_samples(samples) -> np.ndarray:
     """Validate one piece of audio: ``(n,)`` float in [-1, 1] -> float32. Raises UserError."""
-    if isinstance(samples, torch.Tensor):
-        samples = samples.detach().cpu().numpy()
-    x = np.asarray(samples)
+    x = to_numpy(samples)
     if x.ndim != 1:
         raise UserError(f"accept_waveform: samples must be mono with shape (n,), got shape {x.shape}")
     if x.dtype.kind != "f":
@@ -107,16 +103,16 @@ class Stream:
         self._events: list[dict] = []
         self._done = False
         # decoding side: only the thread in decode_streams
-        self._logmel = StreamingLogMel(recognizer.n_mels, recognizer.logmel)
+        self._logmel = StreamingLogMel(recognizer.n_mels)
         self._flushed = False             # the front-end has seen the end of the input
-        self._feats = torch.zeros(0, recognizer.n_mels, device=recognizer.device)  # CMVN'd, from the next window
+        self._feats = np.zeros((0, recognizer.n_mels), np.float32)  # CMVN'd, from the next window
         self._frames_done = 0             # encoder frames decoded since the stream started
         self._cache = recognizer.encoder.init_cache(1, recognizer.device)
         self._search = recognizer.searcher.ctc_stream(self.options.context)
         self._endpointer = Endpointer(self.options.endpoint or recognizer.config.endpoint, recognizer.frame_shift)
         self._segment = 0
         self._segment_start = 0           # encoder frame where the open segment starts
-        self._memory: list[torch.Tensor] = []   # the open segment's encoder output (for rescoring)
+        self._memory: list[np.ndarray] = []   # the open segment's encoder output (for rescoring)
         self._partial = ""
         self._shown_text = False          # a partial with text was emitted for the open segment
         self._finals = 0
@@ -184,8 +180,8 @@ class Stream:
     @property
     def cache_bytes(self) -> int:
         """Bytes held for this stream's decoding state: encoder cache, features, segment memory."""
-        feats = self._feats.numel() * self._feats.element_size() + 4 * self._logmel.buffered_samples
-        return self._cache.num_bytes() + feats + sum(m.numel() * m.element_size() for m in self._memory)
+        feats = self._feats.nbytes + 4 * self._logmel.buffered_samples
+        return self._cache.num_bytes() + feats + sum(m.nbytes for m in self._memory)
 
     def _emit(self, event: Event) -> None:
         with self._lock:
@@ -210,19 +206,19 @@ class Stream:
     @property
     def drained(self) -> bool:
         """No whole encoder frame is left in the features."""
-        return self._rec.encoder_frames(self._feats.size(0)) == 0
+        return self._rec.encoder_frames(self._feats.shape[0]) == 0
 
-    def features(self, frames: int) -> torch.Tensor:
+    def features(self, frames: int) -> np.ndarray:
         """The next ``frames`` feature frames (CMVN'd), ``(frames, n_mels)``."""
         return self._feats[:frames]
 
     @property
-    def cache(self) -> EncoderCache:
+    def cache(self):
         """The encoder's left context for this stream."""
         return self._cache
 
     @cache.setter
-    def cache(self, cache: EncoderCache) -> None:
+    def cache(self, cache) -> None:
         self._cache = cache
 
     def nbest(self, n: int | None) -> list[CTCHyp]:
@@ -233,9 +229,9 @@ class Stream:
     def has_memory(self) -> bool:
         return bool(self._memory)
 
-    def segment_memory(self) -> torch.Tensor:
+    def segment_memory(self) -> np.ndarray:
         """The open segment's encoder output ``(T, d)``, kept for rescoring."""
-        return torch.cat(self._memory)
+        return np.concatenate(self._memory)
 
     def _take_input(self) -> tuple[list[np.ndarray], bool]:
         with self._lock:
@@ -257,27 +253,27 @@ class Stream:
             new.append(rec.normalise(self._logmel.finish()))
             self._flushed = True
         if new:
-            self._feats = torch.cat([self._feats] + new)
-        available = rec.encoder_frames(self._feats.size(0))
+            self._feats = np.concatenate([self._feats] + new)
+        available = rec.encoder_frames(self._feats.shape[0])
         chunk = rec.config.chunk_size
         if available >= chunk:
             return chunk
         return available if self._flushed else 0
 
-    def consumed(self, n: int, out: torch.Tensor, log_probs: torch.Tensor) -> str | None:
+    def consumed(self, n: int, out: np.ndarray, log_probs: np.ndarray) -> str | None:
         """Advance search and endpointer over ``n`` decoded frames; the endpoint rule that fired, or
         ``"end"`` when the input is over and decoded, or None. out: (n, d); log_probs: (n, V)."""
         rec = self._rec
         self._feats = self._feats[rec.stride * n:]
         self._frames_done += n
         self._search.advance(log_probs)
-        self._endpointer.update(log_probs[:, BLANK].exp().tolist(), (self._frames_done - n) * rec.frame_shift)
+        self._endpointer.update(np.exp(log_probs[:, BLANK]).tolist(), (self._frames_done - n) * rec.frame_shift)
         if rec.config.rescore:
-            self._memory.append(out.clone())      # not a view: it would pin the whole batch's output
+            self._memory.append(out.copy())       # not a view: it would pin the whole batch's output
         top = self._search.nbest(1)
         tokens = top[0].tokens if top else []          # a grammar accepts no hypothesis mid-phrase
         rule = self._endpointer.detect(bool(tokens))
-        if rule is None and self._flushed and rec.encoder_frames(self._feats.size(0)) == 0:
+        if rule is None and self._flushed and rec.encoder_frames(self._feats.shape[0]) == 0:
             rule = "end"
         if rule is None:
             text = self._text(tokens)
@@ -344,7 +340,7 @@ class StreamingRecognizer:
         self.config = config or StreamingConfig()
         self.config.validate()
         self.loaded = loaded
-        self.device = torch.device(device)
+        self.device = device
         self.model = loaded.model.to(self.device).eval()
         self.tokenizer = loaded.tokenizer
         if "audio" not in self.model.encoders:
@@ -354,7 +350,6 @@ class StreamingRecognizer:
         self.encoder = self.model.encoders["audio"]   # read through AudioEncoder's streaming interface
         self.encoder.check_streamable()
         self.n_mels = loaded.config.model.n_mels
-        self.logmel = LogMel(self.n_mels)          # stateless: shared by every stream's front-end
         self.stride = self.encoder.stride
         self.right_context = self.encoder.right_context
         self.frame_shift = self.encoder.frame_shift
@@ -386,9 +381,9 @@ class StreamingRecognizer:
         """Feature frames under ``n`` encoder frames' subsampling windows: ``4n + 3``."""
         return self.stride * (n - 1) + self.right_context + 1
 
-    def normalise(self, feats: torch.Tensor) -> torch.Tensor:
-        """Per-frame CMVN of ``(T, n_mels)`` log-mels, on the model's device."""
-        return self.encoder.normalise(feats.to(self.device))
+    def normalise(self, feats: np.ndarray) -> np.ndarray:
+        """Per-frame CMVN of ``(T, n_mels)`` log-mels (the model's statistics), numpy in and out."""
+        return to_numpy(self.encoder.normalise(self.model.as_input(feats)))
 
     def span(self, start_frame: int, end_frame: int) -> dict:
         return {"start": round(start_frame * self.frame_shift, 3), "end": round(end_frame * self.frame_shift, 3)}
@@ -435,12 +430,11 @@ class StreamingRecognizer:
         frames = self.encoder_frames(StreamingLogMel.ready_frames(samples))
         return frames - stream.frames_done >= self.config.chunk_size
 
-    @torch.inference_mode()
     def decode_streams(self, streams: list[Stream]) -> None:
         """Decode the next chunk of every ready stream in ``streams`` with one batched encoder call,
         then search, endpoint checks and (one batched) attention rescoring for segments that end.
         Streams that are not ready are left alone."""
-        with self._lock:
+        with self._lock, self.model.inference_mode():
             unique = list({id(s): s for s in streams if not s.done}.values())
             windows = [(s, s.next_window()) for s in unique]
             batch = [(s, n) for s, n in windows if n > 0]
@@ -457,18 +451,17 @@ class StreamingRecognizer:
                 for (s, at_end), best in zip(closing, self._best([s for s, _ in closing])):
                     s.close_segment(best, at_end)
 
-    def _encode(self, batch: list[tuple[Stream, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One chunk of each ``(stream, frames)``; returns encoder out (B, C, d) and CTC log-probs (B, C, V)."""
-        lengths = [self.window_frames(n) for _, n in batch]
-        x = torch.zeros(len(batch), max(lengths), self.n_mels, device=self.device)
-        for b, ((s, _), t) in enumerate(zip(batch, lengths)):
-            x[b, :t] = s.features(t)
-        cache = EncoderCache.stack([s.cache for s, _ in batch])
-        out, _, cache = self.encoder.forward_chunk(x, torch.tensor(lengths, device=self.device), cache,
+    def _encode(self, batch: list[tuple[Stream, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """One chunk of each ``(stream, frames)``; returns encoder out (B, C, d) and CTC log-probs (B, C, V),
+        numpy. The caches stay the model's kind (``EncoderCache`` or the ONNX ``ChunkCache``)."""
+        x, lengths = pad_batch([s.features(self.window_frames(n)) for s, n in batch])
+        caches = [s.cache for s, _ in batch]
+        cache = type(caches[0]).stack(caches)
+        out, _, cache = self.encoder.forward_chunk(self.model.as_input(x), self.model.as_input(lengths), cache,
                                                    self.config.max_cache_frames)
         for (s, _), c in zip(batch, cache.unstack()):
             s.cache = c
-        return out, self.model.ctc(out).cpu()
+        return to_numpy(out), to_numpy(self.model.ctc(out))
 
     def _best(self, streams: list[Stream]) -> list[list[CTCHyp]]:
         """The final hypotheses of each stream's open segment, best first: its CTC n-best rescored by
@@ -479,11 +472,7 @@ class StreamingRecognizer:
                 for s, r in zip(streams, rescoring)]
         todo = [i for i, r in enumerate(rescoring) if r and best[i]]
         if todo:
-            mems = [streams[i].segment_memory() for i in todo]
-            lengths = torch.tensor([m.size(0) for m in mems], device=self.device)
-            memory = torch.zeros(len(mems), int(lengths.max()), mems[0].size(1), device=self.device)
-            for j, m in enumerate(mems):
-                memory[j, :m.size(0)] = m
+            memory, lengths = pad_batch([streams[i].segment_memory() for i in todo])
             keep = max(streams[i].options.alternatives for i in todo)
             rescored = self.searcher.rescore(memory, lengths_to_mask(lengths), [best[i] for i in todo], keep)
             for i, r in zip(todo, rescored):

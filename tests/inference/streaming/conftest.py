@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fixtures_make import TINY_MODEL
-from s2s_media.frontend.audio import compute_cmvn, load_audio
+from s2s_media.frontend.audio import load_audio
+from s2s_media.frontend.logmel import compute_cmvn
 from s2s_media.config import load_config
 from s2s_media.inference.checkpoint import LoadedModel
 from s2s_media.models.seq2seq import Seq2SeqModel

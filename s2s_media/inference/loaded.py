@@ -1,0 +1,54 @@
+"""What a loader returns, whatever runs the model: :class:`LoadedModel` (torch-free), and where the bundled
+models are.
+
+:func:`s2s_media.inference.checkpoint.load_model_file` builds one from a checkpoint (torch),
+:func:`s2s_media.inference.onnx_model.load_onnx_model` from an ONNX model directory (numpy and onnxruntime).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from s2s_media.config import Config, DecodeConfig
+from s2s_media.decoding.timing import ConfidenceCalibration
+from s2s_media.errors import UserError
+from s2s_media.lm import LMFusion, NgramLM
+from s2s_media.text.tokenizer import Tokenizer
+
+BUNDLED = {"asr": "assets/asr_default.pt", "caption": "assets/caption_default.pt"}   # inside the package
+TASKS = {"asr": "audio", "caption": "image"}    # task -> the modality it needs
+
+
+@dataclass
+class LoadedModel:
+    model: object                   # a Seq2SeqModel (torch) or an OnnxSeq2Seq
+    tokenizer: Tokenizer
+    config: Config
+    meta: dict
+    lm: NgramLM | None = None       # a language model stored with the checkpoint
+    calibration: ConfidenceCalibration | None = None   # of word confidences, stored beside the checkpoint
+    punctuation: Path | None = None  # a punctuation model shipped with the model (an ONNX directory's)
+    batch_dependent: bool = False   # a row's result can depend on its batch neighbours (dynamic int8 takes one
+                                    # activation scale per batch): the Searcher then decodes rows one at a time
+
+    def fusion(self, decode: DecodeConfig) -> LMFusion | None:
+        """The language model fused into the CTC searches under ``decode``, or None (none stored, or weight 0)."""
+        if self.lm is None or decode.lm_weight == 0:
+            return None
+        return LMFusion(self.lm, decode.lm_weight, decode.lm_bonus)
+
+
+
+def bundled_model_path(task: str = "asr") -> Path:
+    """The bundled default checkpoint of ``task`` (``asr`` or ``caption``); UserError when not installed."""
+    if task not in BUNDLED:
+        raise UserError(f"task {task!r}: unknown; choose from {', '.join(BUNDLED)}")
+    path = Path(str(resources.files("s2s_media").joinpath(BUNDLED[task])))
+    if not path.is_file():
+        if task == "asr":
+            raise UserError(f"no bundled model: {path} is missing from this install; pass a checkpoint "
+                            "(--model CKPT, or load_model(path)) or reinstall s2s-media")
+        raise UserError(f"no bundled caption model: {path} is missing from this install; pass a captioning "
+                        "checkpoint (--model CKPT, or load_model(path)) trained with model.modalities [image]")
+    return path

@@ -297,7 +297,7 @@ def test_bundled_int8_model_gives_each_file_the_same_text_alone_and_in_any_batch
     """Dynamic int8 quantisation takes one activation scale per batch (issue #15: "as cart ran" alone,
     "as care ran" batched); the bundled model is decoded one row at a time, so neighbours never matter."""
     bundled = s2s_media.load_model(device="cpu")
-    assert checkpoint.batch_dependent(bundled.loaded.model)       # the case this guards: int8 on the CPU
+    assert bundled.loaded.batch_dependent            # the case this guards: dynamic int8 on the CPU
     files = [tiny_corpus / f"wav/u{i:02d}.wav" for i in range(12)]
     texts = lambda recs: {r["path"]: r["text"] for r in recs}    # noqa: E731
     alone = {str(f): next(iter(bundled.transcribe_files([f], punctuation=False, workers=0)))["text"] for f in files}

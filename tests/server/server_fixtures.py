@@ -155,6 +155,13 @@ def tiny_recognizer(ckpt: Path):
     return StreamingRecognizer(load_model_file(ckpt), config)
 
 
+def tiny_decoder(ckpt: Path):
+    """What a decoding worker process builds in the tests (``serve --workers N``): the tiny recognizer on one
+    thread, raw finals."""
+    torch.set_num_threads(1)
+    return tiny_recognizer(ckpt), None
+
+
 def start_server(recognizer, engine: dict | None = None, punctuator=None, **fields) -> RunningServer:
     """A started server on a free port of 127.0.0.1; ``fields``: :class:`server.ServerConfig` fields;
     ``punctuator`` writes its finals (None: raw)."""

@@ -110,3 +110,17 @@ def test_a_killed_worker_fails_its_sessions_only_and_is_restarted(pool_server, s
         messages, code = asyncio.run(session(url, {"punctuation": False}, audio))
         assert code == 1000 and _finals(messages)
     assert pool_server.metric('s2s_worker_batches_total{worker="0"}') > 0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_worker_count_is_a_one_line_error_before_loading(value, capsys):
+    from s2s_media.cli.main import main
+    assert main(["serve", "--workers", value, "--model", "/nonexistent/model.pt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--workers" in err and repr(value) in err and "auto" in err
+
+
+def test_auto_is_one_worker_per_core_and_one_on_a_gpu():
+    from s2s_media.cli.serve import worker_count
+    assert worker_count("auto", "cpu") == len(os.sched_getaffinity(0))
+    assert worker_count("auto", "cuda") == 1 and worker_count("3", "cpu") == 3

@@ -164,10 +164,11 @@ class WorkerPool:
 
     # ---------------------------------------------------------------- the engine's interface
     def open(self, sample_rate: int, options: StreamOptions | None = None, punctuation: bool = True) -> RemoteSession:
-        """A new stream on the worker holding the fewest, the least busy of those (one that is loading only when
-        none is ready)."""
-        ready = [w for w in self.workers if w.ready.is_set() and not w.exited.is_set()] or self.workers
-        worker = min(ready, key=lambda w: (len(w.sessions), w.batches))
+        """A new stream on the ready worker holding the fewest, the least busy of those; when none is ready, on
+        one still loading its model (the stream waits for it); when every worker is dead, the session fails."""
+        alive = [w for w in self.workers if not w.exited.is_set()]
+        worker = min([w for w in alive if w.ready.is_set()] or alive or self.workers,
+                     key=lambda w: (len(w.sessions), w.batches))
         self._next_id += 1
         session = RemoteSession(self, self._next_id, sample_rate, worker)
         worker.sessions[session.id] = session

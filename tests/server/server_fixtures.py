@@ -162,6 +162,12 @@ def tiny_decoder(ckpt: Path):
     return tiny_recognizer(ckpt), None
 
 
+def unloadable_decoder(path: str):
+    """A worker's build that fails as loading a bad model file does."""
+    from s2s_media.errors import UserError
+    raise UserError(f"{path}: not a checkpoint; give a file written by train, average or export")
+
+
 def start_server(recognizer, engine: dict | None = None, punctuator=None, **fields) -> RunningServer:
     """A started server on a free port of 127.0.0.1; ``fields``: :class:`server.ServerConfig` fields;
     ``punctuator`` writes its finals (None: raw)."""

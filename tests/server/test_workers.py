@@ -124,3 +124,16 @@ def test_auto_is_one_worker_per_core_and_one_on_a_gpu():
     from s2s_media.cli.serve import worker_count
     assert worker_count("auto", "cpu") == len(os.sched_getaffinity(0))
     assert worker_count("auto", "cuda") == 1 and worker_count("3", "cpu") == 3
+
+
+@pytest.mark.timeout(600)
+def test_a_worker_that_cannot_load_its_model_is_a_one_line_error(recognizer):
+    from s2s_media.errors import UserError
+    from server import App, ServerConfig
+    from server_fixtures import unloadable_decoder
+    pool = WorkerPool(functools.partial(unloadable_decoder, "bad.pt"), 2)
+    app = App(recognizer, ServerConfig(host="127.0.0.1", port=0), pool=pool)
+    with pytest.raises(UserError) as e:
+        asyncio.run(app.run())
+    assert str(e.value).startswith("decoding worker 0: bad.pt: not a checkpoint") and "\n" not in str(e.value)
+    assert not any(w.process.is_alive() for w in pool.workers)

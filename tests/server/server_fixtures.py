@@ -66,9 +66,9 @@ class RunningServer:
         finally:
             self._started.set()
 
-    def start(self) -> "RunningServer":
+    def start(self, timeout: float = 30) -> "RunningServer":
         self.thread.start()
-        assert self._started.wait(30), "server did not start"
+        assert self._started.wait(timeout), "server did not start"
         if self.error:
             raise self.error
         return self

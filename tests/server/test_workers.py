@@ -26,7 +26,8 @@ MESSAGE = SAMPLE_RATE // 10 * 2          # 100 ms of PCM16
 def pool_server(recognizer, tiny_ckpt):
     from server import App, ServerConfig
     pool = WorkerPool(functools.partial(tiny_decoder, tiny_ckpt), 2)
-    srv = RunningServer(App(recognizer, ServerConfig(host="127.0.0.1", port=0), pool=pool)).start()
+    # the workers import torch and load the model before the server listens: minutes on a busy machine
+    srv = RunningServer(App(recognizer, ServerConfig(host="127.0.0.1", port=0), pool=pool)).start(timeout=600)
     yield srv
     srv.stop()
 

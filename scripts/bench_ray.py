@@ -44,29 +44,43 @@ def _run(cmd: list[str], env: dict) -> tuple[float, float, str]:
     return total, float(m.group(1)) if m else float("nan"), proc.stdout
 
 
+def _differences(plain: Path, ray: Path) -> str:
+    """``yes``, or how many records differ and in which fields (records matched by line)."""
+    a, b = ([json.loads(line) for line in p.read_text().splitlines()] for p in (plain, ray))
+    if len(a) != len(b):
+        return f"no: {len(a)} records plain, {len(b)} on Ray"
+    differ = [(x, y) for x, y in zip(a, b) if x != y]
+    fields = sorted({k for x, y in differ for k in x.keys() | y.keys() if x.get(k) != y.get(k)})
+    texts = sum(x.get("text") != y.get("text") for x, y in differ)
+    return "yes" if not differ else (f"no: {len(differ)} of {len(a)} records differ, in {', '.join(fields)} "
+                                     f"({texts} in their text)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     ap.add_argument("--limit", type=int, default=200, help="first N entries (default %(default)s)")
     ap.add_argument("--cpus", type=int, default=2, help="threads of the plain run, actors of the Ray run")
     ap.add_argument("--model", help="checkpoint (default: the bundled model)")
+    ap.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"),
+                    help="transcribe --runtime, for both runs (default: %(default)s)")
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         audio_s = _manifest(args.manifest, args.limit, tmp / "in.jsonl")
         base = [sys.executable, "-m", "s2s_media.cli.main", "transcribe", str(tmp / "in.jsonl"), "--device", "cpu",
-                *(["--model", args.model] if args.model else [])]
+                *(["--model", args.model] if args.model else []), "--runtime", args.runtime]
         plain = _run([*base, "--workers", str(args.cpus), "--out", str(tmp / "plain.jsonl")],
                      {**env, "OMP_NUM_THREADS": str(args.cpus)})
         ray = _run([*base, "--out", str(tmp / "ray.jsonl"), "--ray-actors", str(args.cpus), "--ray"], env)
-        same = (tmp / "plain.jsonl").read_text() == (tmp / "ray.jsonl").read_text()
-    print(f"{args.limit} files, {audio_s:.1f} s of audio; outputs identical: {same}\n")
+        same = _differences(tmp / "plain.jsonl", tmp / "ray.jsonl")
+    print(f"{args.limit} files, {audio_s:.1f} s of audio, runtime {args.runtime}; outputs identical: {same}\n")
     print("| run | process wall (s) | transcribe wall (s) | RTF (transcribe wall) |\n| --- | --- | --- | --- |")
     for name, (total, wall, _) in ((f"plain, {args.cpus} threads", plain), (f"Ray, {args.cpus} actors", ray)):
         print(f"| {name} | {total:.1f} | {wall:.1f} | {wall / audio_s:.4f} |")
     print(f"\nRay / plain: {ray[0] / plain[0]:.2f}x process wall, {ray[1] / plain[1]:.2f}x transcribe wall")
-    if not same:
+    if same != "yes":
         raise SystemExit("the outputs differ")
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark the streaming server: N concurrent real-time sessions, for a few chunk sizes.
 
-For each ``--chunk-sizes`` value the script starts one real server process
-(``python -m s2s_media.cli.main serve --port 0 --chunk-size C``; model loading is not timed)
+For each ``--chunk-sizes`` value and each ``--workers`` value W the script starts one real server
+(``python -m s2s_media.cli.main serve --port 0 --chunk-size C --workers W``; model loading is not timed)
 and, for each ``--sessions`` value N, streams N sessions at real-time pace over loopback with
 protocol v1 (start, 100 ms PCM16 messages, stop). Session k streams test utterances k, k+1, ...
 of ``--manifest`` joined by 1.5 s of silence (long enough for the 1.2 s endpoint rule, so each
@@ -11,17 +11,20 @@ session starts are spread evenly over one chunk. Per (chunk, N) it reports:
 
 * first partial: first audio message -> first partial (p50, p95 over sessions);
 * final after stop: ``stop`` sent -> last final received (p50, p95, max);
-* server CPU: the server process's user+system time over the run / wall time (% of one core);
+* server CPU: the user+system time of the server process and its decoding workers over the run / wall
+  time (% of one core; 200 % is both cores of a 2-core machine);
 * kept up: every session got ``end``, its sender never fell more than 0.2 s behind its real-time
   schedule (server back-pressure blocks ``send``), and its decoding never lagged the audio sent
   by more than one chunk + 1 s (the lag is measured at each partial: audio sent minus the
   partial's ``end``); the worst lag is shown;
 * WER of the finals against the manifest texts (both normalised).
 
-The last line names the smallest chunk size meeting the target: 16 sessions, p95 final after
-stop <= 0.5 s, every session kept up. Markdown goes to stdout, progress to stderr. Example::
+The last lines name the smallest chunk size meeting the target: 16 sessions, p95 final after
+stop <= 0.5 s, every session kept up; and whether the server target of issue #12 is met: 64
+sessions, p95 final <= 0.3 s, p95 first partial <= 0.6 s, every session kept up. Markdown goes to stdout, progress to stderr. Example::
 
     python scripts/bench_stream.py --chunk-sizes 8 16 32 --sessions 1 8 16 32 --json bench.json
+    python scripts/bench_stream.py --chunk-sizes 8 --sessions 16 32 64 --workers 1 2
 
 The numbers depend on what else runs on the machine: the header records the load average.
 """
@@ -56,6 +59,7 @@ GAP_S = 1.5                           # silence between utterances (> the 1.2 s 
 MAX_LATE_S = 0.2                      # a sender later than this behind its schedule did not keep up
 MAX_LAG_S = 1.0                       # decoding further behind the audio than one chunk + this did not keep up
 TARGET = {"sessions": 16, "p95_final_s": 0.5}
+SERVER_TARGET = {"sessions": 64, "p95_final_s": 0.3, "p95_first_partial_s": 0.6}   # issue #12
 DEFAULT_MANIFEST = ROOT / "recipes/synthetic_speech/data/test.jsonl"
 
 
@@ -66,6 +70,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--chunk-sizes", type=int, nargs="+", default=[8, 16, 32], help="encoder frames (40 ms each)")
     p.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 16, 32], help="concurrent sessions")
     p.add_argument("--session-seconds", type=float, default=10.0, help="audio per session (at least)")
+    p.add_argument("--workers", nargs="+", default=["auto"], help="serve --workers values to compare")
     p.add_argument("--threads", type=int, help="server threads (OMP_NUM_THREADS; default: the server's default)")
     p.add_argument("--json", type=Path, help="also save the raw rows here")
     return p.parse_args()
@@ -109,7 +114,7 @@ class Server:
 
     def __init__(self, chunk_size: int, args: argparse.Namespace, extra: tuple[str, ...] = ()):
         cmd = [sys.executable, "-m", "s2s_media.cli.main", "serve", "--port", "0", "--chunk-size", str(chunk_size),
-               "--max-sessions", "64", *extra] + (["--model", str(args.model)] if args.model else [])
+               "--max-sessions", "64", "--max-per-client", "0", *extra] + (["--model", str(args.model)] if args.model else [])
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if args.threads:
             env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -140,11 +145,27 @@ class Server:
     def last_log(self) -> str:
         return " | ".join(self.tail) or "(none)"
 
+    def pids(self) -> list[int]:
+        """The server process and its children (the decoding workers of ``--workers N``)."""
+        pids, i = [self.proc.pid], 0
+        while i < len(pids):
+            for task in os.listdir(f"/proc/{pids[i]}/task"):
+                with open(f"/proc/{pids[i]}/task/{task}/children") as f:
+                    pids += [int(p) for p in f.read().split()]
+            i += 1
+        return pids
+
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (/proc/PID/stat)."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time of the server and its workers so far (/proc/PID/stat)."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:     # ended meanwhile
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def rss_mb(self) -> float:
         """Resident memory of the server process in MB (/proc/PID/status VmRSS)."""
@@ -241,8 +262,8 @@ def wer(refs: list[str], hyps: list[str]) -> float:
     return jiwer.wer([normalize_text(t) for t in refs], [normalize_text(t) for t in hyps])
 
 
-def measure(server: Server, chunk: int, n: int, corpus: Corpus) -> dict:
-    row = {"chunk": chunk, "chunk_ms": round(chunk * FRAME_S * 1000), "sessions": n}
+def measure(server: Server, chunk: int, n: int, corpus: Corpus, workers: str) -> dict:
+    row = {"chunk": chunk, "chunk_ms": round(chunk * FRAME_S * 1000), "sessions": n, "workers": workers}
     audio = [corpus.session(k) for k in range(n)]
     url = f"ws://127.0.0.1:{server.port}/v1/stream"
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
@@ -264,8 +285,9 @@ def measure(server: Server, chunk: int, n: int, corpus: Corpus) -> dict:
         worst_decode_lag=max((r["decode_lag"] for r in ok), default=None),
         wer=wer([text for text, _ in done], [" ".join(r["finals"]) for r in ok]) if ok else None,
         errors=failed, wall_s=wall, per_session=ok)
-    row["kept_up"] = not failed and all(r["end"] and r["lateness"] <= MAX_LATE_S
-                                        and r["decode_lag"] <= chunk * FRAME_S + MAX_LAG_S for r in ok)
+    row["session_kept_up"] = [r["end"] and r["lateness"] <= MAX_LATE_S and r["decode_lag"] <= chunk * FRAME_S + MAX_LAG_S
+                              for r in ok]
+    row["kept_up"] = not failed and all(row["session_kept_up"])
     return row
 
 
@@ -274,19 +296,20 @@ def markdown(rows: list[dict], header: str, args: argparse.Namespace) -> str:
     def s(x):
         return "–" if x is None else f"{x:.2f}"
     lines = [header, "",
-             "| chunk (ms) | sessions | first partial p50 / p95 (s) | final after stop p50 / p95 / max (s) "
+             "| chunk (ms) | workers | sessions | first partial p50 / p95 (s) | final after stop p50 / p95 / max (s) "
              "| server CPU (% of a core) | kept up (worst send lateness / decode lag, s) | WER |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['chunk_ms']} | {r['sessions']} | – | – | – | failed: {r['error']} | – |")
+            lines.append(f"| {r['chunk_ms']} | {r['workers']} | {r['sessions']} | – | – | – | failed: {r['error']} | – |")
             continue
-        kept = "yes" if r["kept_up"] else "no"
+        behind = sum(not ok for ok in r.get("session_kept_up", []))
+        kept = "yes" if r["kept_up"] else f"no ({behind} behind)" if behind else "no"
         if r["errors"]:
             kept += f", {len(r['errors'])} session(s) failed: {r['errors'][0]}"
         wer_pct = "–" if r["wer"] is None else f"{100 * r['wer']:.1f} %"
         lines.append(
-            f"| {r['chunk_ms']} | {r['sessions']} | {s(r['first_partial_p50'])} / {s(r['first_partial_p95'])} "
+            f"| {r['chunk_ms']} | {r['workers']} | {r['sessions']} | {s(r['first_partial_p50'])} / {s(r['first_partial_p95'])} "
             f"| {s(r['final_p50'])} / {s(r['final_p95'])} / {s(r['final_max'])} | {r['server_cpu_pct']:.0f} "
             f"| {kept} ({s(r['worst_lateness'])} / {s(r['worst_decode_lag'])}) | {wer_pct} |")
     meets = sorted(r["chunk"] for r in rows if r["sessions"] == TARGET["sessions"] and "error" not in r
@@ -296,7 +319,15 @@ def markdown(rows: list[dict], header: str, args: argparse.Namespace) -> str:
         verdict = f"not measured (--sessions does not include {TARGET['sessions']})"
     else:
         verdict = f"{meets[0]} frames ({meets[0] * FRAME_S * 1000:.0f} ms)" if meets else "none"
-    return "\n".join(lines + ["", f"Smallest chunk size meeting the target ({target}): {verdict}"])
+    t = SERVER_TARGET
+    server_meets = [f"{r['workers']} workers, chunk {r['chunk_ms']} ms" for r in rows
+                    if r["sessions"] == t["sessions"] and "error" not in r and r["kept_up"]
+                    and (r["final_p95"] or 1e9) <= t["p95_final_s"] and (r["first_partial_p95"] or 1e9) <= t["p95_first_partial_s"]]
+    server_verdict = ", ".join(server_meets) or ("none" if any(r["sessions"] == t["sessions"] for r in rows)
+                                                 else f"not measured (--sessions does not include {t['sessions']})")
+    return "\n".join(lines + ["", f"Smallest chunk size meeting the target ({target}): {verdict}",
+                               f"Server target ({t['sessions']} sessions, p95 final ≤ {t['p95_final_s']} s, p95 first "
+                               f"partial ≤ {t['p95_first_partial_s']} s, none behind) met by: {server_verdict}"])
 
 
 def main() -> int:
@@ -319,25 +350,24 @@ def main() -> int:
               f"load average before {load:.2f}; sessions of ≥ {args.session_seconds:g} s from `{args.manifest}`, "
               f"real-time pace, 100 ms messages, over loopback.")
     rows = []
-    for chunk in args.chunk_sizes:
-        log(f"chunk {chunk}: starting the server...")
+    for chunk, workers in ((c, w) for c in args.chunk_sizes for w in args.workers):
+        failed = {"chunk": chunk, "chunk_ms": round(chunk * FRAME_S * 1000), "workers": workers}
+        log(f"chunk {chunk}, {workers} workers: starting the server...")
         try:
-            server = Server(chunk, args)
+            server = Server(chunk, args, ("--workers", workers))
         except RuntimeError as e:
             log(f"error: chunk {chunk}: {e}")
-            rows += [{"chunk": chunk, "chunk_ms": round(chunk * FRAME_S * 1000), "sessions": n, "error": str(e)}
-                     for n in args.sessions]
+            rows += [{**failed, "sessions": n, "error": str(e)} for n in args.sessions]
             continue
         try:
             for n in args.sessions:
-                log(f"chunk {chunk}: {n} session(s)...")
+                log(f"chunk {chunk}, {workers} workers: {n} session(s)...")
                 if server.proc.poll() is not None:
                     err = f"the server exited ({server.proc.returncode}); its last log lines: {server.last_log()}"
-                    rows.append({"chunk": chunk, "chunk_ms": round(chunk * FRAME_S * 1000), "sessions": n,
-                                 "error": err})
+                    rows.append({**failed, "sessions": n, "error": err})
                     log(f"error: {err}")
                     continue
-                rows.append(measure(server, chunk, n, corpus))
+                rows.append(measure(server, chunk, n, corpus, workers))
                 if rows[-1]["errors"]:
                     log(f"  {len(rows[-1]['errors'])} session(s) failed, e.g. {rows[-1]['errors'][0]}")
                 server.wait_idle()

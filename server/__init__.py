@@ -7,7 +7,11 @@ and realtime APIs, on one port.
     app = App(StreamingRecognizer(load_model_file(path)), ServerConfig(port=8765), Punctuator.load())
     asyncio.run(app.run(install_signals=True))
 
-Modules: ``protocol`` (wire formats), ``engine`` (batched decoding in a worker thread),
+Decoding on N cores: ``App(recognizer, config, pool=WorkerPool(build, N))``, where ``build`` (a picklable
+function) returns each worker's recognizer and punctuator (``s2s_media.cli.serve.build_decoder``).
+
+Modules: ``protocol`` (wire formats), ``engine`` (batched decoding in a worker thread), ``workers``
+(engines in worker processes),
 ``session`` (one websocket connection), ``realtime`` (OpenAI's realtime transcription sessions),
 ``openai_http`` (``POST /v1/audio/transcriptions``), ``transport`` (websockets and plain HTTP on one
 port), ``metrics`` (Prometheus text), ``app`` (routes and life cycle). ``server/README.md``
@@ -16,5 +20,6 @@ specifies the protocols.
 from server.app import App
 from server.config import ServerConfig
 from server.engine import EngineConfig
+from server.workers import WorkerPool
 
-__all__ = ["App", "ServerConfig", "EngineConfig"]
+__all__ = ["App", "ServerConfig", "EngineConfig", "WorkerPool"]

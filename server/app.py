@@ -30,11 +30,12 @@ from s2s_media.inference.punctuation import Punctuator
 from server import openai_http
 from server.config import ServerConfig
 from server.engine import Engine
-from server.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics
+from server.metrics import CONTENT_TYPE as METRICS_TYPE, Metrics, worker_lines
 from server.protocol import MAX_MESSAGE_BYTES
 from server.realtime import RealtimeSession
 from server.session import Session, V1Session, VoskSession
 from server.transport import Connection, HttpRequest, HttpResponse, serve_http
+from server.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,16 @@ class App:
     """One model, one engine, many sessions. ``await App(...).run()`` serves until stopped."""
 
     def __init__(self, recognizer: Recognizer, config: ServerConfig | None = None,
-                 punctuator: Punctuator | None = None):
-        """``punctuator`` writes every final (capitals, ``. , ? !``; a v1 session may turn it off); None: raw."""
+                 punctuator: Punctuator | None = None, pool: WorkerPool | None = None):
+        """``punctuator`` writes every final (capitals, ``. , ? !``; a v1 session may turn it off); None: raw.
+        ``pool``: decode in its worker processes (``serve --workers N``) instead of a thread of this process;
+        ``recognizer`` then only checks and compiles the sessions' options, and the workers punctuate."""
         self.config = config or ServerConfig()
         self.metrics = Metrics()
-        self.engine = Engine(recognizer, self.config.engine, self.metrics, punctuator)
+        if pool is not None:
+            pool.attach(recognizer, self.config.engine, self.metrics)
+        self.engine = pool or Engine(recognizer, self.config.engine, self.metrics, punctuator)
+        self.metrics.add_collector(lambda: worker_lines(self.engine.worker_stats(), self.engine.restarts))
         self.sessions: set[Session | openai_http.Transcription] = set()   # websocket sessions and HTTP transcriptions
         self._http_tasks: set[asyncio.Task] = set()
         self.per_client: dict[str, int] = {}   # client address -> sessions open

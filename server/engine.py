@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -42,7 +43,7 @@ import numpy as np
 
 from s2s_media.inference.events import Event, Final, Recognizer, StreamOptions
 from s2s_media.inference.punctuation import Punctuator
-from server.metrics import Metrics
+from server.metrics import Metrics, WorkerStats
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class EngineSession:
         # shared with the worker, guarded by engine._cond
         self._inbox: deque[tuple[int, np.ndarray, float]] = deque()   # (seq, samples, arrival time)
         self._queued_samples = 0
+        self._consumed_samples = 0   # handed to the stream so far (a worker process reports it: server.workers)
         self._seq = 0
         self._finish = False
         self._finish_time = 0.0
@@ -139,6 +141,8 @@ class Engine:
         self._wake = False
         self._stopping = False
         self._next_id = 0
+        self.batches = 0                  # decode_streams calls so far
+        self.restarts = 0                 # an engine in this process never restarts (server.workers' pool does)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -147,6 +151,11 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="s2s-decoder", daemon=True)
         self._thread.start()
+
+    def worker_stats(self) -> list[WorkerStats]:
+        """This process as the one decoding worker."""
+        with self._cond:
+            return [WorkerStats(0, os.getpid(), len(self._sessions), self.batches)]
 
     def stop(self) -> None:
         """Stop the worker after its current batch (sessions still open are simply dropped)."""
@@ -257,6 +266,7 @@ class Engine:
                         break
                     seq, samples, arrival = s._inbox.popleft()
                     s._queued_samples -= len(samples)
+                    s._consumed_samples += len(samples)
                 s._stream.accept_waveform(samples, s.sample_rate)
                 s._fed_seq, s._last_arrival, consumed = seq, arrival, True
             with self._cond:
@@ -288,7 +298,14 @@ class Engine:
             caught_up = s._fed_seq if not ready and not s._inbox else None
             if done and s in self._sessions:
                 self._sessions.remove(s)
+        self._emit(s, events, done, caught_up)
+
+    def _emit(self, s: EngineSession, events: list[Event], done: bool, caught_up: int | None) -> None:
+        """Hand a session's new events to its connection (a worker process sends them to the front instead)."""
         self._post(s._deliver, events, done, caught_up)
+
+    def _emit_failure(self, s: EngineSession, exc: BaseException) -> None:
+        self._post(s._fail, exc)
 
     def _decode(self, batch: list[EngineSession]) -> None:
         rec = self.recognizer
@@ -309,6 +326,7 @@ class Engine:
                 except Exception as e1:  # noqa: BLE001
                     self._failed(s, e1)
         end = time.monotonic()
+        self.batches += 1
         # a chunk waited from the arrival of the audio (or the stop) that completed it
         self.metrics.decoded(len(batch), [end - max(s._last_arrival, s._finish_time) for s in ok
                                           if s._last_arrival or s._finish_time])
@@ -329,4 +347,4 @@ class Engine:
             s._closed = True
             if s in self._sessions:
                 self._sessions.remove(s)
-        self._post(s._fail, exc)
+        self._emit_failure(s, exc)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from server.protocol import CLOSE_CODES
 
@@ -17,6 +19,43 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 # why a connection was refused or a session ended by a server limit (``s2s_refused_total{reason}``)
 REFUSALS = ("max_sessions", "max_per_client", "unauthorized", "start_timeout", "idle_timeout", "min_audio_rate",
             "max_session", "too_large", "max_upload", "max_audio")
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """One decoding worker as ``/metrics`` shows it (the server process itself with ``--workers 1``)."""
+    index: int
+    pid: int
+    sessions: int          # streams assigned to it and not closed
+    batches: int           # decode_streams calls so far
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (``/proc/PID/status`` VmRSS); None where there is no /proc or no process."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:")), None)
+    except OSError:
+        return None
+
+
+def worker_lines(workers: list[WorkerStats], restarts: int) -> list[str]:
+    """The per-worker gauges and counters: memory, sessions, batches; and restarts of dead workers."""
+    rss = [(w, rss_bytes(w.pid)) for w in workers]
+    return [
+        "# HELP s2s_worker_rss_bytes Resident memory of each decoding worker process.",
+        "# TYPE s2s_worker_rss_bytes gauge",
+        *(f's2s_worker_rss_bytes{{worker="{w.index}"}} {n}' for w, n in rss if n is not None),
+        "# HELP s2s_worker_sessions Streams each decoding worker holds now.",
+        "# TYPE s2s_worker_sessions gauge",
+        *(f's2s_worker_sessions{{worker="{w.index}"}} {w.sessions}' for w in workers),
+        "# HELP s2s_worker_batches_total Batched decoding steps each worker has run.",
+        "# TYPE s2s_worker_batches_total counter",
+        *(f's2s_worker_batches_total{{worker="{w.index}"}} {w.batches}' for w in workers),
+        "# HELP s2s_worker_restarts_total Decoding workers that died and were started again.",
+        "# TYPE s2s_worker_restarts_total counter",
+        f"s2s_worker_restarts_total {restarts}",
+    ]
 
 
 class Histogram:
@@ -54,6 +93,7 @@ class Metrics:
         self.refusals = dict.fromkeys(REFUSALS, 0)
         self.chunk_latency = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
+        self._collectors: list[Callable[[], list[str]]] = []
 
     def session_opened(self) -> None:
         with self._lock:
@@ -75,6 +115,10 @@ class Metrics:
     def refused(self, reason: str) -> None:
         with self._lock:
             self.refusals[reason] += 1
+
+    def add_collector(self, lines: Callable[[], list[str]]) -> None:
+        """Add metric lines computed when the page is rendered (the decoding workers')."""
+        self._collectors.append(lines)
 
     def decoded(self, batch_size: int, latencies: list[float]) -> None:
         """One ``decode_streams`` call: its batch size and each chunk's latency."""
@@ -109,6 +153,8 @@ class Metrics:
                 "# TYPE s2s_refused_total counter",
                 *(f's2s_refused_total{{reason="{r}"}} {n}' for r, n in sorted(self.refusals.items())),
             ]
+        for collect in self._collectors:
+            lines += collect()
         return "\n".join(lines) + "\n"
 
 

@@ -73,6 +73,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-batch", type=int, default=_ENGINE.max_batch, help="streams decoded per encoder call (default: %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=_ENGINE.max_wait_ms,
                    help="how long a ready chunk waits for others to join its batch (default: %(default)s)")
+    p.add_argument("--workers", default="auto", metavar="N",
+                   help="decoding processes, each with its own model and dynamic batching; auto: one per core "
+                        "(one on a GPU); 1: decode in the server process (default: %(default)s)")
     p.add_argument("--no-punctuation", dest="punctuation", action="store_false",
                    help="send finals raw; by default the bundled punctuation model restores capitals and . , ? ! "
                         "(models writing normalised English; a v1 session can turn it off with punctuation: false)")
@@ -171,13 +174,47 @@ def load_punctuator(recognizer, enabled: bool = True, path: str | None = None):
     return punctuator_for(TranscribeOptions(punctuation=enabled, punctuation_model=path), recognizer.loaded)
 
 
+def worker_count(value: str, device: str) -> int:
+    """``--workers``: a number >= 1, or ``auto``: the cores this process may use (1 on a GPU, ``device``)."""
+    if value == "auto":
+        return 1 if device == "cuda" else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"--workers: {value!r} is out of range; give a number of processes >= 1, or auto")
+    return int(value)
+
+
+def build_decoder(model: Path | None, chunk_size: int | None, device: str, beam: int | None, lm_weight: float | None,
+                  runtime: str, threads: int, endpoint: dict, punctuation: bool, punctuation_model: str | None):
+    """What each decoding worker (``--workers N``) loads: the recognizer on ``threads`` threads (with the
+    endpoint rules of :func:`endpoint_rules`), and its punctuator."""
+    recognizer = load_recognizer(model, chunk_size, device, beam, lm_weight, runtime, threads, endpoint)
+    torch = sys.modules.get("torch")
+    if torch is not None:            # a checkpoint's model (an ONNX one took ``threads`` when it loaded)
+        torch.set_num_threads(threads)
+    return recognizer, load_punctuator(recognizer, punctuation, punctuation_model)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; after a clean shutdown the process exits at once (:func:`exit_now`)."""
+    import functools
+
     from server import App
+    from server.workers import WorkerPool
     config = server_config(args)
+    workers = worker_count(args.workers, "cpu") if args.workers != "auto" else None   # checked before loading
     recognizer = load_recognizer(args.model, args.chunk_size, args.device, args.beam, args.lm_weight, args.runtime,
                                  args.threads, endpoint_rules(args))
-    app = App(recognizer, config, load_punctuator(recognizer, args.punctuation, args.punctuation_model))
+    device = "cuda" if str(recognizer.device).startswith("cuda") else "cpu"
+    workers = workers or worker_count("auto", device)
+    if workers == 1:
+        app = App(recognizer, config, load_punctuator(recognizer, args.punctuation, args.punctuation_model))
+    else:   # the model loaded here checks the options and compiles each session's hotwords; the workers decode
+        threads = args.threads or max(1, worker_count("auto", "cpu") // workers)
+        build = functools.partial(build_decoder, args.model, args.chunk_size, device, args.beam, args.lm_weight,
+                                  args.runtime, threads, endpoint_rules(args), args.punctuation,
+                                  args.punctuation_model)
+        app = App(recognizer, config, pool=WorkerPool(build, workers))
     try:
         asyncio.run(app.run(install_signals=True))
     except OSError as e:  # the port is taken, the address is not ours, a TLS file is unreadable

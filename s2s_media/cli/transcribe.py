@@ -152,10 +152,10 @@ def ray_setup(args) -> int:
     return actors
 
 
-def load_transcriber(model: str | None, device: str, options):
-    """What each Ray actor runs once: the model and its transcriber."""
-    from s2s_media import load_model
-    return load_model(model, device, task="asr").transcriber(options)
+def load_transcriber(model: str | None, device: str, options, runtime: str = "auto", threads: int = 0):
+    """What each Ray actor runs once: the model on ``runtime`` (as the plain command loads it) and its transcriber."""
+    from s2s_media.api import load
+    return load(model, device, task="asr", runtime=runtime, threads=threads).transcriber(options)
 
 
 def run(args) -> int:
@@ -211,7 +211,9 @@ def run(args) -> int:
 
             from s2s_media.inference import on_ray
             actors = ray_setup(args)
-            make = functools.partial(load_transcriber, args.model, args.device, options)
+            # each actor has one CPU (on_ray): onnxruntime gets one thread unless --threads says otherwise
+            make = functools.partial(load_transcriber, args.model, args.device, options, args.runtime,
+                                     args.threads or 1)
             records = on_ray.transcribe(items, make, actors, args.ray_batch)
         else:
             records = transcriber.run(items)

@@ -56,3 +56,15 @@ def test_unreachable_address_is_a_one_line_error_not_a_hang(inputs, tmp_path, ca
     assert time.monotonic() - start < 60
     assert _transcribe(None, inputs, tmp_path / "out.jsonl", "--ray", str(inputs[0])) == 2
     assert "put --ray after the inputs" in capsys.readouterr().err
+
+
+def test_each_actor_loads_the_model_on_the_runtime_the_command_names(tiny_asr_ckpt, monkeypatch, tmp_path):
+    """What a Ray actor runs once (``load_transcriber``) honours ``--runtime`` as the plain command does."""
+    from s2s_media.cli.transcribe import load_transcriber
+    from s2s_media.inference.onnx_model import OnnxSeq2Seq
+    from s2s_media.inference.transcriber import TranscribeOptions
+    monkeypatch.setenv("S2S_MEDIA_CACHE", str(tmp_path))
+    onnx = load_transcriber(str(tiny_asr_ckpt), "cpu", TranscribeOptions(), runtime="onnx", threads=1)
+    torch_run = load_transcriber(str(tiny_asr_ckpt), "cpu", TranscribeOptions(), runtime="torch")
+    assert isinstance(onnx.model, OnnxSeq2Seq)
+    assert not isinstance(torch_run.model, OnnxSeq2Seq)

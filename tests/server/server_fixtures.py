@@ -66,9 +66,9 @@ class RunningServer:
         finally:
             self._started.set()
 
-    def start(self) -> "RunningServer":
+    def start(self, timeout: float = 30) -> "RunningServer":
         self.thread.start()
-        assert self._started.wait(30), "server did not start"
+        assert self._started.wait(timeout), "server did not start"
         if self.error:
             raise self.error
         return self
@@ -153,6 +153,19 @@ def tiny_recognizer(ckpt: Path):
     from s2s_media.inference.streaming import EndpointConfig, StreamingConfig, StreamingRecognizer
     config = StreamingConfig(chunk_size=8, beam=2, endpoint=EndpointConfig(rule3_max_utterance=1.0))
     return StreamingRecognizer(load_model_file(ckpt), config)
+
+
+def tiny_decoder(ckpt: Path):
+    """What a decoding worker process builds in the tests (``serve --workers N``): the tiny recognizer on one
+    thread, raw finals."""
+    torch.set_num_threads(1)
+    return tiny_recognizer(ckpt), None
+
+
+def unloadable_decoder(path: str):
+    """A worker's build that fails as loading a bad model file does."""
+    from s2s_media.errors import UserError
+    raise UserError(f"{path}: not a checkpoint; give a file written by train, average or export")
 
 
 def start_server(recognizer, engine: dict | None = None, punctuator=None, **fields) -> RunningServer:

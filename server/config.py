@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server.engine import EngineConfig
+from server.protocol import MAX_HOTWORDS
 
 
 @dataclass(frozen=True)
@@ -23,4 +24,5 @@ class ServerConfig:
     shutdown_grace_s: float = 30.0     # on SIGTERM/SIGINT, how long sessions get to send their finals
     max_upload_mb: float = 25.0        # POST /v1/audio/transcriptions: largest request body (OpenAI's limit)...
     max_audio_s: float = 600.0         # ...and longest audio it may hold
+    max_hotwords: int = MAX_HOTWORDS   # hotwords (v1, Vosk, an OpenAI prompt) or phrase_list entries per session
     engine: EngineConfig = field(default_factory=EngineConfig)   # batching and back-pressure

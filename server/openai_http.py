@@ -30,7 +30,6 @@ from s2s_media.errors import UserError
 from s2s_media.frontend.audio import SAMPLE_RATE, load_audio
 from s2s_media.inference.events import Final, StreamOptions
 from server.engine import DONE, Engine
-from server.protocol import MAX_HOTWORDS
 from server.transport import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
@@ -98,14 +97,14 @@ def prompt_hotwords(prompt: str) -> tuple[str, ...]:
     return tuple(phrases)
 
 
-def prompt_options(engine: Engine, prompt: str) -> StreamOptions | None:
+def prompt_options(engine: Engine, prompt: str, max_hotwords: int) -> StreamOptions | None:
     """The stream options of OpenAI's ``prompt`` (its hotwords; None when it names none); ApiError 400
-    when the list is over the limit. Phrases the model cannot write are logged and left out."""
+    when the list is over ``max_hotwords``. Phrases the model cannot write are logged and left out."""
     hotwords = prompt_hotwords(prompt)
     if not hotwords:
         return None
     try:
-        options, skipped = engine.recognizer.stream_options(hotwords=list(hotwords), max_hotwords=MAX_HOTWORDS)
+        options, skipped = engine.recognizer.stream_options(hotwords=list(hotwords), max_hotwords=max_hotwords)
     except UserError as e:
         raise ApiError(400, f"prompt: {e}", param="prompt") from None
     for line in skipped:
@@ -162,7 +161,7 @@ async def _transcribe(app: App, request: HttpRequest) -> HttpResponse:
     finally:
         file.close()                              # the temporary file is deleted
     app.metrics.add_audio(len(audio) / SAMPLE_RATE)
-    finals = await decode(app.engine, audio, prompt_options(app.engine, form.prompt))
+    finals = await decode(app.engine, audio, prompt_options(app.engine, form.prompt, app.config.max_hotwords))
     return render(finals, form, len(audio) / SAMPLE_RATE)
 
 

@@ -21,7 +21,7 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20          # 1 MiB: a larger message is a ``too_large`` error
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 48000
 MAX_REASON_BYTES = 123               # RFC 6455: a close frame's reason fits in 123 bytes
-MAX_HOTWORDS = 1000                  # hotwords or phrase_list entries one session may give
+MAX_HOTWORDS = 1000                  # default of hotwords or phrase_list entries one session may give (--max-hotwords)
 MAX_ALTERNATIVES = 10                # the most alternatives a final can carry
 MAX_TRAILING_SILENCE_S = 30.0        # start: trailing_silence within (0, this]
 MIN_SEGMENT_S, MAX_SEGMENT_S = 1.0, 60.0   # start: max_segment within [these]: bounds a segment's decoder memory
@@ -121,7 +121,7 @@ def check_sample_rate(value, field: str = "sample_rate") -> int:
     return int(value)
 
 
-def parse_start(text: str) -> StartRequest:
+def parse_start(text: str, max_hotwords: int = MAX_HOTWORDS) -> StartRequest:
     """v1's first message; anything else is ``bad_request`` (``unsupported_encoding`` for an unknown encoding)."""
     obj = parse_json(text)
     if obj.get("type") != "start":
@@ -144,7 +144,7 @@ def parse_start(text: str) -> StartRequest:
     if "sample_rate" in fields:
         fields["sample_rate"] = check_sample_rate(fields["sample_rate"], "start: sample_rate")
     if "hotwords" in fields:
-        fields["hotwords"] = parse_hotwords(fields["hotwords"], "start: hotwords")
+        fields["hotwords"] = parse_hotwords(fields["hotwords"], "start: hotwords", max_hotwords)
     if "max_alternatives" in fields:
         fields["max_alternatives"] = check_alternatives(fields["max_alternatives"], "start: max_alternatives")
     if "vad" in fields and fields["vad"] not in ENDPOINT_VADS:
@@ -168,9 +168,9 @@ def _seconds(value, field: str, low: float, high: float, low_open: bool = False)
     return float(value)
 
 
-def parse_hotwords(value, field: str) -> tuple[Hotword, ...]:
-    """A JSON list of hotwords: ``"phrase"``, ``"phrase:boost"`` or ``{"phrase": ..., "boost": ...}``."""
-    _check_phrases(value, field, isinstance(value, list))
+def parse_hotwords(value, field: str, limit: int = MAX_HOTWORDS) -> tuple[Hotword, ...]:
+    """A JSON list of up to ``limit`` hotwords: ``"phrase"``, ``"phrase:boost"`` or ``{"phrase": ..., "boost": ...}``."""
+    _check_phrases(value, field, isinstance(value, list), limit)
     out = []
     for i, item in enumerate(value):
         try:
@@ -189,20 +189,20 @@ def parse_hotwords(value, field: str) -> tuple[Hotword, ...]:
     return tuple(out)
 
 
-def parse_phrase_list(value, field: str) -> tuple[str, ...]:
-    """Vosk's ``phrase_list``: a non-empty list of strings (``"[unk]"`` allows any other word)."""
-    _check_phrases(value, field, isinstance(value, list) and all(isinstance(p, str) for p in value))
+def parse_phrase_list(value, field: str, limit: int = MAX_HOTWORDS) -> tuple[str, ...]:
+    """Vosk's ``phrase_list``: a list of 1 to ``limit`` strings (``"[unk]"`` allows any other word)."""
+    _check_phrases(value, field, isinstance(value, list) and all(isinstance(p, str) for p in value), limit)
     return tuple(value)
 
 
-def _check_phrases(value, field: str, well_formed: bool) -> None:
-    """``bad_request`` unless ``value`` is a well-formed list of 1 to MAX_HOTWORDS phrases."""
+def _check_phrases(value, field: str, well_formed: bool, limit: int) -> None:
+    """``bad_request`` unless ``value`` is a well-formed list of 1 to ``limit`` phrases."""
     if not well_formed:
         raise ProtocolError("bad_request", f"{field} must be a list of phrases, got {json.dumps(value)[:60]}")
     if not value:
         raise ProtocolError("bad_request", f"{field} is empty; leave it out or list at least one phrase")
-    if len(value) > MAX_HOTWORDS:
-        raise ProtocolError("bad_request", f"{field} has {len(value)} phrases, over the limit of {MAX_HOTWORDS}; "
+    if len(value) > limit:
+        raise ProtocolError("bad_request", f"{field} has {len(value)} phrases, over the server's limit of {limit}; "
                                            "send fewer")
 
 
@@ -267,7 +267,7 @@ class VoskConfig:
         return self.sample_rate, self.max_alternatives, self.phrase_list, self.hotwords
 
 
-def parse_vosk_config(obj: dict, current: VoskConfig) -> VoskConfig:
+def parse_vosk_config(obj: dict, current: VoskConfig, max_hotwords: int = MAX_HOTWORDS) -> VoskConfig:
     """The session's config after a ``{"config": {...}}`` message: the fields it names replace ``current``'s."""
     conf = obj["config"]
     if not isinstance(conf, dict):
@@ -281,9 +281,10 @@ def parse_vosk_config(obj: dict, current: VoskConfig) -> VoskConfig:
         words = bool(conf["words"])
     alternatives = check_alternatives(conf["max_alternatives"], "config.max_alternatives") \
         if "max_alternatives" in conf else current.max_alternatives
-    phrases = parse_phrase_list(conf["phrase_list"], "config.phrase_list") if "phrase_list" in conf \
+    phrases = parse_phrase_list(conf["phrase_list"], "config.phrase_list", max_hotwords) if "phrase_list" in conf \
         else current.phrase_list
-    hotwords = parse_hotwords(conf["hotwords"], "config.hotwords") if "hotwords" in conf else current.hotwords
+    hotwords = parse_hotwords(conf["hotwords"], "config.hotwords", max_hotwords) if "hotwords" in conf \
+        else current.hotwords
     if phrases is not None and hotwords is not None:
         raise ProtocolError("bad_request", "config: give phrase_list or hotwords, not both (a phrase list already "
                                            "restricts results to its phrases)")

@@ -30,7 +30,7 @@ from s2s_media.inference.events import Final, Partial, StreamOptions
 from server.config import ServerConfig
 from server.engine import DONE, Engine, EngineSession
 from server.metrics import Metrics
-from server.protocol import (MAX_HOTWORDS, MAX_REASON_BYTES, PROTOCOL_VERSION, ProtocolError, StartRequest, VoskConfig,
+from server.protocol import (MAX_REASON_BYTES, PROTOCOL_VERSION, ProtocolError, StartRequest, VoskConfig,
                              decode_audio, parse_control, parse_json, parse_start, parse_vosk_config, v1_event,
                              vosk_result)
 
@@ -237,7 +237,7 @@ class Session:
             return None, []
         try:
             return self.app.engine.recognizer.stream_options(hotwords=hotwords, phrase_list=phrase_list,
-                                                             alternatives=alternatives, max_hotwords=MAX_HOTWORDS,
+                                                             alternatives=alternatives, max_hotwords=self.app.config.max_hotwords,
                                                              endpoint=endpoint)
         except UserError as e:
             raise ProtocolError("bad_request", f"{where}: {e}") from None
@@ -257,7 +257,7 @@ class V1Session(Session):
             return await self.close(*SHUTDOWN_CLOSE)
         if not isinstance(first, str):
             raise ProtocolError("bad_request", "audio before start: send {\"type\":\"start\"} first")
-        start = parse_start(first)
+        start = parse_start(first, self.app.config.max_hotwords)
         self.streaming = True
         options, warnings = self.stream_options(start.hotwords, alternatives=start.max_alternatives,
                                                 endpoint=start.endpoint())
@@ -377,7 +377,7 @@ class VoskSession(Session):
                 if "config" not in obj:
                     raise ProtocolError("bad_request", "expected {\"config\": {...}}, {\"eof\": 1} or binary "
                                                        "PCM16 audio")
-                await self._configure(parse_vosk_config(obj, self.config))
+                await self._configure(parse_vosk_config(obj, self.config, self.app.config.max_hotwords))
         except Shutdown:
             pass
         except ProtocolError as e:

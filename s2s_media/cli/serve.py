@@ -81,6 +81,9 @@ def add_parser(sub) -> None:
                         "(models writing normalised English; a v1 session can turn it off with punctuation: false)")
     p.add_argument("--punctuation-model", metavar="FILE",
                    help="punctuation model file (s2s-media punctuation train) instead of the bundled one")
+    p.add_argument("--max-hotwords", type=int, default=_SERVER.max_hotwords, metavar="N",
+                   help="hotwords or Vosk phrase_list entries one session may give; more are refused with "
+                        "bad_request (default: %(default)s)")
     p.add_argument("--max-upload", type=float, default=_SERVER.max_upload_mb, metavar="MB",
                    help="POST /v1/audio/transcriptions: largest request body in MB (default: %(default)s)")
     p.add_argument("--max-audio", type=float, default=_SERVER.max_audio_s, metavar="S",
@@ -110,7 +113,8 @@ def server_config(args: argparse.Namespace):
               ("--max-batch", args.max_batch, args.max_batch >= 1),
               ("--max-wait-ms", args.max_wait_ms, args.max_wait_ms >= 0),
               ("--max-upload", args.max_upload, args.max_upload > 0),
-              ("--max-audio", args.max_audio, args.max_audio > 0)]
+              ("--max-audio", args.max_audio, args.max_audio > 0),
+              ("--max-hotwords", args.max_hotwords, args.max_hotwords >= 1)]
     for name, value, ok in checks:
         if not ok:
             raise UserError(f"{name}: {value} is out of range")
@@ -122,7 +126,7 @@ def server_config(args: argparse.Namespace):
                         idle_timeout_s=args.idle_timeout, max_session_s=args.max_session,
                         start_timeout_s=args.start_timeout, min_audio_rate=args.min_audio_rate,
                         rate_window_s=args.rate_window, max_per_client=args.max_per_client,
-                        max_upload_mb=args.max_upload, max_audio_s=args.max_audio,
+                        max_upload_mb=args.max_upload, max_audio_s=args.max_audio, max_hotwords=args.max_hotwords,
                         engine=EngineConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                                             max_buffered_s=args.max_buffered))
 

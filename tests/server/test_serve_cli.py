@@ -144,9 +144,10 @@ def test_serve_usage_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     assert main(["serve", "--model", str(tiny_ckpt), "--chunk-size", "0"]) == 2
     for flag, value in [("--start-timeout", "0"), ("--min-audio-rate", "1.5"), ("--rate-window", "-1"),
                         ("--max-per-client", "-1"), ("--max-buffered", "0"), ("--max-upload", "0"),
-                        ("--max-audio", "-1")]:
+                        ("--max-audio", "-1"), ("--max-hotwords", "0")]:
         assert main(["serve", "--model", str(tiny_ckpt), flag, value]) == 2
-        assert f"{flag}: {float(value) if flag != '--max-per-client' else int(value)} is out of range" \
+        integer = flag in ("--max-per-client", "--max-hotwords")
+        assert f"{flag}: {int(value) if integer else float(value)} is out of range" \
             in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -50,7 +50,7 @@ def test_v1_a_strong_hotword_changes_the_transcript(serve, speech):
 @pytest.mark.parametrize("start, error", [
     ({"hotwords": []}, "start: hotwords is empty"),
     ({"hotwords": "abc"}, "start: hotwords must be a list of phrases"),
-    ({"hotwords": ["x"] * 1001}, "over the limit of 1000"),
+    ({"hotwords": ["x"] * 1001}, "over the server's limit of 1000"),
     ({"hotwords": [{"phrase": "x", "weight": 2}]}, "start: hotwords[0]: expected"),
     ({"hotwords": ["你好"]}, None),        # every phrase skipped: a warning, not an error
     ({"max_alternatives": 11}, "start: max_alternatives must be between 0 and 10"),
@@ -63,6 +63,24 @@ def test_v1_bad_hotwords_and_alternatives(serve, speech, start, error):
         return
     assert code == 1008 and messages[-1]["type"] == "error" and messages[-1]["code"] == "bad_request"
     assert error in messages[-1]["message"]
+
+
+def test_the_hotword_limit_is_the_servers_setting(serve, speech):
+    """``serve --max-hotwords``: v1's start and Vosk's config are held to it; within it they pass."""
+    srv = serve(max_hotwords=2)
+    audio = chunks(pcm16(speech[:SR]), 3200)
+    messages, code = asyncio.run(session(srv.url(), {"sample_rate": SR, "hotwords": ["a", "b", "c"]}, audio))
+    assert code == 1008 and "start: hotwords has 3 phrases, over the server's limit of 2" in messages[-1]["message"]
+    messages, code = asyncio.run(session(srv.url(), {"sample_rate": SR, "hotwords": ["a", "b"]}, audio))
+    assert code == 1000
+
+    async def vosk_config(config):
+        async with connect(srv.url("/vosk")) as ws:
+            await ws.send(json.dumps({"config": config}))
+            await ws.wait_closed()
+            return ws.close_code, ws.close_reason
+    code, reason = asyncio.run(vosk_config({"sample_rate": SR, "phrase_list": ["a", "b", "[unk]"]}))
+    assert code == 1008 and "config.phrase_list has 3 phrases, over the server's limit of 2" in reason
 
 
 async def vosk(url: str, config: dict | None, audio: bytes, later: dict | None = None, split: float = 0.5):

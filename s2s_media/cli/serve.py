@@ -133,7 +133,7 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
         config.validate("serve")
     except ConfigError as e:
         raise UserError(str(e).replace("serve.", "--").replace("_", "-")) from None
-    path = model if model is not None else bundled_model_path("asr")
+    path = model if model is not None else bundled_model_path("asr", runtime)
     loaded, dev = load_on_device(path, device, runtime, threads)
     return StreamingRecognizer(loaded, config, device=dev)
 

@@ -109,6 +109,10 @@ def test_the_onnx_form_transcribes_as_the_checkpoint_does(tiny_corpus, one_threa
     torch_model = s2s_media.load_model(device="cpu")
     onnx_model = s2s_media.load_model(runtime="onnx", threads=1)
     assert onnx_model.loaded.calibration is not None
+    from s2s_media.inference.onnx_runtime import OnnxTagger
+    from s2s_media.inference.transcriber import TranscribeOptions, punctuator_for
+    # its punctuation: the shared ONNX form, so the ONNX runtime never needs torch
+    assert isinstance(punctuator_for(TranscribeOptions(), onnx_model.loaded).model, OnnxTagger)
     want = [torch_model.transcribe(w)["text"] for w in wavs]
     got = [onnx_model.transcribe(w)["text"] for w in wavs]
     # int8 weights on both sides, quantised differently: a word may differ, no more

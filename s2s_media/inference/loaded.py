@@ -33,6 +33,7 @@ class LoadedModel:
     lm: NgramLM | None = None       # a language model stored with the checkpoint
     calibration: ConfidenceCalibration | None = None   # of word confidences, stored beside the checkpoint
     punctuation: Path | None = None  # a punctuation model shipped with the model (an ONNX directory's)
+    runtime: str = "torch"          # what runs the model: torch or onnx
 
     def fusion(self, decode: DecodeConfig) -> LMFusion | None:
         """The language model fused into the CTC searches under ``decode``, or None (none stored, or weight 0)."""

@@ -128,4 +128,4 @@ def load_onnx_model(directory: str | Path, lm: str | Path | None = None, threads
     lm_file = lm if lm is not None else runtime.lm_path
     model_lm = lm_for_model(lm_file, runtime.tokenizer) if lm_file is not None else None
     return LoadedModel(OnnxSeq2Seq(runtime), runtime.tokenizer, cfg, manifest.get("meta", {}), model_lm,
-                       punctuation=runtime.punctuation_path)
+                       punctuation=runtime.punctuation_path, runtime="onnx")

@@ -34,10 +34,12 @@ BUNDLED_PUNCTUATION = "assets/punct_default.pt"    # inside the package, beside 
 BUNDLED_PUNCTUATION_ONNX = "assets/punct_default.onnx"   # its ONNX form (scripts/export_bundled_onnx.py)
 
 
-def bundled_punctuation_path() -> Path:
-    """The bundled punctuation model: the torch file where torch is importable, else its ONNX form (the one
-    every ONNX form of a bundled speech model shares); UserError when this install lacks it."""
-    name = BUNDLED_PUNCTUATION if torch_importable() else BUNDLED_PUNCTUATION_ONNX
+def bundled_punctuation_path(onnx: bool | None = None) -> Path:
+    """The bundled punctuation model: its ONNX form when ``onnx`` (what a speech model on the ONNX runtime
+    takes, so that torch stays unimported, and what the bundled model's ONNX form shares), the torch file when
+    not; ``None``: the ONNX form only where torch cannot be imported. UserError when this install lacks it."""
+    onnx = not torch_importable() if onnx is None else onnx
+    name = BUNDLED_PUNCTUATION_ONNX if onnx else BUNDLED_PUNCTUATION
     path = Path(str(resources.files("s2s_media").joinpath(name)))
     if not path.is_file():
         raise UserError(f"no bundled punctuation model: {path} is missing from this install; pass one "

@@ -12,7 +12,7 @@ its ``model.modalities`` say: ``transcribe(path_or_array, **opts)`` for ``audio`
 __version__ = "0.1.0"
 
 
-def load_model(path=None, device: str = "auto", task: str | None = None, runtime: str = "auto"):
+def load_model(path=None, device: str = "auto", task: str | None = None, runtime: str = "auto", threads: int = 0):
     """The model at ``path`` on ``device`` (``auto``, ``cpu`` or ``cuda``) as a :class:`~s2s_media.api.Model`.
 
     task: ``"asr"`` or ``"caption"``. Without ``path`` it picks the bundled default model
@@ -20,12 +20,12 @@ def load_model(path=None, device: str = "auto", task: str | None = None, runtime
     Asking a model for a modality it lacks (``caption`` on a speech-only model) raises
     :class:`~s2s_media.errors.UserError`.
     runtime: ``auto`` (an ONNX model directory from ``s2s-media export --format onnx`` runs on onnxruntime, a
-    checkpoint on torch), ``onnx`` or ``torch``.
+    checkpoint on torch), ``onnx`` or ``torch``; threads: onnxruntime's intra-op threads (0: every core).
     """
     # imported here, not at the top: importing any submodule (s2s_media.errors, ...) runs this file first,
     # and loading the API would pull every layer, and torch, into each of them
     from s2s_media.api import load
-    return load(path, device, task, runtime)
+    return load(path, device, task, runtime, threads)
 
 
 __all__ = ["__version__", "load_model"]

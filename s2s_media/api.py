@@ -129,7 +129,7 @@ def load(path: str | Path | None = None, device: str = "auto", task: str | None 
     """Load a checkpoint on ``device`` (auto/cpu/cuda) as a :class:`Model`.
 
     path: a checkpoint from train, average or export; None takes the bundled default of ``task``
-        (``asr`` when ``task`` is None too).
+        (``asr`` when ``task`` is None too; its ONNX form with ``runtime="onnx"`` or where torch is missing).
     task: ``asr`` or ``caption``: with a path, checks that the model can do it (UserError if not).
     Exported checkpoints (``s2s-media export``: fp16 storage, optional dynamic int8) are restored
     transparently; int8 applies on the CPU only.
@@ -139,7 +139,7 @@ def load(path: str | Path | None = None, device: str = "auto", task: str | None 
     """
     if task is not None and task not in TASKS:
         raise UserError(f"task {task!r}: unknown; choose from {', '.join(TASKS)}")
-    path = Path(path) if path is not None else bundled_model_path(task or "asr")
+    path = Path(path) if path is not None else bundled_model_path(task or "asr", runtime)
     model = Model(*load_on_device(path, device, runtime, threads))
     if task is not None:
         model.require(TASKS[task])

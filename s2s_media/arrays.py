@@ -28,6 +28,20 @@ def like(ref, array: np.ndarray):
     return sys.modules["torch"].from_numpy(np.ascontiguousarray(array)).to(ref.device)
 
 
+def take_rows(state, index: np.ndarray):
+    """Rows ``index (n,)`` along the first axis of every array in ``state`` (an array, or a nested list, tuple or
+    dict of them; numpy arrays or tensors, each indexed as its own kind); anything else is kept as is."""
+    if isinstance(state, np.ndarray):
+        return state[index]
+    if hasattr(state, "index_select"):          # a torch tensor
+        return state.index_select(0, like(state, np.asarray(index, np.int64)))
+    if isinstance(state, dict):
+        return {k: take_rows(v, index) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(take_rows(v, index) for v in state)
+    return state
+
+
 def lengths_to_mask(lengths: np.ndarray, max_len: int | None = None) -> np.ndarray:
     """``lengths (B,)`` -> ``(B, max_len)`` bool, True at valid positions."""
     lengths = np.asarray(lengths)

@@ -13,8 +13,11 @@ Every configuration runs in its own child process, so its peak memory is that pr
 ``ru_maxrss`` (``getrusage(RUSAGE_SELF)`` at its end; tracemalloc would miss torch's allocations)
 and one configuration cannot warm another's caches:
 
-- ``s2s-media, 1 thread``: ``torch.set_num_threads(1)``, audio loaded in the same thread;
-- ``s2s-media, N threads``: all cores for torch, one audio-loading thread;
+- ``s2s-media (torch), 1 thread``: ``torch.set_num_threads(1)``, audio loaded in the same thread;
+- ``s2s-media (torch), N threads``: all cores for torch, one audio-loading thread;
+- ``s2s-media (onnx), 1 and N threads``: the same model on ``--runtime onnx`` (the bundled model's ONNX form,
+  or ``--model``'s), onnxruntime's intra-op threads set so; this child never imports torch. Its WER must be
+  within ``TARGET_ONNX_WER_POINTS`` of the torch path's on the same files;
 - ``pocketsphinx, 1 thread``: its bundled US English model (the ``Decoder`` defaults), 16 kHz PCM16;
 - ``pocketsphinx, N processes``: it has no threads, so N decoders each take every N-th file.
 
@@ -41,19 +44,22 @@ DEFAULT_MANIFEST = ROOT / "recipes/synthetic_speech/data/test.jsonl"
 TARGET_RTF = 0.02        # ours, 1 thread, default decoding
 TARGET_SPEEDUP = 30.0    # ours vs pocketsphinx, same run, one thread (issue #12)
 TARGET_WER_RATIO = 0.5   # ours / pocketsphinx
+TARGET_ONNX_WER_POINTS = 0.2   # |WER on the ONNX runtime - WER on torch|, in points (issue #12)
+RUNTIMES = ("torch", "onnx")
 
 
 # --------------------------------------------------------------------------- children
 # A child reads the file list the parent wrote, prints {"hyps", "durations", "wall_s", ...} as JSON,
 # and imports only what its system needs: the pocketsphinx child never imports torch.
 def child_ours(args, paths: list[str]) -> dict:
-    import torch
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(args.threads)
+    if args.runtime == "torch":
+        import torch
+        torch.set_num_threads(args.threads)
+        torch.set_num_interop_threads(args.threads)
     from s2s_media import load_model
     from s2s_media.inference.inputs import Item
     items = [Item(p, Path(p).stem) for p in paths]
-    model = load_model(args.model, "cpu", task="asr")
+    model = load_model(args.model, "cpu", task="asr", runtime=args.runtime, threads=args.threads)
     tr = model.transcriber(decoding=args.decoding, workers=0 if args.threads == 1 else 1)
     list(tr.run(items[:1]))  # warm-up, untimed
     start = time.perf_counter()
@@ -64,6 +70,7 @@ def child_ours(args, paths: list[str]) -> dict:
         raise SystemExit(f"{len(failed)} files failed, e.g. {failed[0]}")
     return {"hyps": [r["text"] for r in recs], "durations": [r["duration"] for r in recs], "wall_s": wall,
             "decoding": tr.method, "beam": tr.dcfg.beam, "model": str(args.model or "bundled"),
+            "runtime": args.runtime,
             "lm": (f"{tr.lm.lm.order}-gram LM, weight {tr.lm.weight:g}, bonus {tr.lm.bonus:g}, "
                    f"rescoring the best {tr.dcfg.rescore_nbest}") if tr.lm is not None else "no LM"}
 
@@ -138,10 +145,11 @@ def load_set(manifest: str, limit: int, natural: bool = False) -> tuple[list[str
     return [r.audio for r in records], [r.text for r in records]
 
 
-def run_child(system: str, threads: int, args, files_json: str, refs: list[str]) -> dict:
+def run_child(system: str, threads: int, args, files_json: str, refs: list[str], runtime: str = "torch") -> dict:
     """Run one configuration in a fresh process; returns its scores, speed and peak RSS (MB)."""
     from s2s_media.metrics import cer, wer
-    cmd = [sys.executable, __file__, "--child", system, "--threads", str(threads), "--files", files_json]
+    cmd = [sys.executable, __file__, "--child", system, "--threads", str(threads), "--files", files_json,
+           "--runtime", runtime]
     if args.model:
         cmd += ["--model", str(args.model)]
     if args.decoding:
@@ -149,7 +157,7 @@ def run_child(system: str, threads: int, args, files_json: str, refs: list[str])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     proc = subprocess.run(cmd, capture_output=True, env=env, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"{system} ({threads} threads) failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{system} ({runtime}, {threads} threads) failed:\n{proc.stderr[-3000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     hyps, audio = res.pop("hyps"), sum(res.pop("durations"))
     return {"system": system, "threads": threads, "files": len(hyps), "audio_s": audio, "rtf": res["wall_s"] / audio,
@@ -194,6 +202,10 @@ def main() -> int:
     p.add_argument("--natural", action="store_true",
                    help="only the files spoken by natural-sounding (neural) voices, fair to pocketsphinx")
     p.add_argument("--threads", type=int, default=0, help="all-threads configuration's thread count (default: cores)")
+    p.add_argument("--runtimes", default="torch,onnx", type=lambda v: [r for r in v.split(",") if r],
+                   help="what runs our model, comma-separated from torch, onnx; the first one's rows are checked "
+                        "against the targets (default: %(default)s)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch", help=argparse.SUPPRESS)
     p.add_argument("--skip-pocketsphinx", action="store_true", help="measure only s2s-media")
     p.add_argument("--json", default="bench_transcribe.json", help="where to write the results")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown, for docs/benchmarks.md")
@@ -209,6 +221,9 @@ def main() -> int:
         print(json.dumps(res))
         return 0
 
+    unknown = [r for r in args.runtimes if r not in RUNTIMES]
+    if unknown or not args.runtimes:
+        raise SystemExit(f"--runtimes {','.join(args.runtimes)}: choose from {', '.join(RUNTIMES)}")
     if not args.skip_pocketsphinx:
         try:
             import pocketsphinx  # noqa: F401
@@ -225,27 +240,37 @@ def main() -> int:
     json.dump(paths, files)
     files.close()
     n = args.threads or os.cpu_count() or 1
-    configs = [("ours", 1), ("ours", n)]
+    configs = [("ours", runtime, t) for runtime in args.runtimes for t in (1, n)]
     if not args.skip_pocketsphinx:
-        configs += [("pocketsphinx", 1), ("pocketsphinx", n)]
+        configs += [("pocketsphinx", "", 1), ("pocketsphinx", "", n)]
     rows = []
     try:
-        for system, threads in dict.fromkeys(configs):
-            print(f"running {system} on {threads} thread(s)...", file=sys.stderr, flush=True)
-            rows.append(run_child(system, threads, args, files.name, refs))
+        for system, runtime, threads in dict.fromkeys(configs):
+            print(f"running {system} {runtime} on {threads} thread(s)...", file=sys.stderr, flush=True)
+            rows.append(run_child(system, threads, args, files.name, refs, runtime or "torch"))
     finally:
         os.unlink(files.name)
     for r in rows:
-        r["system"] = "s2s-media" if r["system"] == "ours" else "pocketsphinx"
+        r["system"] = f"s2s-media ({r['runtime']})" if r["system"] == "ours" else "pocketsphinx"
     print(table(rows, args.markdown))
 
-    ours = {r["threads"]: r for r in rows if r["system"] == "s2s-media"}
+    by_runtime = {rt: {r["threads"]: r for r in rows if r["system"] == f"s2s-media ({rt})"} for rt in args.runtimes}
+    ours = by_runtime[args.runtimes[0]]
     peer = {r["threads"]: r for r in rows if r["system"] == "pocketsphinx"}
     summary = {"machine": {**machine(), "load_average_at_start": load}, "manifest": str(args.manifest),
                "natural_voices_only": args.natural, "results": rows, "ratios": {}}
     one = ours[1]
-    checks = [f"RTF on 1 thread {one['rtf']:.4f} (target <= {TARGET_RTF}): "
+    checks = [f"RTF on 1 thread {one['rtf']:.4f} ({one['runtime']}; target <= {TARGET_RTF}): "
               f"{'met' if one['rtf'] <= TARGET_RTF else 'NOT met'}"]
+    if "onnx" in by_runtime and "torch" in by_runtime:
+        points = 100 * abs(by_runtime["onnx"][1]["wer"] - by_runtime["torch"][1]["wer"])
+        summary["ratios"]["onnx_wer_points"] = points
+        checks.append(f"WER on the ONNX runtime {100 * by_runtime['onnx'][1]['wer']:.2f}% vs torch "
+                      f"{100 * by_runtime['torch'][1]['wer']:.2f}%: {points:.2f} points apart (target <= "
+                      f"{TARGET_ONNX_WER_POINTS}): {'met' if points <= TARGET_ONNX_WER_POINTS else 'NOT met'}")
+        for t in sorted(peer):
+            checks.append(f"speed of the ONNX runtime vs pocketsphinx on {t} thread(s): "
+                          f"{peer[t]['rtf'] / by_runtime['onnx'][t]['rtf']:.1f}x")
     for t in sorted(peer):
         speed = peer[t]["rtf"] / ours[t]["rtf"]
         summary["ratios"][f"speedup_{t}_threads"] = speed

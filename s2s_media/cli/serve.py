@@ -166,7 +166,7 @@ def load_recognizer(model: Path | None, chunk_size: int | None, device: str = "a
         for field, flag in flags.items():
             message = message.replace(field, flag)
         raise UserError(message.replace("serve.", "--").replace("_", "-")) from None
-    path = model if model is not None else bundled_model_path("asr")
+    path = model if model is not None else bundled_model_path("asr", runtime)
     loaded, dev = load_on_device(path, device, runtime, threads)
     return StreamingRecognizer(loaded, config, device=dev)
 

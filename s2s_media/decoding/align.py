@@ -114,24 +114,3 @@ def align_prefix(log_probs: torch.Tensor, targets: list[int],
         states[t] = s
         s -= int(back[t, s])
     return _spans_from_states(states, lp_all, targets)
-
-
-def ctc_align(log_probs: torch.Tensor, tokens: list[int]) -> tuple[list[int], list[float]] | None:
-    """Force-align ``tokens`` to CTC log-posteriors ``(T, V)``; per token its peak frame and posterior.
-
-    Returns None when the tokens do not fit in ``T`` frames.
-    """
-    if not tokens:
-        return [], []
-    targets = torch.tensor([tokens], dtype=torch.int32)
-    try:
-        labels, scores = AF.forced_align(log_probs[None].float().cpu(), targets, blank=BLANK)
-    except (RuntimeError, ValueError):
-        return None
-    frames, probs = [], []
-    for span in AF.merge_tokens(labels[0], scores[0]):
-        seg = scores[0, span.start:span.end]
-        k = int(seg.argmax())
-        frames.append(span.start + k)
-        probs.append(float(seg[k].exp()))
-    return (frames, probs) if len(frames) == len(tokens) else None

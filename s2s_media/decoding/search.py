@@ -12,6 +12,7 @@ from typing import Callable
 
 from s2s_media.arrays import to_numpy
 from s2s_media.config import DecodeConfig
+from s2s_media.decoding.beam_search import beam_search
 from s2s_media.decoding.context import Context
 from s2s_media.decoding.ctc import ctc_greedy, ctc_prefix_beam_search_batch
 from s2s_media.decoding.native import native_nbest_batch
@@ -81,9 +82,6 @@ def search_attention(model, memory, mask, prefix, cfg, lm=None, *, context=None,
     if context is not None:
         raise UserError("--decoding attention: hotwords and phrase lists need a CTC search; use --decoding "
                         "rescoring or ctc_prefix_beam")
-    # the step-wise decoder is torch's (an ONNX export holds the teacher-forced one only, which the Searcher
-    # refuses for this method), so torch is imported here, not by the runtime that never runs this
-    from s2s_media.decoding.beam_search import beam_search
     hyps = beam_search(model.decoder, memory, mask, prefix, beam=cfg.beam, max_len=lambda t: t + 10,
                        length_penalty=cfg.length_penalty, nbest=None if nbest > 1 else 1)
     out = []

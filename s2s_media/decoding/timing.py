@@ -2,8 +2,8 @@
 
 CTC methods (``ctc_greedy``, ``ctc_prefix_beam``, ``rescoring``) give every token its peak frame on
 the best alignment and its posterior there. ``attention`` hypotheses have no frames; when the model
-has a CTC head, :func:`s2s_media.decoding.align.ctc_align` force-aligns the hypothesis to the CTC posteriors
-(``torchaudio.functional.forced_align``) and each token takes the peak of its aligned span.
+has a CTC head, :func:`ctc_align` force-aligns the hypothesis to the CTC posteriors (Viterbi, numpy, so the
+ONNX runtime has it too) and each token takes the peak of its aligned span.
 
 Encoder frame ``t`` of a segment starting at ``s`` seconds is at ``s + t * shift``, where ``shift`` is
 the encoder frame shift (:attr:`s2s_media.models.seq2seq.AudioEncoder.frame_shift`). A word starts at
@@ -21,9 +21,12 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
+from s2s_media.arrays import to_numpy
 from s2s_media.decoding.types import Decoded
 from s2s_media.errors import UserError
-from s2s_media.text.tokenizer import Tokenizer
+from s2s_media.text.tokenizer import BLANK, Tokenizer
 
 
 def word_spans(tokenizer: Tokenizer, tokens: list[int]) -> list[tuple[str, list[int]]]:
@@ -134,3 +137,48 @@ def hypothesis_confidences(scores: list[float]) -> list[float]:
     weights = [math.exp(s - top) if s > float("-inf") else 0.0 for s in scores]
     total = sum(weights)
     return [w / total for w in weights]
+
+
+def ctc_align(log_probs, tokens: list[int]) -> tuple[list[int], list[float]] | None:
+    """Force-align ``tokens`` to CTC log-posteriors ``(T, V)`` (numpy or a tensor): the best path through every
+    token (the usual trellis: a blank between and around them, a repeated token needs a blank between); per
+    token the frame of its run with the highest posterior, and that posterior. None when they do not fit in
+    ``T`` frames."""
+    if not tokens:
+        return [], []
+    lp_all = to_numpy(log_probs).astype(np.float32)
+    ext = np.full(2 * len(tokens) + 1, BLANK)
+    ext[1::2] = tokens
+    lp = lp_all[:, ext]                                          # (T, S)
+    n_frames, n_states = lp.shape
+    skip = np.zeros(n_states, bool)
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    delta = np.full(n_states, -np.inf, np.float32)
+    delta[:2] = lp[0, :2]
+    back = np.zeros((n_frames, n_states), np.int8)
+    cand = np.full((3, n_states), -np.inf, np.float32)
+    for t in range(1, n_frames):
+        cand[0] = delta
+        cand[1, 1:] = delta[:-1]
+        cand[2, 2:] = np.where(skip[2:], delta[:-2], -np.inf)
+        back[t] = cand.argmax(0)
+        delta = cand[back[t], np.arange(n_states)] + lp[t]
+    s = n_states - 1 if delta[-1] >= delta[-2] else n_states - 2
+    if not np.isfinite(delta[s]):
+        return None
+    states = np.zeros(n_frames, np.int64)
+    for t in range(n_frames - 1, -1, -1):
+        states[t] = s
+        s -= int(back[t, s])
+    frames, probs = [], []
+    t = 0
+    while t < n_frames:
+        u = t
+        while u < n_frames and states[u] == states[t]:
+            u += 1
+        if states[t] % 2:
+            k = t + int(lp[t:u, states[t]].argmax())
+            frames.append(k)
+            probs.append(float(np.exp(lp[k, states[t]])))
+        t = u
+    return (frames, probs) if len(frames) == len(tokens) else None

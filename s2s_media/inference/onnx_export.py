@@ -18,6 +18,7 @@ The directory (``s2s-media export --format onnx CKPT OUT_DIR``) holds:
   model writing normalised English, or the one given), its vocabulary in the graph's metadata
   (:class:`~s2s_media.inference.onnx_runtime.OnnxTagger`).
 - ``manifest.json``: format version, s2s-media version, opset, every file with its size and sha256, the
+  checkpoint it was made from (``source``: file name and sha256), the
   full config, tokenizer, CMVN stats, the encoder's geometry and the model's ``meta``.
 
 Weights: ``int8`` (the default) quantises every MatMul weight with ONNX Runtime's weight-only int8
@@ -236,9 +237,10 @@ def export_decoder(decoder: nn.Module, d_model: int, path: Path, opset: int = OP
              "memory_index": {0: "N"}, "logits": {0: "N", 1: "U"}}, opset)
 
 
-def export_punctuation(punctuator: Punctuator, path: Path, opset: int = OPSET) -> None:
+def export_punctuation(punctuator: Punctuator, path: Path, opset: int = OPSET, source: dict | None = None) -> None:
     """Write a torch punctuation model as ``punctuation.onnx`` (float32), its vocabulary, forms and meta in the
-    graph's metadata (what :class:`~s2s_media.inference.onnx_runtime.OnnxTagger` reads)."""
+    graph's metadata (what :class:`~s2s_media.inference.onnx_runtime.OnnxTagger` reads); ``source``
+    (:func:`source_entry` of the file it came from) too, when given."""
     import onnx     # noqa: PLC0415 - the train extra's; only export needs it
 
     ids = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
@@ -246,7 +248,8 @@ def export_punctuation(punctuator: Punctuator, path: Path, opset: int = OPSET) -
             {"ids": {0: "B", 1: "T"}, "suffixes": {0: "B", 1: "T"}, "marks": {0: "B", 1: "T"},
              "cases": {0: "B", 1: "T"}}, opset)
     model = onnx.load(str(path))
-    info = {"vocab": punctuator.vocab.to_dict(), "forms": punctuator.forms, "meta": punctuator.meta}
+    info = {"vocab": punctuator.vocab.to_dict(), "forms": punctuator.forms, "meta": punctuator.meta,
+            **({"source": source} if source is not None else {})}
     onnx.helper.set_model_props(model, {"s2s_media": json.dumps(info)})
     onnx.save(model, str(path))
 
@@ -268,6 +271,11 @@ def quantize_int8(path: Path) -> None:
     onnx.save(quantizer.model.model, str(path))
 
 
+def source_entry(path: str | Path) -> dict:
+    """``{"file", "sha256"}`` of the file an export was made from: what tells an export made from it."""
+    return {"file": Path(path).name, "sha256": file_digest(Path(path))}
+
+
 def file_entry(path: Path) -> dict:
     """``{"path", "bytes", "sha256"}`` of one file of the directory."""
     return {"path": path.name, "bytes": path.stat().st_size, "sha256": file_digest(path)}
@@ -279,10 +287,10 @@ def json_tokenizer(d: dict) -> dict:
 
 
 def export_onnx(loaded: LoadedModel, out_dir: str | Path, weights: str = "int8", opset: int = OPSET,
-                punctuation: Punctuator | None = None) -> dict:
+                punctuation: Punctuator | None = None, source: dict | None = None) -> dict:
     """Write ``loaded`` (a float model, e.g. :func:`load_model_file` with ``quantize=False``) and ``punctuation``
-    (None: none shipped) as an ONNX directory; returns the manifest. The directory is written in a temporary
-    folder and moved in place."""
+    (None: none shipped) as an ONNX directory; returns the manifest, which records ``source`` (the checkpoint's
+    :func:`source_entry`) when given. The directory is written in a temporary folder and moved in place."""
     if weights not in ONNX_WEIGHTS:
         raise UserError(f"--weights {weights}: the ONNX export stores {' or '.join(ONNX_WEIGHTS)}")
     model, out_dir = loaded.model, Path(out_dir)
@@ -330,6 +338,7 @@ def export_onnx(loaded: LoadedModel, out_dir: str | Path, weights: str = "int8",
                         "levels": levels, "stride": body.subsampling.stride,
                         "right_context": body.subsampling.right_context, "inputs": inputs, "outputs": outputs},
             "meta": loaded.meta,
+            **({"source": source} if source is not None else {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         if out_dir.exists():
@@ -352,7 +361,7 @@ def export_onnx_checkpoint(src: str | Path, out_dir: str | Path, weights: str = 
     punctuator = None
     if punctuation and (punctuation_model is not None or writes_normalised_english(loaded.tokenizer)):
         punctuator = Punctuator.load(punctuation_model)
-    manifest = export_onnx(loaded, out_dir, weights, opset, punctuator)
+    manifest = export_onnx(loaded, out_dir, weights, opset, punctuator, source_entry(src))
     total = sum(f["bytes"] for f in manifest["files"].values())
     return {"src": str(src), "dst": str(out_dir), "src_bytes": Path(src).stat().st_size, "dst_bytes": total,
             "weights": weights, "lm": "lm" in manifest["files"], "punctuation": "punctuation" in manifest["files"]}

@@ -8,8 +8,10 @@
 :class:`~s2s_media.inference.onnx_runtime.OnnxSpeechModel`, numpy in and out. The searches are the same code as
 with torch weights.
 
-The attention decoder runs teacher-forced only (rescoring); ``--decoding attention`` needs step-wise
-decoding, which the ONNX directory does not hold: a clear error.
+The attention decoder is the teacher-forced graph; its step-wise form (``--decoding attention``,
+:func:`~s2s_media.decoding.beam_search.beam_search`) feeds it each hypothesis' tokens so far and keeps the
+last position's log-probabilities: no cache, so a step costs the whole prefix (quadratic in the output length,
+fine for sentences; long files run in ``decode.batch_seconds`` pieces anyway).
 """
 from __future__ import annotations
 
@@ -18,16 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from s2s_media.arrays import lengths_to_mask, to_numpy
+from s2s_media.arrays import lengths_to_mask, log_softmax, to_numpy
 from s2s_media.config import config_from_dict
 from s2s_media.errors import UserError
 from s2s_media.inference.loaded import LoadedModel
 from s2s_media.inference.onnx_runtime import ChunkCache, OnnxSpeechModel
 from s2s_media.lm.files import lm_for_model
-
-
-NOT_INCREMENTAL = ("--decoding attention: the ONNX runtime runs the attention decoder for rescoring only; use "
-                   "--decoding rescoring (or ctc_prefix_beam, ctc_greedy), or --runtime torch")
 
 
 class OnnxAudioEncoder:
@@ -69,10 +67,10 @@ class OnnxCTC:
 
 
 class OnnxDecoder:
-    """The teacher-forced attention decoder (:meth:`~s2s_media.models.decoder.Decoder.forward`) through
-    ``decoder.onnx``: what attention rescoring calls."""
+    """The attention decoder through ``decoder.onnx``: teacher-forced (:meth:`~s2s_media.models.decoder.Decoder.forward`,
+    what attention rescoring calls) and step by step (``init_state``/``step``, what the attention beam search
+    calls). The state of a step is the tokens fed so far, ``(N, U)`` int64."""
 
-    incremental = False
 
     def __init__(self, runtime: OnnxSpeechModel):
         self.runtime = runtime
@@ -83,8 +81,16 @@ class OnnxDecoder:
             raise UserError("the ONNX runtime's decoder gives no attention weights; use --runtime torch")
         return self.runtime.decoder_logits(tokens, memory, memory_mask, memory_index)
 
-    def init_state(self, memory, memory_mask):
-        raise UserError(NOT_INCREMENTAL)
+    def init_state(self, memory: np.ndarray, memory_mask: np.ndarray) -> np.ndarray:
+        """No tokens yet for each of ``memory``'s ``N`` rows: ``(N, 0)``."""
+        return np.zeros((memory.shape[0], 0), np.int64)
+
+    def step(self, tokens: np.ndarray, state: np.ndarray, memory: np.ndarray, memory_mask: np.ndarray):
+        """Feed ``tokens (N,)`` after ``state (N, U)``: ``(log_probs (N, V), state (N, U + 1), None)`` (no
+        attention weights), row ``i`` over memory row ``i`` of ``memory (N, T, d)``, ``memory_mask (N, T)``."""
+        state = np.concatenate([state, np.asarray(tokens, np.int64)[:, None]], axis=1)
+        logits = self.runtime.decoder_logits(state, memory, memory_mask)[:, -1]
+        return log_softmax(logits.astype(np.float32)), state, None
 
 
 class OnnxSeq2Seq:
@@ -128,4 +134,4 @@ def load_onnx_model(directory: str | Path, lm: str | Path | None = None, threads
     lm_file = lm if lm is not None else runtime.lm_path
     model_lm = lm_for_model(lm_file, runtime.tokenizer) if lm_file is not None else None
     return LoadedModel(OnnxSeq2Seq(runtime), runtime.tokenizer, cfg, manifest.get("meta", {}), model_lm,
-                       punctuation=runtime.punctuation_path)
+                       punctuation=runtime.punctuation_path, runtime="onnx")

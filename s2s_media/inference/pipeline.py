@@ -14,19 +14,20 @@ the attention decoder at an endpoint. Captions: :meth:`Searcher.caption`.
 
 Inputs may be numpy arrays (the transcriber and the streaming recogniser pass numpy; the model turns them into
 its own kind, :meth:`~s2s_media.models.seq2seq.Seq2SeqModel.as_input`) or tensors on the model's device
-(evaluation). The attention beam search and the forced alignment of its hypotheses are torch code, imported
-when a search needs them: the ONNX runtime has neither, and its install has no torch.
+(evaluation). The attention beam search runs either model's decoder (its bookkeeping is numpy).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from s2s_media.config import DecodeConfig
+from s2s_media.decoding.beam_search import beam_search
 from s2s_media.decoding.context import Context
 from s2s_media.decoding.ctc import CTCPrefixBeamSearch
 from s2s_media.decoding.native import NativeCTCSearch
 from s2s_media.decoding.rescoring import RescoredHyp, attention_rescoring_ranked
 from s2s_media.decoding.search import CTC_METHODS, SEARCHES, ctc_search_for
+from s2s_media.decoding.timing import ctc_align
 from s2s_media.decoding.types import CTCHyp, Decoded
 from s2s_media.errors import UserError
 from s2s_media.inference.loaded import LoadedModel
@@ -67,9 +68,6 @@ class Searcher:
             if needs_ctc and self.model.ctc is None:
                 raise UserError(f"--decoding {needs_ctc[0]}: this model has no CTC head (ctc_weight 0); "
                                 "use --decoding attention")
-        if "attention" in self.methods and not self.model.decoder.incremental:
-            raise UserError("--decoding attention: this model's decoder runs teacher-forced only (an ONNX export: "
-                            "rescoring only); use --decoding rescoring, ctc_prefix_beam or ctc_greedy, or --runtime torch")
         if decode.beam < 1:
             raise UserError(f"--beam {decode.beam}: must be at least 1")
         if context is not None:
@@ -128,7 +126,6 @@ class Searcher:
         alignment to the CTC posteriors, when the model has a CTC head (see :mod:`s2s_media.decoding.timing`)."""
         if self.model.ctc is None or all(not h.tokens or len(h.frames) == len(h.tokens) for h in hyps):
             return
-        from s2s_media.decoding.align import ctc_align   # torchaudio's; only attention hypotheses get here
         log_probs = None
         for j, h in enumerate(hyps):
             if h.tokens and len(h.frames) != len(h.tokens):
@@ -162,7 +159,6 @@ class Searcher:
     def caption(self, memory, mask, attention: bool = False) -> list:
         """Attention beam search of at most ``decode.caption_max_len`` tokens; per image its best
         :class:`~s2s_media.decoding.beam_search.Hypothesis` (with its cross-attention when ``attention``)."""
-        from s2s_media.decoding.beam_search import beam_search     # torch's step-wise decoder
         d = self.decode
         return beam_search(self.model.decoder, memory, mask, self.prefix, beam=d.beam, max_len=d.caption_max_len,
                            length_penalty=d.length_penalty, return_attention=attention, nbest=1)

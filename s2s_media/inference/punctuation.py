@@ -1,7 +1,8 @@
 """Restoring punctuation and casing on final transcripts: :class:`Punctuator`.
 
 ``Punctuator.load(path)`` reads a punctuation model file (``s2s-media punctuation train``;
-``None`` takes the bundled ``s2s_media/assets/punct_default.pt``), and ``restore(words)`` maps each
+``None`` takes the bundled ``s2s_media/assets/punct_default.pt``, or its ONNX form ``punct_default.onnx``
+without torch), and ``restore(words)`` maps each
 normalised word to exactly one written word (``["is", "it", "you"] -> ["Is", "it", "you?"]``), so
 whatever is attached to a word (times, confidence) stays with it. Only ASCII case changes and one
 mark is added: :func:`s2s_media.text.punctuation.strip_word` gives every input word back.
@@ -24,16 +25,22 @@ import numpy as np
 from s2s_media.errors import UserError
 from s2s_media.extras import is_train_module, needs_train
 from s2s_media.inference.events import Final
+from s2s_media.inference.loaded import torch_importable
 from s2s_media.inference.onnx_runtime import OnnxTagger
 from s2s_media.text.punctuation import NORMALISED_WORD, LabelScores, WordVocab, apply_labels, labels_from_text
 from s2s_media.text.tokenizer import Tokenizer
 
 BUNDLED_PUNCTUATION = "assets/punct_default.pt"    # inside the package, beside asr_default.pt
+BUNDLED_PUNCTUATION_ONNX = "assets/punct_default.onnx"   # its ONNX form (scripts/export_bundled_onnx.py)
 
 
-def bundled_punctuation_path() -> Path:
-    """The bundled punctuation model; UserError when this install lacks it."""
-    path = Path(str(resources.files("s2s_media").joinpath(BUNDLED_PUNCTUATION)))
+def bundled_punctuation_path(onnx: bool | None = None) -> Path:
+    """The bundled punctuation model: its ONNX form when ``onnx`` (what a speech model on the ONNX runtime
+    takes, so that torch stays unimported, and what the bundled model's ONNX form shares), the torch file when
+    not; ``None``: the ONNX form only where torch cannot be imported. UserError when this install lacks it."""
+    onnx = not torch_importable() if onnx is None else onnx
+    name = BUNDLED_PUNCTUATION_ONNX if onnx else BUNDLED_PUNCTUATION
+    path = Path(str(resources.files("s2s_media").joinpath(name)))
     if not path.is_file():
         raise UserError(f"no bundled punctuation model: {path} is missing from this install; pass one "
                         "(--punctuation-model FILE) or turn punctuation off (--no-punctuation)")

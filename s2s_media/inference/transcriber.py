@@ -55,7 +55,7 @@ from s2s_media.frontend.vad import Segment, VadConfig, make_vad, segment
 from s2s_media.inference.loaded import LoadedModel
 from s2s_media.inference.inputs import Item
 from s2s_media.inference.pipeline import Searcher
-from s2s_media.inference.punctuation import Punctuator, writes_normalised_english
+from s2s_media.inference.punctuation import Punctuator, bundled_punctuation_path, writes_normalised_english
 from s2s_media.parallel import ordered_map
 
 MIN_DECODE_S = 0.1                        # shorter segments give no encoder frames: empty text
@@ -83,14 +83,16 @@ class TranscribeOptions:
 def punctuator_for(options: TranscribeOptions, loaded: LoadedModel) -> Punctuator | None:
     """The punctuation model ``options`` ask for: their file, else the one shipped with the speech model (an
     ONNX directory's), else the bundled one when the speech model writes normalised English (lower-case
-    ``a-z'``); None when off or for other vocabularies."""
+    ``a-z'``: its ONNX form for a model on the ONNX runtime); None when off or for other vocabularies."""
     if not options.punctuation:
         return None
     if options.punctuation_model is not None:
         return Punctuator.load_cached(options.punctuation_model)
     if loaded.punctuation is not None:
         return Punctuator.load_cached(loaded.punctuation)
-    return Punctuator.load_cached(None) if writes_normalised_english(loaded.tokenizer) else None
+    if not writes_normalised_english(loaded.tokenizer):
+        return None
+    return Punctuator.load_cached(bundled_punctuation_path(onnx=loaded.runtime == "onnx"))
 
 
 def punctuate(punctuator: Punctuator, words: list[dict], segments: list[dict]) -> None:

@@ -37,7 +37,6 @@ class Decoder(nn.Module, abc.ABC):
 
     vocab_size: int
     d_model: int
-    incremental = True      # implements init_state/step (an ONNX export's decoder runs teacher-forced only)
 
     @abc.abstractmethod
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,

@@ -132,6 +132,51 @@ def test_decoder_scores_equal_torch(exported):
     assert np.isfinite(want).all() and np.abs(got - want).max() <= DEC_TOL
 
 
+def test_attention_beam_search_equals_torch(exported):
+    """The attention beam search on onnxruntime (the teacher-forced graph fed step by step) finds the torch
+    decoder's hypotheses, n-best included, with scores within DEC_TOL, and the same CTC-aligned frames."""
+    from s2s_media.config import DecodeConfig
+    from s2s_media.inference.pipeline import Searcher
+    loaded, out = exported
+    onnx = load_onnx_model(out)
+    feats, lengths = log_mels([400, 90, 300])
+    decode = DecodeConfig(method="attention", beam=4)
+    results = []
+    for model in (loaded, onnx):
+        searcher = Searcher(model, decode, nbest=3)
+        with model.model.inference_mode() if model is onnx else torch.no_grad():
+            memory, mask = searcher.encode(feats.numpy(), lengths.numpy())
+            hyps = searcher.search(memory, mask)
+            searcher.add_frames(memory, mask, hyps)
+        results.append(hyps)
+    for want, got in zip(*results):
+        assert want.tokens and got.tokens == want.tokens and abs(got.score - want.score) <= DEC_TOL
+        assert [a.tokens for a in got.alternatives] == [a.tokens for a in want.alternatives]
+        assert len(want.alternatives) == 3
+        assert got.frames == want.frames and np.allclose(got.probs, want.probs, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["ctc_greedy", "ctc_prefix_beam", "rescoring", "attention"])
+def test_every_decoding_method_transcribes_on_onnx_as_on_torch(onnx_cli_dir, tiny_asr_ckpt, tiny_corpus, method):
+    """Each method, with the n-best alternatives and (in the CTC prefix searches) hotwords, gives the torch
+    path's transcript, words and alternatives on the ONNX runtime."""
+    wav = tiny_corpus / "wav/u01.wav"
+    torch_model = s2s_media.load_model(tiny_asr_ckpt, device="cpu")
+    onnx_model = s2s_media.load_model(onnx_cli_dir)
+    options = [{}, {"alternatives": 3}]
+    if method in ("ctc_prefix_beam", "rescoring"):
+        text = torch_model.transcribe(wav, decoding=method, punctuation=False)["text"]
+        options.append({"hotwords": (f"{text.split()[0]}:3.0",)} if text else {"hotwords": ("the:3.0",)})
+    for opts in options:
+        want = torch_model.transcribe(wav, decoding=method, punctuation=False, **opts)
+        got = onnx_model.transcribe(wav, decoding=method, punctuation=False, **opts)
+        assert got["text"] == want["text"], (opts, got["text"], want["text"])
+        assert [w["word"] for w in got["words"]] == [w["word"] for w in want["words"]]
+        assert [w["start"] for w in got["words"]] == [w["start"] for w in want["words"]]
+        if "alternatives" in opts:
+            assert [a["text"] for a in got["alternatives"]] == [a["text"] for a in want["alternatives"]]
+
+
 def test_streaming_through_onnx_equals_offline_with_the_chunk_mask(exported, tmp_path):
     """The streaming recogniser on the ONNX model: the same text as offline decoding of the same audio with
     the chunk mask (ONNX), and as the torch model's streaming."""
@@ -225,8 +270,6 @@ def test_cli_export_then_transcribe_and_api_pick_onnx(onnx_cli_dir, tiny_asr_ckp
     out = tmp_path / "out.jsonl"
     assert main(["transcribe", str(wav), "--model", str(onnx_cli_dir), "--runtime", "onnx", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["text"] == torch_rec["text"]
-    with pytest.raises(UserError, match="rescoring only"):
-        model.transcriber(decoding="attention")
     with pytest.raises(UserError, match="--runtime torch needs a checkpoint file"):
         s2s_media.load_model(onnx_cli_dir, runtime="torch")
 

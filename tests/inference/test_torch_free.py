@@ -148,3 +148,18 @@ def test_a_checkpoint_needs_the_train_extra(torch_free, tiny_asr_ckpt, tiny_corp
     proc = torch_free.run("transcribe", str(tiny_corpus / "wav/u00.wav"), "--model", str(tiny_asr_ckpt))
     err = proc.stderr.strip()
     assert proc.returncode == 2 and "\n" not in err and str(tiny_asr_ckpt) in err and "train" in err, err
+
+
+def test_transcribe_without_a_model_takes_the_bundled_onnx_form(torch_free, tiny_corpus, tmp_path):
+    """No --model in a runtime install: assets/asr_default.onnx/ with the shared punct_default.onnx; the only
+    torch look-up is the loader's probe (importlib.util.find_spec), which imports nothing."""
+    wav = tiny_corpus / "wav/u00.wav"
+    out = tmp_path / "out.jsonl"
+    before = len(torch_free.blocked())
+    proc = torch_free.run("transcribe", str(wav), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert torch_free.blocked()[before:] == ["torch"]
+    record = json.loads(out.read_text())
+    # the bundled ONNX form decoded here, where torch is importable: the same record
+    want = s2s_media.load_model(runtime="onnx").transcribe(wav)
+    assert record["text"] == want["text"] and record["words"] == want["words"] and record["text"][0].isupper()

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 import s2s_media
-from s2s_media.decoding.align import ctc_align
+from s2s_media.decoding.timing import ctc_align
 from s2s_media.decoding.timing import tokens_to_words
 from s2s_media.inference import checkpoint
 from s2s_media.inference.inputs import discover, has_ffmpeg, readable_extensions

@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
                    help="words ending this close to a window's end wait for the next window (default 2)")
     p.add_argument("--min-confidence", type=float,
                    help="words whose confidence (geometric mean of their tokens' posteriors) is under this are "
-                        "marked unaligned (default 0.01)")
+                        "marked unaligned (default 0.02)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(run=run)
 

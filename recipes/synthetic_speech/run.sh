@@ -28,7 +28,7 @@ decoding=all
 lm_order=6          # character n-gram language model
 beam=12             # decoding defaults stored in the export (stage 5): the LM weight and bonus are tuned on
 lm_weight=0.9       # dev with ../../scripts/tune_lm.py, never on test (RESULTS.md)
-lm_bonus=1.0
+lm_bonus=2.0
 extra=""            # extra arguments for 's2s-media train', e.g. "--set train.max_minutes=10"
 source ../common.sh "$@"
 

@@ -215,7 +215,7 @@ def test_synthetic_speech_commands(recorder, tmp_path):
     # the bundled form: int8 with the LM and the decoding defaults tuned on dev
     assert export[:5] == ["s2s-media", "export", f"{exp}/avg_best_3.pt", f"{exp}/asr_default.pt", "--weights"]
     assert export[export.index("--lm") + 1] == f"{exp}/lm.pt"
-    assert {"decode.beam=12", "decode.lm_weight=0.7", "decode.lm_bonus=1.0"} <= set(export)
+    assert {"decode.beam=12", "decode.lm_weight=0.7", "decode.lm_bonus=2.0"} <= set(export)
 
 
 def test_synthetic_speech_earlier_recipe_without_cache_or_ddp(recorder, tmp_path):

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures_make import TINY_MODEL, make_commonvoice  # noqa: E402
 
 from s2s_media.cli.main import main  # noqa: E402
-from s2s_media.checkpoint_io import load_checkpoint  # noqa: E402
+from s2s_media.checkpoint_io import load_checkpoint, save_checkpoint  # noqa: E402
 from s2s_media.config import load_config  # noqa: E402
 from s2s_media.data.manifest import read_manifest  # noqa: E402
 from s2s_media.data.preparers import prepare_commonvoice  # noqa: E402
@@ -140,7 +140,9 @@ def test_a_model_refuses_a_manifest_in_another_language(corpora, zh_model, tmp_p
     assert code == 2 and "marked language 'ru' but the model is for 'de'" in capsys.readouterr().err
 
 
-def test_old_checkpoints_without_a_language_load_as_english():
-    path = bundled_model_path("asr")
-    assert "language" not in load_checkpoint(path)["config"]["tokenizer"]
-    assert load_model_file(path).config.tokenizer.language == "en"
+def test_old_checkpoints_without_a_language_load_as_english(tmp_path):
+    """Checkpoints written before ``tokenizer.language`` existed (the bundled model of sessions 1-7) are English."""
+    ckpt = load_checkpoint(bundled_model_path("asr"))
+    assert ckpt["config"]["tokenizer"].pop("language") == "en"
+    old = save_checkpoint(ckpt, tmp_path / "old.pt")
+    assert load_model_file(old).config.tokenizer.language == "en"

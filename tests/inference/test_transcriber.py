@@ -295,11 +295,13 @@ def test_load_model_without_the_bundled_file_says_what_to_do(monkeypatch):
     assert "--model" in str(e.value) and "not_installed.pt" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_bundled_int8_model_gives_each_file_the_same_text_alone_and_in_any_batch(tiny_corpus, one_thread):
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_bundled_int8_model_gives_each_file_the_same_text_alone_and_in_any_batch(tiny_corpus, one_thread, runtime):
     """Dynamic int8 quantisation takes one activation scale per batch (issue #15: "as cart ran" alone,
-    "as care ran" batched); the bundled model is decoded one row at a time, so neighbours never matter."""
-    bundled = s2s_media.load_model(device="cpu")
-    assert bundled.loaded.batch_dependent            # the case this guards: dynamic int8 on the CPU
+    "as care ran" batched), and ONNX's int8 MatMulNBits quantise activations at run time too; the bundled
+    model is decoded one row at a time on either runtime, so neighbours never matter."""
+    bundled = s2s_media.load_model(device="cpu", runtime=runtime)
+    assert bundled.loaded.runtime == runtime and bundled.loaded.batch_dependent    # int8 on the CPU
     files = [tiny_corpus / f"wav/u{i:02d}.wav" for i in range(12)]
     texts = lambda recs: {r["path"]: r["text"] for r in recs}    # noqa: E731
     alone = {str(f): next(iter(bundled.transcribe_files([f], punctuation=False, workers=0)))["text"] for f in files}
